@@ -1,0 +1,54 @@
+# Two commands do all the set-up on a fresh machine: `make up` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test system-deps install migrate status bench-api bench-realtime schemathesis lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the platform on http://127.0.0.1:8000 (embedded PostgreSQL/Redis unless URLs are set).
+up: $(STAMP)
+	$(BIN)/verseflow up
+
+## Install and run the test suite against real PostgreSQL, Redis and Ray.
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Debian's ffmpeg: the tests check the streaming ladder with its ffprobe (node/npm come with the machine).
+system-deps:
+	@command -v ffprobe >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
+	  $$APT install -y --no-install-recommends ffmpeg >/dev/null 2>&1 || \
+	  { $$APT update >/dev/null && $$APT install -y --no-install-recommends ffmpeg >/dev/null; }; }
+
+migrate: $(STAMP)
+	$(BIN)/verseflow migrate
+
+status: $(STAMP)
+	$(BIN)/verseflow status
+
+## Serve vs bare FastAPI+uvicorn on the same database (see README).
+bench-api: $(STAMP)
+	$(BIN)/python bench/api.py
+
+## WebSocket rooms through the edge and Serve against a single-process websockets ceiling (see bench/README.md).
+bench-realtime: $(STAMP)
+	$(BIN)/python bench/realtime.py
+
+## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
+schemathesis: $(STAMP)
+	PYTHONPATH=. SCHEMATHESIS_HOOKS=tests.schemathesis_hooks $(BIN)/schemathesis run http://127.0.0.1:8000/openapi.json --checks not_a_server_error --max-examples 50
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) *.egg-info

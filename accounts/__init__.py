@@ -1,0 +1,1 @@
+"""Accounts: users, roles, profiles, credentials and the registration saga. Plain Python + asyncpg."""

@@ -1,0 +1,109 @@
+"""The event worker: a Ray actor that runs the outbox relay and the event consumer groups.
+
+It owns one asyncpg pool and one Redis client and runs the loops from ``verseflow.events`` with the
+handlers the domain packages provide; ``consumer_groups`` is the one place that says which groups
+exist and what they handle. It is a named, detached actor restarted by Ray whenever its process
+dies (``max_restarts=-1``); the loops start from ``__init__`` (an async actor's constructor runs on
+its event loop), so a restarted worker resumes on its own. A second worker anywhere in the cluster
+would be safe too: relays skip each other's rows and consumers share their groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import ray
+from ray.actor import ActorHandle
+from redis.asyncio import Redis
+
+from accounts import registration, sessions
+from verseflow import logs
+from verseflow.db import create_pool
+from verseflow.events.consumer import Consumer
+from verseflow.events.loops import TRANSIENT_ERRORS, wait_any
+from verseflow.events.relay import OutboxRelay
+from verseflow.redis_client import create_redis
+from verseflow.settings import Settings
+
+ACTOR_NAME = "verseflow-event-worker"
+NAMESPACE = "verseflow"
+
+log = logs.get_logger("actors.event_worker")
+
+
+def consumer_groups(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> list[Consumer]:
+    """Every consumer group and its handlers. A group's name is its idempotency key: never rename one."""
+    return [
+        Consumer(pool, redis, settings, group="accounts.registration", handlers=registration.handlers(pool)),
+        Consumer(pool, redis, settings, group="accounts.sessions", handlers=sessions.handlers(redis, settings)),
+    ]
+
+
+@ray.remote(max_restarts=-1, num_cpus=0)
+class EventWorker:
+    def __init__(self, settings: Settings) -> None:
+        logs.configure()
+        self._settings = settings
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._loops = asyncio.get_running_loop().create_task(self._run())
+
+    async def ready(self) -> None:
+        """Return once the relay and the consumers are running (or raise why they cannot)."""
+        ready = asyncio.ensure_future(self._ready.wait())
+        try:
+            await asyncio.wait([ready, self._loops], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self._loops.done():
+            self._loops.result()  # raises what ended the loops
+
+    async def stop(self) -> None:
+        """Finish the current passes and close the connections."""
+        self._stop.set()
+        await self._loops
+
+    async def _run(self) -> None:
+        pool = await self._connect()
+        if pool is None:
+            return
+        redis = create_redis(self._settings)
+        try:
+            loops = [OutboxRelay(pool, redis, self._settings).run(self._stop)]
+            loops += [consumer.run(self._stop) for consumer in consumer_groups(pool, redis, self._settings)]
+            self._ready.set()
+            await asyncio.gather(*loops)
+        except Exception:
+            log.exception("event worker loops ended on an unexpected error")
+            raise
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    async def _connect(self) -> asyncpg.Pool | None:
+        """The pool, once PostgreSQL answers (it may start after the worker); None if stopped first."""
+        while not self._stop.is_set():
+            try:
+                return await create_pool(self._settings)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("event worker cannot reach PostgreSQL yet: %r", exc)
+                await wait_any(self._stop, seconds=self._settings.relay_poll_interval_s)
+        return None
+
+
+def start_event_worker(settings: Settings, timeout_s: float = 60.0) -> ActorHandle:
+    """Start the worker (or find the running one) and wait until its loops run."""
+    handle = EventWorker.options(
+        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(settings)
+    ray.get(handle.ready.remote(), timeout=timeout_s)
+    return handle
+
+
+def stop_event_worker(handle: ActorHandle, timeout_s: float = 30.0) -> None:
+    """Stop the loops cleanly, then end the actor for good (no restart)."""
+    try:
+        ray.get(handle.stop.remote(), timeout=timeout_s)
+    finally:
+        ray.kill(handle)

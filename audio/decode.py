@@ -1,0 +1,152 @@
+"""Decoding uploads with PyAV: content is judged by decoding, never by file name or MIME type.
+
+An upload is accepted as audio only when FFmpeg finds an audio stream and decodes real samples from
+it. The whole pipeline then works on one decoded copy (:class:`DecodedAudio`), so every stage
+(loudness, tempo, key, fingerprint, waveform) sees the same samples and the file is decoded once.
+Each way an upload can be unusable has its own reason, because the artist is shown it: not audio,
+corrupt, empty, too long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from verseflow.errors import DomainError
+
+
+class AudioRejected(DomainError):
+    """The upload cannot be used as audio; ``reason`` is a stable code, the detail says why."""
+
+    status, title = 422, "Unusable audio"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail, reason=reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the container says, before decoding."""
+
+    container: str
+    codec: str
+    rate: int
+    channels: int
+    duration_s: float | None
+    bit_rate: int | None
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """PCM as float32 in [-1, 1], shaped (channels, samples), at ``rate``."""
+
+    samples: np.ndarray
+    rate: int
+    info: AudioInfo
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / self.rate
+
+    def mono(self) -> np.ndarray:
+        return self.samples.mean(axis=0, dtype=np.float32)
+
+
+_SLACK_S = 0.1  # encoder priming and padding: a 600 s file may decode to 600.05 s
+
+
+def probe(path: Path) -> AudioInfo:
+    """Open the file and describe its first audio stream; raises :class:`AudioRejected`."""
+    with _open(path) as container:
+        return _info(container, _audio_stream(container))
+
+
+def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_channels: int = 8) -> DecodedAudio:
+    """Decode the first audio stream to float32 planar PCM, resampled to ``rate`` if given.
+
+    Stops as soon as the decoded audio exceeds ``max_duration_s`` (a container may lie about its
+    duration, so the limit is enforced on samples, not on metadata).
+    """
+    with _open(path) as container:
+        stream = _audio_stream(container)
+        info = _info(container, stream)
+        if info.duration_s is not None and info.duration_s > max_duration_s + _SLACK_S:
+            raise AudioRejected("too_long",
+                                f"audio is {info.duration_s:.0f} s long; the limit is {max_duration_s:.0f} s")
+        channels = min(max(info.channels, 1), max_channels)
+        out_rate = rate or info.rate
+        layout = "mono" if channels == 1 else "stereo" if channels == 2 else av.AudioLayout(channels).name
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
+        chunks: list[np.ndarray] = []
+        total = 0
+        limit = int((max_duration_s + _SLACK_S) * out_rate)
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # the resampler keeps its own clock; broken timestamps must not stop it
+                for converted in resampler.resample(frame):
+                    chunk = converted.to_ndarray()
+                    chunks.append(chunk)
+                    total += chunk.shape[1]
+                if total > limit:
+                    raise AudioRejected("too_long", f"audio is longer than the limit of {max_duration_s:.0f} s")
+            for converted in resampler.resample(None):
+                chunks.append(converted.to_ndarray())
+        except (av.error.InvalidDataError, av.error.EOFError) as exc:
+            if not chunks:
+                raise AudioRejected("corrupt", f"the audio data cannot be decoded: {exc}") from None
+            # A damaged tail after real audio: keep what decoded (FFmpeg's own behaviour too).
+    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False) if chunks else np.zeros((channels, 0),
+                                                                                                   np.float32)
+    if samples.shape[1] < out_rate // 10:
+        raise AudioRejected("empty", "the file holds less than 0.1 s of audio")
+    if not np.isfinite(samples).all():
+        raise AudioRejected("corrupt", "decoded samples are not finite")
+    return DecodedAudio(samples=samples, rate=out_rate, info=info)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if path.stat().st_size == 0:
+        raise AudioRejected("empty", "the file is empty")
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FileNotFoundError:
+        raise
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioRejected("not_audio", f"not a recognised audio file ({_short(exc)})") from None
+
+
+def _audio_stream(container: av.container.InputContainer) -> av.audio.stream.AudioStream:
+    streams = container.streams.audio
+    if not streams:
+        raise AudioRejected("not_audio", f"no audio stream in this {container.format.name} file")
+    return streams[0]
+
+
+def _info(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> AudioInfo:
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    if not stream.codec_context.sample_rate:
+        raise AudioRejected("corrupt", "the audio stream has no sample rate")
+    return AudioInfo(
+        container=container.format.name,
+        codec=stream.codec_context.name,
+        rate=int(stream.codec_context.sample_rate),
+        channels=int(stream.codec_context.channels or 0),
+        duration_s=duration,
+        bit_rate=int(stream.bit_rate) if stream.bit_rate else None,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    return (getattr(exc, "strerror", None) or str(exc))[:120]

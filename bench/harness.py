@@ -1,0 +1,117 @@
+"""What every benchmark here needs around its measurement: servers in process groups of their own,
+waiting for them, stopping them completely, and a scratch database dropped at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+from verseflow.redis_client import create_redis
+from verseflow.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 60.0
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-3000:]
+
+
+@contextlib.contextmanager
+def process_group(name: str, command: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Run ``command`` in a process group of its own (Ctrl-C reaches only the benchmark, which then
+    stops the server in order), its output in ``log_path``."""
+    say(f"{name}: starting (output in {log_path.relative_to(ROOT)})")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            yield process
+        finally:
+            say(f"{name}: stopping")
+            stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGINT first (launchers stop Serve and Ray in order), then SIGKILL to the process group and to
+    whatever is left of the tree (Ray's workers live in groups of their own). Not SIGTERM: after
+    ``ray.init`` Ray's own SIGTERM handler ends the process without stopping Serve and Ray in order."""
+    tree = []
+    with contextlib.suppress(psutil.Error):
+        tree = psutil.Process(process.pid).children(recursive=True)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    for child in tree:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def wait_for_line(process: subprocess.Popen, log_path: Path, line: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if line in log_path.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{tail(log_path)}")
+        time.sleep(0.3)
+    raise RuntimeError(f"server did not print {line!r} within {START_TIMEOUT_S:g}s:\n{tail(log_path)}")
+
+
+def wait_healthy(process: subprocess.Popen, base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{tail(log_path)}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.5)
+    raise RuntimeError(f"server not healthy after {START_TIMEOUT_S:g}s:\n{tail(log_path)}")
+
+
+async def admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def clean_up(admin_url: str, settings: Settings, database: str) -> None:
+    """Drop the benchmark's database and its Redis keys."""
+    await admin(admin_url, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    redis = create_redis(settings)
+    try:
+        keys = [key async for key in redis.scan_iter(match=settings.redis_prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()

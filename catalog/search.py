@@ -1,0 +1,189 @@
+"""Search over artists, albums, tracks and playlists: one ranked, typo-tolerant SQL per request.
+
+Why in PostgreSQL: the catalog lives there, so results are never stale (``0004_search.sql`` makes the
+tsvector columns generated from the live rows) and private playlists are filtered in the same query
+that finds them, so a page never holds rows the caller may not see.
+
+Matching, per table, both served by GIN indexes:
+- every query word starts a word of the name or title (``search_doc @@ 'w1':* & 'w2':*``; a word of
+  one letter must match whole, or "a" would match half the catalog), or
+- the query is trigram-similar to some run of words in it (``q <% name``, pg_trgm's word similarity
+  above ``pg_trgm.word_similarity_threshold``, 0.6 by default): this is what forgives typos.
+
+Ranking: ``score = tier + fraction``. The tier says how the row matched: 3 the whole name equals
+the query (case-insensitively), 2 every query word is a whole word of it, 1 every query word begins
+one of its words, 0 trigram-similar only. The fraction, within [0, 1], is the mean of
+``word_similarity`` and a length-normalized ``ts_rank``, so closer and shorter names come first
+inside a tier. A fuzzy-only row has no ts_rank, so its score stays at or below 0.5: exact and prefix
+matches always rank above fuzzy ones.
+
+Pagination is keyset, not offset: the opaque cursor carries the last row's ``(score, type, id)`` and
+the next page is what sorts strictly after it. A row inserted or renamed between two pages cannot
+shift the others into duplicates or gaps. The cursor also carries a fingerprint of the query and the
+types, so it only continues the search it came from.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from verseflow.errors import InvalidInput
+
+MAX_QUERY_CHARS = 200
+MAX_LIMIT = 100
+MAX_CURSOR_CHARS = 200
+MIN_PREFIX_CHARS = 2  # shorter query words are matched whole, not as prefixes
+CONFIG = "verseflow_search"  # the text search configuration made by 0004_search.sql
+
+
+@dataclass(frozen=True)
+class Source:
+    """One searchable table: what its hits are called and how the label reaches the client."""
+
+    type: str
+    table: str
+    column: str  # the name or title column, and the key it has in a result item
+    visible: str = "TRUE"  # a SQL condition on the row ``t``; ``$4`` is the viewer's user id or NULL
+
+
+SOURCES: dict[str, Source] = {
+    source.type: source
+    for source in (
+        Source("track", "tracks", "title"),
+        Source("artist", "artists", "name"),
+        Source("album", "albums", "title"),
+        Source(
+            "playlist", "playlists", "name",
+            visible="(t.public OR t.owner_id = $4::uuid OR EXISTS (SELECT 1 FROM playlist_collaborators c "
+                    "WHERE c.playlist_id = t.id AND c.user_id = $4::uuid))",
+        ),
+    )
+}
+TYPES = frozenset(SOURCES)
+
+
+@dataclass(frozen=True)
+class After:
+    """Where the previous page ended: the last row's sort key."""
+
+    score: float
+    type: str
+    id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    items: list[dict[str, Any]]  # {"type", "id", "title" or "name", "score"}
+    next: str | None
+
+
+def _branch(source: Source) -> str:
+    """The hits of one table, scored. ``$1`` the query, ``$2`` the prefix tsquery, ``$3`` the types."""
+    label = f"t.{source.column}"
+    prefixes = f"to_tsquery('{CONFIG}', $2)"
+    return f"""
+    SELECT '{source.type}'::text AS type, t.id, {label} AS label,
+           CASE WHEN lower({label}) = lower($1) THEN 3
+                WHEN t.search_doc @@ plainto_tsquery('{CONFIG}', $1) THEN 2
+                WHEN t.search_doc @@ {prefixes} THEN 1
+                ELSE 0 END
+           + (word_similarity($1, {label})::float8
+              + least(ts_rank(t.search_doc, {prefixes}, 1), 1)::float8) / 2 AS score
+    FROM {source.table} t
+    WHERE '{source.type}' = ANY($3::text[])
+      AND (t.search_doc @@ {prefixes} OR $1 <% {label})
+      AND {source.visible}"""
+
+
+SEARCH_SQL = f"""
+SELECT type, id, label, score FROM ({" UNION ALL ".join(_branch(s) for s in SOURCES.values())}
+) hits
+WHERE $5::float8 IS NULL OR (score, type, id) < ($5::float8, $6::text, $7::uuid)
+ORDER BY score DESC, type DESC, id DESC
+LIMIT $8"""
+
+
+async def search(
+    pool: asyncpg.Pool, query: str, *, types: frozenset[str] = TYPES, viewer: uuid.UUID | None = None,
+    limit: int = 20, cursor: str | None = None,
+) -> SearchPage:
+    """One page of hits for ``query``, best first; private playlists only for their members."""
+    text = normalize_query(query)
+    if not types or not types <= TYPES:
+        raise InvalidInput(f"type must be one of {', '.join(sorted(TYPES))}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+    fingerprint = _fingerprint(text, types)
+    after = decode_cursor(cursor, fingerprint) if cursor is not None else None
+    rows = await pool.fetch(
+        SEARCH_SQL, text, prefix_tsquery(text), sorted(types), viewer,
+        after.score if after else None, after.type if after else None, after.id if after else None, limit + 1,
+    )
+    items = [
+        {"type": r["type"], "id": r["id"], SOURCES[r["type"]].column: r["label"], "score": r["score"]}
+        for r in rows[:limit]
+    ]
+    next_cursor = None
+    if len(rows) > limit:  # one row more than asked for: there is a next page
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(After(last["score"], last["type"], last["id"]), fingerprint)
+    return SearchPage(items=items, next=next_cursor)
+
+
+def normalize_query(query: str) -> str:
+    """Printable text with single spaces, bounded, holding at least one letter or digit."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in query).split())
+    if not text:
+        raise InvalidInput("q must not be empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"q must be at most {MAX_QUERY_CHARS} characters")
+    if not _words(text):
+        raise InvalidInput("q must contain a letter or a digit")
+    return text
+
+
+def prefix_tsquery(text: str) -> str:
+    """``w1:* & w2:*`` for to_tsquery: every word as a prefix. Words are runs of letters and digits,
+    so they carry no tsquery syntax, whatever the client sent."""
+    return " & ".join(word + (":*" if len(word) >= MIN_PREFIX_CHARS else "") for word in _words(text))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def encode_cursor(after: After, fingerprint: str) -> str:
+    """An opaque, URL-safe cursor: base64 of the last sort key and the search's fingerprint."""
+    payload = json.dumps([repr(after.score), after.type, str(after.id), fingerprint], separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, fingerprint: str) -> After:
+    """The sort key in ``cursor``; anything malformed, or from another search, is invalid input."""
+    try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, kind, row_id, its_fingerprint = json.loads(raw)
+        after = After(float(score), str(kind), uuid.UUID(str(row_id)))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not valid") from exc
+    if not math.isfinite(after.score) or after.type not in TYPES:
+        raise InvalidInput("cursor is not valid")
+    if its_fingerprint != fingerprint:
+        raise InvalidInput("cursor belongs to another search")
+    return after
+
+
+def _fingerprint(text: str, types: frozenset[str]) -> str:
+    return hashlib.sha256(json.dumps([text, sorted(types)]).encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Deployment: the local launcher behind ``make up``, the Serve config and the KubeRay manifest."""

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket adapters: the FastAPI app, its routes and the Ray Serve deployments."""

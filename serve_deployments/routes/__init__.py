@@ -1,0 +1,1 @@
+"""One router per resource; ``serve_deployments.app`` includes them all."""

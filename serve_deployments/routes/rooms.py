@@ -1,0 +1,63 @@
+"""Live rooms over REST: create, read (with who is online), invite, kick; where to open sockets.
+
+Online members and kicks reach the room's host actor; when Ray is not running (the API served by
+plain uvicorn) rooms still work as data and ``online`` is empty.
+"""
+
+import contextlib
+import uuid
+
+import ray
+from fastapi import APIRouter, Request, Response, status
+
+from actors.edge import edge_urls
+from actors.room_host import room_host_for
+from rooms import service
+from rooms.model import RoomRole
+from rooms.placement import host_index
+from serve_deployments.deps import Ctx, CurrentUser
+from serve_deployments.schemas import RealtimeOut, RoomIn, RoomMemberIn, RoomOut, RoomRoleOut
+
+router = APIRouter(prefix="/v1", tags=["rooms"])
+
+
+@router.post("/rooms", status_code=status.HTTP_201_CREATED, response_model=RoomOut)
+async def create_room(body: RoomIn, ctx: Ctx, who: CurrentUser):
+    """Create a room; the caller becomes its host. Join it over ``/v1/ws`` with ``{"type": "join"}``."""
+    return await service.create_room(ctx.pool, who, name=body.name, visibility=body.visibility)
+
+
+@router.get("/rooms/{room_id}", response_model=RoomOut)
+async def read_room(room_id: uuid.UUID, ctx: Ctx, who: CurrentUser):
+    """The room, its members with roles, and who is online now (users with their device count)."""
+    room = await service.get_room(ctx.pool, who, room_id)
+    room["online"] = []
+    if ray.is_initialized():
+        with contextlib.suppress(ray.exceptions.RayError):
+            room["online"] = await room_host_for(ctx.settings, room_id).online.remote(room_id)
+    return room
+
+
+@router.put("/rooms/{room_id}/members/{user_id}", response_model=RoomRoleOut)
+async def invite(room_id: uuid.UUID, user_id: uuid.UUID, body: RoomMemberIn, ctx: Ctx, who: CurrentUser):
+    """Invite a user (or change their role): host only. Private rooms admit only invited users."""
+    return await service.set_member_role(ctx.pool, who, room_id, user_id, RoomRole(body.role))
+
+
+@router.delete("/rooms/{room_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+async def kick(room_id: uuid.UUID, user_id: uuid.UUID, ctx: Ctx, who: CurrentUser) -> None:
+    """Kick and ban a user: their sockets leave the room at once and they cannot rejoin."""
+    await service.kick(ctx.pool, who, room_id, user_id)
+    if ray.is_initialized():
+        await room_host_for(ctx.settings, room_id).kick.remote(room_id, user_id)
+
+
+@router.get("/realtime", response_model=RealtimeOut)
+async def realtime(request: Request, ctx: Ctx, who: CurrentUser):
+    """WebSocket endpoints for this client: an edge (spread by user) and Serve's own ``/v1/ws``."""
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    base = f"{scheme}://{request.headers.get('host', request.url.netloc)}"
+    edges = await edge_urls() if ray.is_initialized() else []
+    edge = edges[host_index(str(who.user_id), len(edges))] if edges else None
+    return {"serve": f"{base}/v1/ws", "edge": edge, "edges": edges, "documents": f"{base}/v1/yjs"}

@@ -1,0 +1,281 @@
+"""Request and response models: the API's contract, validated by pydantic at the edge.
+
+Request models forbid unknown fields, bound every string and refuse NUL characters (PostgreSQL text
+cannot hold them), so bad input is a 4xx before any domain code runs. Response models document the
+shapes in OpenAPI.
+
+PATCH bodies (``*UpdateIn``) are dumped with ``exclude_unset``: a field left out stays unchanged.
+Fields whose column is NOT NULL are typed without ``| None``, so their ``None`` default only marks
+"left out" and an explicit ``null`` is a 422; fields with ``| None`` clear their column with it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+ShortText = Annotated[str, StringConstraints(max_length=2000)]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Position = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        return value
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+class RegisterIn(Strict):
+    email: EmailStr
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    display_name: DisplayName
+    role: Literal["listener", "artist"] = "listener"
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+    created_at: datetime
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class RefreshIn(Strict):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class LogoutIn(Strict):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+
+class ProfileOut(BaseModel):
+    bio: str = ""
+    avatar_url: str | None = None
+    location: str | None = None
+    website: str | None = None
+
+
+class MeOut(UserOut):
+    profile: ProfileOut | None
+
+
+class PublicUserOut(BaseModel):
+    id: uuid.UUID
+    display_name: str
+    role: str
+    profile: ProfileOut | None
+
+
+class ProfileUpdateIn(Strict):
+    display_name: DisplayName = None
+    bio: ShortText = None
+    avatar_url: AnyHttpUrl | None = None
+    location: Annotated[str, StringConstraints(max_length=200)] | None = None
+    website: AnyHttpUrl | None = None
+
+
+class RoleIn(Strict):
+    role: Literal["listener", "artist", "admin"]
+
+
+# --- catalog --------------------------------------------------------------------------------
+
+class ArtistIn(Strict):
+    name: Name
+    bio: Annotated[str, StringConstraints(max_length=5000)] = ""
+
+
+class ArtistUpdateIn(Strict):
+    name: Name = None
+    bio: Annotated[str, StringConstraints(max_length=5000)] = None
+
+
+class ArtistOut(BaseModel):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    bio: str
+    created_at: datetime
+
+
+class AlbumIn(Strict):
+    title: Title
+    artist_id: uuid.UUID
+    release_date: date | None = None
+
+
+class AlbumUpdateIn(Strict):
+    title: Title = None
+    release_date: date | None = None
+
+
+class TrackIn(Strict):
+    title: Title
+    artist_id: uuid.UUID
+    album_id: uuid.UUID | None = None
+    genre: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    duration_s: Annotated[float, Field(ge=0, le=86_400)] | None = None
+
+
+class TrackUpdateIn(Strict):
+    title: Title = None
+    album_id: uuid.UUID | None = None
+    genre: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    duration_s: Annotated[float, Field(ge=0, le=86_400)] | None = None
+
+
+class TrackOut(BaseModel):
+    id: uuid.UUID
+    title: str
+    artist_id: uuid.UUID
+    album_id: uuid.UUID | None
+    genre: str | None
+    duration_s: float | None
+    status: str
+    created_at: datetime
+    artist_name: str | None = None
+    album_title: str | None = None
+
+
+class AlbumOut(BaseModel):
+    id: uuid.UUID
+    artist_id: uuid.UUID
+    title: str
+    release_date: date | None
+    created_at: datetime
+    tracks: list[TrackOut] = []
+
+
+class CreatedOut(BaseModel):
+    id: uuid.UUID
+
+
+# --- playlists ------------------------------------------------------------------------------
+
+class PlaylistIn(Strict):
+    name: Name
+    public: bool = False
+    description: ShortText = ""
+
+
+class PlaylistUpdateIn(Strict):
+    name: Name = None
+    public: bool = None
+    description: ShortText = None
+
+
+class PlaylistTrackIn(Strict):
+    track_id: uuid.UUID
+    position: Position | None = None
+
+
+class PlaylistMoveIn(Strict):
+    position: Position
+
+
+class PlaylistEntryOut(BaseModel):
+    entry_id: uuid.UUID
+    position: int
+    id: uuid.UUID
+    title: str
+    artist_id: uuid.UUID
+    artist_name: str
+    duration_s: float | None
+    added_by: uuid.UUID | None
+    added_at: datetime
+
+
+class PlaylistOut(BaseModel):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    description: str
+    public: bool
+    created_at: datetime
+    updated_at: datetime
+    tracks: list[PlaylistEntryOut]
+    collaborators: list[uuid.UUID]
+    followers: int
+
+
+class PlaylistSummaryOut(BaseModel):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    public: bool
+    updated_at: datetime
+    owned: bool
+
+
+class EntryOut(BaseModel):
+    entry_id: uuid.UUID
+    position: int
+    track_id: uuid.UUID | None = None
+
+
+# --- rooms ----------------------------------------------------------------------------------
+
+class RoomIn(Strict):
+    name: Name
+    visibility: Literal["public", "private"] = "public"
+
+
+class RoomMemberIn(Strict):
+    role: Literal["collaborator", "listener"]
+
+
+class RoomMemberOut(BaseModel):
+    user_id: uuid.UUID
+    role: str
+    display_name: str | None = None
+
+
+class OnlineOut(BaseModel):
+    user: uuid.UUID
+    role: str
+    devices: int
+
+
+class RoomOut(BaseModel):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    visibility: str
+    role: str
+    created_at: datetime
+    members: list[RoomMemberOut] = []
+    online: list[OnlineOut] = []
+
+
+class RoomRoleOut(BaseModel):
+    room_id: uuid.UUID
+    user_id: uuid.UUID
+    role: str
+
+
+class RealtimeOut(BaseModel):
+    """Where to open WebSockets: ``edge`` (recommended, scales) or ``serve`` (same port as the API)."""
+
+    serve: str
+    edge: str | None
+    edges: list[str]
+    documents: str

@@ -1,0 +1,1 @@
+"""VerseFlow's shared kernel: settings, database, migrations, events, security, metrics, logs."""

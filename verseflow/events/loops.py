@@ -1,0 +1,27 @@
+"""What the relay and consumer loops share: which failures are worth retrying, and an interruptible wait.
+
+Both loops outlive PostgreSQL and Redis restarts (they log the failure and try again on the next
+pass) and must stop promptly when their stop event is set, even in the middle of a poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from redis.exceptions import RedisError
+
+# Connection loss, timeouts (TimeoutError is an OSError) and server-side errors of either store.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError,
+)
+
+
+async def wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Return as soon as one of ``events`` is set, or after ``seconds``."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,124 @@
+"""VerseFlow settings: one pydantic-settings class read from ``VERSEFLOW_*`` environment variables.
+
+Every limit the platform enforces (body size, rate limits, page sizes, token lifetimes) lives here
+with a sane default, so operators tune behaviour without touching code. ``database_url`` and
+``redis_url`` left unset mean "embedded": ``verseflow up`` starts a private PostgreSQL and Redis
+under ``var_dir`` and fills them in before anything else reads the settings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All runtime configuration. Nested names use ``__`` (``VERSEFLOW_FEATURES__SEARCH=false``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VERSEFLOW_", env_nested_delimiter="__", extra="ignore")
+
+    environment: str = "development"
+    var_dir: Path = Path("var")
+
+    # Data services. None means: start the embedded server (make up) under var_dir.
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "vf:"
+    redis_max_connections: int = Field(50, ge=1, description="per process; callers beyond it wait")
+    redis_pool_timeout_s: float = Field(10.0, gt=0)
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(10, ge=1)
+
+    # HTTP.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="JSON/form request bodies (uploads have their own)")
+    page_size_default: int = Field(20, ge=1)
+    page_size_max: int = Field(100, ge=1)
+    trust_forwarded_for: bool = False
+
+    # Auth.
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_issuer: str = "verseflow"
+    access_token_ttl_s: int = Field(900, ge=30)
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    password_min_length: int = Field(8, ge=6)
+    login_attempts_per_account: int = Field(10, ge=1)
+    login_attempts_per_ip: int = Field(50, ge=1)
+    login_window_s: int = Field(300, ge=1)
+
+    # Events.
+    events_stream: str = "events"
+    events_stream_maxlen: int = Field(1_000_000, ge=1000)
+    relay_batch_size: int = Field(200, ge=1)
+    relay_poll_interval_s: float = Field(1.0, gt=0)
+    consumer_block_ms: int = Field(1000, ge=1)
+    consumer_reclaim_idle_ms: int = Field(30_000, ge=100)
+    consumer_max_deliveries: int = Field(5, ge=1)
+
+    # Ray / Serve.
+    ray_address: str | None = None
+    ray_dashboard: bool = True
+    ray_metrics_port: int = Field(8080, ge=1, le=65535)
+    api_replicas: int = Field(1, ge=1)
+    api_max_ongoing_requests: int = Field(100, ge=1)
+
+    # Media (verseflow/storage.py, audio/).
+    storage_dir: Path | None = Field(None, description="local object store; default <var_dir>/media")
+    upload_max_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="largest accepted upload")
+    track_max_duration_s: float = Field(3600.0, gt=0, description="longest accepted track, judged on samples")
+
+    # Realtime (rooms/, actors/room_host.py, actors/edge.py): hosts, limits, timeouts.
+    room_hosts: int = Field(2, ge=1, description="RoomHost actors in the cluster (rooms are hashed onto them)")
+    session_hosts: int = Field(1, ge=1, description="SessionHost actors (user sessions are hashed onto them)")
+    edge_port: int = Field(8765, ge=0, le=65535, description="the realtime edge's WebSocket port; 0 disables edges")
+    edge_host: str = "127.0.0.1"
+    edge_public_url: str | None = Field(None, description="ws(s):// URL clients use for the edge (behind a proxy)")
+    gateway_replicas: int = Field(1, ge=1)
+    gateway_max_ongoing_requests: int = Field(20_000, ge=1, description="each WebSocket holds one for its life")
+    ws_auth_timeout_s: float = Field(5.0, gt=0, description="time to send the first `auth` message")
+    ws_idle_timeout_s: float = Field(60.0, gt=0, description="close a socket that sent nothing for this long")
+    ws_max_message_bytes: int = Field(64 * 1024, ge=1024)
+    ws_messages_per_s: float = Field(20.0, gt=0, description="per connection, sustained")
+    ws_message_burst: int = Field(40, ge=1, description="per connection, bucket size")
+    yjs_messages_per_s: float = Field(200.0, gt=0)
+    yjs_message_burst: int = Field(400, ge=1)
+    ws_outbound_queue: int = Field(1000, ge=1, description="messages waiting for one slow socket before 4408")
+    ws_send_timeout_s: float = Field(10.0, gt=0, description="one blocked write this long closes with 4408")
+    chat_max_chars: int = Field(2000, ge=1)
+    room_history: int = Field(500, ge=1, description="recent messages a room keeps in memory for resume")
+    room_backlog_max: int = Field(1000, ge=1, description="messages a rejoin may replay before a 'reset'")
+    room_members_in_joined: int = Field(200, ge=1, description="members listed in `joined` (the count is exact)")
+    room_idle_s: float = Field(300.0, gt=0, description="a room with nobody online is passivated after this")
+    presence_flush_s: float = Field(0.05, gt=0, description="presence changes are batched for this long")
+    yjs_compact_every: int = Field(200, ge=2, description="squash a document's updates after this many")
+
+    # Feature flags: a flag missing here is off.
+    features: dict[str, bool] = Field(default_factory=lambda: {"search": True, "registration": True})
+
+    def media_dir(self) -> Path:
+        return self.storage_dir or self.var_dir / "media"
+
+    def feature(self, name: str) -> bool:
+        return self.features.get(name, False)
+
+    def require_urls(self) -> tuple[str, str]:
+        """The database and Redis URLs; fails loudly when the embedded services were not started."""
+        if not self.database_url or not self.redis_url:
+            raise RuntimeError("VERSEFLOW_DATABASE_URL and VERSEFLOW_REDIS_URL must be set (or use `verseflow up`)")
+        return self.database_url, self.redis_url
+
+    def secret(self) -> str:
+        if self.jwt_secret is None:
+            raise RuntimeError("VERSEFLOW_JWT_SECRET is not set (verseflow up generates one under var/)")
+        return self.jwt_secret.get_secret_value()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,128 @@
+"""The object store: where uploads and rendered media live, behind one small interface.
+
+``LocalObjectStore`` keeps objects as files under ``VERSEFLOW_STORAGE_DIR`` (``./var/media``), the
+default on a laptop; an S3-compatible store implements the same methods in a cluster. Writes are
+atomic (a temporary file renamed into place), so a reader, or a job retried after a crash, never
+sees half an object; a stream over its size limit is refused and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from verseflow.errors import InvalidInput, NotFound, PayloadTooLarge
+
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str
+
+
+class ObjectStore(Protocol):
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredObject: ...
+    def put_file(self, key: str, source: Path) -> StoredObject: ...
+    def local_path(self, key: str) -> Path: ...
+    def size(self, key: str) -> int: ...
+    def read_range(self, key: str, start: int, end: int, chunk: int = 65536) -> Iterator[bytes]: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+def check_key(key: str) -> str:
+    """Keys are relative, slash-separated names: no '..', no absolute paths, no hidden files."""
+    if len(key) > 512 or not _KEY.match(key) or ".." in key.split("/"):
+        raise InvalidInput(f"invalid object key {key!r}")
+    return key
+
+
+class LocalObjectStore:
+    """Objects as files under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredObject:
+        target = self._path(key)
+        digest = hashlib.sha256()
+        size = 0
+        with _temporary_beside(target) as (handle, temporary):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"upload larger than {max_bytes} bytes")
+                digest.update(chunk)
+                handle.write(chunk)
+            _commit(handle, temporary, target)
+        return StoredObject(key=key, size=size, sha256=digest.hexdigest())
+
+    def put_file(self, key: str, source: Path) -> StoredObject:
+        target = self._path(key)
+        digest = hashlib.sha256()
+        with _temporary_beside(target) as (handle, temporary), source.open("rb") as reader:
+            while block := reader.read(1 << 20):
+                digest.update(block)
+                handle.write(block)
+            _commit(handle, temporary, target)
+        return StoredObject(key=key, size=target.stat().st_size, sha256=digest.hexdigest())
+
+    def local_path(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFound(f"no object {key}")
+        return path
+
+    def size(self, key: str) -> int:
+        return self.local_path(key).stat().st_size
+
+    def read_range(self, key: str, start: int, end: int, chunk: int = 65536) -> Iterator[bytes]:
+        """Bytes ``start..end`` inclusive, as HTTP ranges count them."""
+        with self.local_path(key).open("rb") as reader:
+            reader.seek(start)
+            left = end - start + 1
+            while left > 0 and (block := reader.read(min(chunk, left))):
+                left -= len(block)
+                yield block
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under ``prefix/``; returns how many files went."""
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder)
+        return count
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+
+@contextmanager
+def _temporary_beside(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """A temporary file in the target's folder (same file system, so the rename is atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".partial-", dir=target.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle, temporary
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _commit(handle: BinaryIO, temporary: Path, target: Path) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    os.replace(temporary, target)
