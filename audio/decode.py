@@ -69,6 +69,33 @@ def probe(path: Path) -> AudioInfo:
         return _info(container, _audio_stream(container))
 
 
+def check(path: Path, *, max_duration_s: float, probe_s: float = 3.0) -> AudioInfo:
+    """The upload-time verdict: an audio stream, a declared length within the limit, real samples.
+
+    Decodes only the first ``probe_s`` seconds, so a request answers quickly even for a long file;
+    the transcoding job's full :func:`decode` still enforces every rule on all the samples (a file
+    damaged further in, or longer than it declares, fails the job with the same reasons).
+    """
+    with _open(path) as container:
+        stream = _audio_stream(container)
+        info = _info(container, stream)
+        if info.duration_s is not None and info.duration_s > max_duration_s + _SLACK_S:
+            raise AudioRejected("too_long",
+                                f"audio is {info.duration_s:.0f} s long; the limit is {max_duration_s:.0f} s")
+        decoded = 0.0
+        try:
+            for frame in container.decode(stream):
+                decoded += frame.samples / (frame.sample_rate or info.rate)
+                if decoded >= probe_s:
+                    break
+        except (av.error.InvalidDataError, av.error.EOFError) as exc:
+            if decoded == 0:
+                raise AudioRejected("corrupt", f"the audio data cannot be decoded: {_short(exc)}") from None
+    if decoded < 0.1:
+        raise AudioRejected("empty", "the file holds less than 0.1 s of audio")
+    return info
+
+
 def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_channels: int = 8) -> DecodedAudio:
     """Decode the first audio stream to float32 planar PCM, resampled to ``rate`` if given.
 

@@ -197,17 +197,34 @@ class LandmarkIndex:
     def query(self, fingerprint: Fingerprint, *, min_matches: int = DEFAULT_MIN_MATCHES,
               max_results: int = 5) -> list[Match]:
         """Best matches first; ``[]`` when no track has ``min_matches`` landmarks agreeing on an offset."""
-        per_speed = [fingerprint.landmarks(s, probe=True) for s in self.speeds]
-        if not any(len(lm.hashes) for lm in per_speed):
+        probes = self.probes(fingerprint)
+        if not any(len(lm.hashes) for lm in probes):
             return []
-        postings = _sorted(self.store.lookup(np.concatenate([lm.hashes for lm in per_speed])))
-        best: dict[str, Match] = {}
-        for speed, lm in zip(self.speeds, per_speed, strict=True):
-            for match in _vote(postings, lm, speed):
-                if match.score > best.get(match.track_id, Match("", 0.0, -1)).score:
-                    best[match.track_id] = match
-        ranked = sorted((m for m in best.values() if m.score >= min_matches), key=lambda m: -m.score)
-        return ranked[:max_results]
+        postings = self.store.lookup(np.concatenate([lm.hashes for lm in probes]))
+        return rank(probes, postings, self.speeds, min_matches=min_matches, max_results=max_results)
+
+    def probes(self, fingerprint: Fingerprint) -> list[Landmarks]:
+        """The query's landmarks under every candidate speed (in ``self.speeds`` order)."""
+        return [fingerprint.landmarks(s, probe=True) for s in self.speeds]
+
+
+def rank(probes: list[Landmarks], postings: Postings, speeds: Sequence[float] = SPEEDS, *,
+         min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5) -> list[Match]:
+    """Vote the postings of a query's probes per (track, speed); best-supported tracks first.
+
+    Split from :meth:`LandmarkIndex.query` so that a store with an asynchronous lookup (PostgreSQL)
+    can sit between :meth:`LandmarkIndex.probes` and this.
+    """
+    if len(postings.hashes) == 0:
+        return []
+    ordered = _sorted(postings)
+    best: dict[str, Match] = {}
+    for speed, lm in zip(speeds, probes, strict=True):
+        for match in _vote(ordered, lm, speed):
+            if match.score > best.get(match.track_id, Match("", 0.0, -1)).score:
+                best[match.track_id] = match
+    ranked = sorted((m for m in best.values() if m.score >= min_matches), key=lambda m: -m.score)
+    return ranked[:max_results]
 
 
 # --- analysis -------------------------------------------------------------------------------------
@@ -366,3 +383,14 @@ def _modal_offset(offsets: np.ndarray) -> tuple[int, float]:
     centre = int(np.argmax(window)) + base
     near = np.abs(offsets - centre) <= OFFSET_TOLERANCE + 0.5
     return int(window.max()), float(offsets[near].mean())
+
+
+def window(full: Fingerprint, start_s: float, length_s: float) -> Fingerprint:
+    """The part of a fingerprint from ``start_s`` for ``length_s``, timed from its own start.
+
+    Lets a whole track be matched by a few clips, at a fraction of the cost of all its landmarks.
+    """
+    first = int(start_s / FRAME_S)
+    last = min(first + int(length_s / FRAME_S), full.n_frames)
+    keep = (full.times >= first) & (full.times < last)
+    return Fingerprint(full.times[keep] - first, full.log_freqs[keep], max(last - first, 0))

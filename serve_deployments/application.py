@@ -8,6 +8,7 @@ from ray.serve import Application
 
 from serve_deployments.api import Api
 from serve_deployments.gateway import DocumentGateway, RealtimeGateway
+from serve_deployments.media import Media
 
 
 def build(deployment_options: dict[str, dict[str, Any]] | None = None) -> Application:
@@ -30,13 +31,20 @@ def build_documents(deployment_options: dict[str, dict[str, Any]] | None = None)
     return DocumentGateway.options(**(deployment_options or {}).get("documents", {})).bind()
 
 
+def build_media(deployment_options: dict[str, dict[str, Any]] | None = None) -> Application:
+    """``GET /media/...``: signed HLS, DASH, MP3 and waveform files."""
+    return Media.options(**(deployment_options or {}).get("media", {})).bind()
+
+
 #: (application name, route prefix, builder): every application ``make up`` runs, in order.
 APPLICATIONS = (
     ("verseflow", "/", build),
     ("realtime", "/v1/ws", build_realtime),
     ("documents", "/v1/yjs", build_documents),
+    ("media", "/media", build_media),
 )
 
 app = build()
 realtime_app = build_realtime()
 documents_app = build_documents()
+media_app = build_media()

@@ -279,3 +279,77 @@ class RealtimeOut(BaseModel):
     edge: str | None
     edges: list[str]
     documents: str
+
+
+# --- audio ----------------------------------------------------------------------------------
+
+class UploadIn(Strict):
+    """The text fields of a multipart upload (``file`` carries the audio)."""
+
+    title: Title
+    artist_id: uuid.UUID
+    album_id: uuid.UUID | None = None
+    genre: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+
+
+class UploadOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["processing"]
+    bytes: int
+    sha256: str
+    source: dict[str, object]
+
+
+class MatchOut(BaseModel):
+    track_id: uuid.UUID
+    title: str
+    artist_name: str
+    offset_s: float
+    score: float
+    speed: float
+
+
+class JobOut(BaseModel):
+    state: str
+    attempts: int
+    stage: str | None
+    progress: float
+    timings: dict[str, float]
+    updated_at: datetime
+
+
+class StreamsOut(BaseModel):
+    tier: str
+    rungs: list[str]
+    expires_at: int
+    hls: str
+    dash: str
+    mp3: dict[str, str]
+    waveform: str
+
+
+class TrackDetailOut(TrackOut):
+    """A track with what the audio pipeline found and where to stream it (signed, short-lived)."""
+
+    analysis: dict[str, object] | None = None
+    error: dict[str, object] | None = None
+    matches: list[MatchOut] = []
+    job: JobOut | None = None
+    streams: StreamsOut | None = None
+
+
+class IdentifyOut(BaseModel):
+    match: MatchOut | None
+    candidates: list[MatchOut]
+
+
+class PlayIn(Strict):
+    track_id: uuid.UUID
+    play_id: uuid.UUID
+    event: Literal["start", "progress", "complete"]
+    position_ms: Annotated[int, Field(ge=0, le=86_400_000)]
+    rung: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,20}$")] | None = None
+
+
+class PlayOut(BaseModel):
+    recorded: bool

@@ -211,6 +211,17 @@ def realtime(serve_url, settings) -> Iterator[dict[str, str]]:
     stop_hosts(settings)
 
 
+@pytest.fixture(scope="session")
+def media_url(serve_url) -> str:
+    """The media application on Serve (signed files under /media)."""
+    from ray import serve
+
+    from serve_deployments.application import build_media
+
+    serve.run(build_media({"media": {"ray_actor_options": {"num_cpus": 0}}}), name="media", route_prefix="/media")
+    return serve_url
+
+
 class Api:
     """Small helpers over an httpx client for the flows most tests need."""
 

@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     storage_dir: Path | None = Field(None, description="local object store; default <var_dir>/media")
     upload_max_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="largest accepted upload")
     track_max_duration_s: float = Field(3600.0, gt=0, description="longest accepted track, judged on samples")
+    upload_field_max_bytes: int = Field(16 * 1024, ge=256, description="each non-file field of a multipart upload")
+    transcode_cpus: float = Field(1.0, gt=0, description="CPUs each transcoding job reserves: jobs queue beyond them")
+    transcode_max_attempts: int = Field(3, ge=1, description="a job whose process dies is retried up to this")
+    transcode_niceness: int = Field(10, ge=0, le=19, description="jobs run at this nice level under the API")
+    media_url_ttl_s: int = Field(900, ge=10, description="signed media URLs live this long plus the track's length")
+    media_base_url: str = Field("", description="prefix of signed media URLs (a CDN); empty means same origin")
+    identify_min_clip_s: float = Field(5.0, gt=0, description="shortest clip /v1/fingerprint/identify accepts")
+    identify_max_clip_s: float = Field(60.0, gt=0, description="longest clip /v1/fingerprint/identify analyses")
+    identify_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest identify upload")
+    identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
+    fingerprint_min_matches: int = Field(40, ge=5, description="landmarks agreeing on an offset for a match")
 
     # Realtime (rooms/, actors/room_host.py, actors/edge.py): hosts, limits, timeouts.
     room_hosts: int = Field(2, ge=1, description="RoomHost actors in the cluster (rooms are hashed onto them)")

@@ -16,10 +16,12 @@ import tempfile
 from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from verseflow.errors import InvalidInput, NotFound, PayloadTooLarge
+from verseflow.settings import Settings
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
@@ -38,6 +40,9 @@ class ObjectStore(Protocol):
     def size(self, key: str) -> int: ...
     def read_range(self, key: str, start: int, end: int, chunk: int = 65536) -> Iterator[bytes]: ...
     def delete_prefix(self, prefix: str) -> int: ...
+    def staging_dir(self) -> Path: ...
+    def put_dir(self, prefix: str, folder: Path) -> None: ...
+    def children(self, prefix: str) -> list[str]: ...
 
 
 def check_key(key: str) -> str:
@@ -105,6 +110,23 @@ class LocalObjectStore:
         shutil.rmtree(folder)
         return count
 
+    def staging_dir(self) -> Path:
+        """Where jobs build outputs before :meth:`put_dir` (same file system: the move is a rename)."""
+        folder = self.root / ".staging"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def put_dir(self, prefix: str, folder: Path) -> None:
+        """Move a finished folder under ``prefix`` in one step: readers see all of it or none."""
+        target = self._path(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, target)
+
+    def children(self, prefix: str) -> list[str]:
+        """Names directly under ``prefix/`` (files and folders)."""
+        folder = self._path(prefix)
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
@@ -126,3 +148,13 @@ def _commit(handle: BinaryIO, temporary: Path, target: Path) -> None:
     handle.flush()
     os.fsync(handle.fileno())
     os.replace(temporary, target)
+
+
+def object_store(settings: Settings) -> LocalObjectStore:
+    """The deployment's object store (the local file system under ``storage_dir``)."""
+    return _store_at(settings.media_dir().resolve())
+
+
+@lru_cache(maxsize=8)
+def _store_at(root: Path) -> LocalObjectStore:
+    return LocalObjectStore(root)

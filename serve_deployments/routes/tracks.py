@@ -1,25 +1,80 @@
-"""Tracks (metadata; the audio issue adds multipart upload on the same route)."""
+"""Tracks: metadata (JSON) or an audio upload (multipart) on the same route, then what processing found.
 
+``POST /v1/tracks`` with JSON makes a metadata-only track (201). With ``multipart/form-data`` the
+``file`` part streams straight into the object store under the upload limit, the content is judged
+by decoding its start (``audio/decode.py``), and the track is answered 202 ``processing`` while a
+``TranscodeJob`` actor does the rest; ``GET /v1/tracks/{id}`` follows it to ``ready``.
+"""
+
+import asyncio
 import uuid
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
 
+from audio import decode, service
 from catalog import tracks
-from serve_deployments.deps import Ctx, CurrentUser
-from serve_deployments.schemas import TrackIn, TrackOut, TrackUpdateIn
+from serve_deployments.deps import Ctx, CurrentUser, OptionalUser
+from serve_deployments.multipart import MultipartReader
+from serve_deployments.schemas import TrackDetailOut, TrackIn, TrackOut, TrackUpdateIn, UploadIn, UploadOut
+from verseflow.errors import InvalidInput, PayloadTooLarge
+from verseflow.storage import object_store
 
 router = APIRouter(prefix="/v1/tracks", tags=["catalog"])
 
+#: The route's own body limit is lifted; each branch enforces its setting while reading.
+_UNBOUNDED = 1 << 50
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TrackOut)
-async def create_track(body: TrackIn, ctx: Ctx, who: CurrentUser):
-    """A metadata-only track; only the artist's owner may add it."""
-    return await tracks.create_track(ctx.pool, who, **body.model_dump())
+_TRACK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/TrackIn"}},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file", "title", "artist_id"],
+            "properties": {
+                "title": {"type": "string", "minLength": 1, "maxLength": 300},
+                "artist_id": {"type": "string", "format": "uuid"},
+                "album_id": {"type": "string", "format": "uuid"},
+                "genre": {"type": "string", "maxLength": 100},
+                "file": {"type": "string", "format": "binary",
+                         "description": "the audio, judged by decoding (limit: VERSEFLOW_UPLOAD_MAX_BYTES)"},
+            },
+        }},
+    },
+}
 
 
-@router.get("/{track_id}", response_model=TrackOut)
-async def read_track(track_id: uuid.UUID, ctx: Ctx):
-    return await tracks.get_track(ctx.pool, track_id)
+@router.post("", status_code=status.HTTP_201_CREATED, max_body_size=_UNBOUNDED,
+             openapi_extra={"requestBody": _TRACK_BODY},
+             responses={201: {"model": TrackOut, "description": "metadata-only track"},
+                        202: {"model": UploadOut, "description": "upload accepted, processing"}})
+async def create_track(request: Request, ctx: Ctx, who: CurrentUser) -> Any:
+    """A metadata-only track (JSON), or an audio upload (multipart) processed in the background."""
+    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        return await _upload(request, ctx, who)
+    body = _validated(TrackIn, await _capped_body(request, ctx.settings.max_body_bytes))
+    created = await tracks.create_track(ctx.pool, who, **body.model_dump())
+    return JSONResponse(jsonable_encoder(TrackOut.model_validate(created)), status_code=201)
+
+
+@router.get("/{track_id}", response_model=TrackDetailOut)
+async def read_track(track_id: uuid.UUID, ctx: Ctx, who: OptionalUser):
+    """Status, analysis, matches, job progress (owner) and signed stream links (signed-in users)."""
+    return await service.track_view(ctx.pool, ctx.settings, who, track_id)
+
+
+@router.get("/{track_id}/waveform", response_class=FileResponse,
+            responses={200: {"content": {"application/json": {}},
+                             "description": "audiowaveform JSON v2 (8-bit) at `zoom` samples per pixel"}})
+async def read_waveform(track_id: uuid.UUID, ctx: Ctx, who: OptionalUser,
+                        zoom: Annotated[int, Query(ge=1, le=1 << 20)] = 256):
+    key = await service.waveform_key(ctx.pool, who, track_id, zoom)
+    return FileResponse(object_store(ctx.settings).local_path(key), media_type="application/json",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.patch("/{track_id}", response_model=TrackOut)
@@ -30,3 +85,65 @@ async def update_track(track_id: uuid.UUID, body: TrackUpdateIn, ctx: Ctx, who: 
 @router.delete("/{track_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 async def delete_track(track_id: uuid.UUID, ctx: Ctx, who: CurrentUser) -> None:
     await tracks.delete_track(ctx.pool, who, track_id)
+
+
+async def _upload(request: Request, ctx: Ctx, who: CurrentUser) -> JSONResponse:
+    settings, store = ctx.settings, object_store(ctx.settings)
+    track_id = uuid.uuid4()
+    key = service.source_key(track_id)
+    reader = MultipartReader(request, field_max_bytes=settings.upload_field_max_bytes)
+    fields: dict[str, str] = {}
+    stored = None
+    try:
+        async for part in reader.parts():
+            if part.name == "file" and stored is None:
+                if "artist_id" in fields:  # fields sent first: refuse before the bytes arrive
+                    await service.authorize_upload(ctx.pool, who, _validated(UploadIn, _draft(fields)).artist_id)
+                stored = await store.put_stream(key, reader.chunks(), max_bytes=settings.upload_max_bytes)
+            elif part.name in UploadIn.model_fields and part.name not in fields:
+                fields[part.name] = await reader.value()
+            else:
+                raise InvalidInput(f"unexpected form part {part.name!r}")
+        if stored is None:
+            raise InvalidInput("the upload has no `file` part")
+        upload = _validated(UploadIn, fields)
+        info = await asyncio.to_thread(decode.check, store.local_path(key),
+                                       max_duration_s=settings.track_max_duration_s)
+        await service.accept_upload(ctx.pool, who, service.UploadFields(**upload.model_dump()), stored)
+    except BaseException:
+        store.delete_prefix(key.rsplit("/", 1)[0])
+        raise
+    await asyncio.to_thread(_launch, settings, track_id)
+    body = UploadOut(id=track_id, status="processing", bytes=stored.size, sha256=stored.sha256,
+                     source={"container": info.container, "codec": info.codec, "rate": info.rate,
+                             "channels": info.channels, "duration_s": info.duration_s})
+    return JSONResponse(jsonable_encoder(body), status_code=202, headers={"Location": f"/v1/tracks/{track_id}"})
+
+
+def _launch(settings, track_id: uuid.UUID) -> None:  # noqa: ANN001 - Settings
+    from actors.transcode import launch
+
+    launch(settings, track_id)
+
+
+def _draft(fields: dict[str, str]) -> dict[str, str]:
+    """Enough of the fields to check ownership early (the title may come after the file)."""
+    return {"title": fields.get("title") or "pending", **{k: v for k, v in fields.items() if k != "title"}}
+
+
+def _validated(model, data: Any):  # noqa: ANN001, ANN202 - a pydantic model class and its instance
+    try:
+        if isinstance(data, bytes):
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+
+
+async def _capped_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    return bytes(body)

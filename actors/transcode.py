@@ -1,0 +1,94 @@
+"""``TranscodeJob``: one Ray actor per upload, running ``audio/jobs.py`` until the track is published.
+
+Each job reserves ``transcode_cpus`` (1 by default), so Ray runs as many at once as the cluster has
+CPUs and queues the rest: concurrency is bounded by CPUs, not by uploads. The actor is named after
+its track and detached (it outlives the API replica that launched it) and restarted by Ray when its
+process dies, up to ``transcode_max_attempts`` times; each start is a new attempt counted in
+PostgreSQL, so a kill mid-encode simply runs the job again and the last attempt past the limit
+marks the track failed. It runs at ``transcode_niceness`` so that encoding never starves the API,
+and removes itself once the job has an outcome. Launching is idempotent (``get_if_exists``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import uuid
+
+import ray
+
+from actors.room_host import notify_user
+from audio import jobs, repository
+from verseflow import logs
+from verseflow.db import create_pool
+from verseflow.settings import Settings
+from verseflow.storage import LocalObjectStore
+
+NAMESPACE = "verseflow"
+NAME = "transcode-{}"
+
+log = logs.get_logger("actors.transcode")
+
+
+@ray.remote
+class TranscodeJob:
+    def __init__(self, settings: Settings, track_id: uuid.UUID) -> None:
+        logs.configure()
+        os.nice(settings.transcode_niceness)
+        self._settings = settings
+        self._track_id = track_id
+        self._outcome = asyncio.get_running_loop().create_task(self._run())
+
+    async def outcome(self) -> str:
+        """The job's outcome, once it has one (the actor then removes itself)."""
+        return await asyncio.shield(self._outcome)
+
+    async def _run(self) -> str:
+        settings = self._settings
+        pool = await create_pool(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 3}))
+        store = LocalObjectStore(settings.media_dir())
+        outcome = "failed"
+        try:
+            for _ in range(settings.transcode_max_attempts + 1):
+                try:
+                    outcome = await jobs.run(pool, store, settings, self._track_id,
+                                             functools.partial(notify_user, settings))
+                    break
+                except Exception:
+                    log.exception("transcoding attempt failed", extra={"track_id": str(self._track_id)})
+        finally:
+            await pool.close()
+        asyncio.get_running_loop().call_later(1.0, _leave)
+        return outcome
+
+
+def _leave() -> None:
+    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+def launch(settings: Settings, track_id: uuid.UUID) -> ray.actor.ActorHandle:
+    """Start (or find) the job of one upload."""
+    return TranscodeJob.options(
+        name=NAME.format(track_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        num_cpus=settings.transcode_cpus, max_restarts=settings.transcode_max_attempts,
+    ).remote(settings, track_id)
+
+
+def job_for(track_id: uuid.UUID) -> ray.actor.ActorHandle | None:
+    try:
+        return ray.get_actor(NAME.format(track_id), namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+async def resume_open_jobs(settings: Settings) -> int:
+    """Relaunch the jobs of uploads still processing (after a cluster restart); returns how many."""
+    pool = await create_pool(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 1}))
+    try:
+        open_ids = await repository.open_jobs(pool)
+    finally:
+        await pool.close()
+    for track_id in open_ids:
+        launch(settings, track_id)
+    return len(open_ids)

@@ -1,0 +1,115 @@
+"""One transcoding attempt, start to finish: the saga the ``TranscodeJob`` actor runs.
+
+Steps: count the attempt (give up after ``transcode_max_attempts``, marking the track failed) →
+run the pipeline into a private staging folder, reporting progress → match the fingerprint against
+the published catalogue → move the folder into the store under a fresh version prefix → publish in
+one transaction. Whatever dies part-way leaves no published trace: a staging folder or an
+unreferenced version prefix is all that remains, and the next attempt sweeps both away. If two runs
+race (a job thought dead comes back), the publication's ``WHERE status = 'processing'`` lets exactly
+one win and the other deletes its own version.
+
+Rejections found only by the full decode (damage past the first seconds, a file longer than it
+declared) fail the track with the reason the artist sees; they are not retried. ``Notify`` carries
+progress to the uploader's WebSocket sessions; its failures never fail the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from audio import repository, service
+from audio.decode import AudioRejected
+from audio.delivery import MANIFEST_FILE
+from audio.pipeline import process
+from verseflow import logs
+from verseflow.settings import Settings
+from verseflow.storage import LocalObjectStore
+
+Notify = Callable[[uuid.UUID, str, dict[str, Any]], Awaitable[object]]
+
+log = logs.get_logger("audio.jobs")
+
+
+async def run(pool: asyncpg.Pool, store: LocalObjectStore, settings: Settings, track_id: uuid.UUID,
+              notify: Notify) -> str:
+    """Run one attempt; returns the job's outcome ("succeeded", "failed", "superseded" or "finished")."""
+    async with pool.acquire() as conn:
+        start = await repository.begin_attempt(conn, track_id)
+    if start is None:
+        return "finished"  # published or failed already: a restart after success lands here
+    uploader = start["uploaded_by"]
+    if start["attempts"] > settings.transcode_max_attempts:
+        await service.fail(pool, track_id, reason="job_failed",
+                           detail=f"processing failed {settings.transcode_max_attempts} times")
+        await _tell(notify, uploader, "track.failed", {"track_id": str(track_id), "reason": "job_failed"})
+        return "failed"
+    prefix = f"tracks/{track_id}"
+    _sweep(store, track_id, prefix, keep=None)
+    version = f"v{start['attempts']}-{secrets.token_hex(4)}"
+    staging = store.staging_dir() / f"{track_id}-{version}"
+    loop = asyncio.get_running_loop()
+    reports: list[Any] = []
+
+    def progress(stage: str, fraction: float) -> None:  # called from the pipeline's threads
+        reports.append(asyncio.run_coroutine_threadsafe(
+            _progress(pool, notify, uploader, track_id, stage, fraction), loop))
+
+    try:
+        outputs = await asyncio.to_thread(process, store.local_path(start["source_key"]), staging,
+                                          max_duration_s=settings.track_max_duration_s, progress=progress)
+    except AudioRejected as exc:
+        await _settle(reports)
+        shutil.rmtree(staging, ignore_errors=True)
+        await service.fail(pool, track_id, reason=exc.reason, detail=exc.detail)
+        await _tell(notify, uploader, "track.failed", {"track_id": str(track_id), "reason": exc.reason,
+                                                        "detail": exc.detail})
+        return "failed"
+    await _settle(reports)  # every progress report goes out before "ready"
+    (staging / MANIFEST_FILE).write_text(json.dumps(service.media_index_json(outputs)))
+    matches = await service.find_matches(pool, outputs.fingerprint, exclude=track_id,
+                                         min_matches=settings.fingerprint_min_matches)
+    store.put_dir(f"{prefix}/{version}", staging)
+    if not await service.publish(pool, track_id, media_prefix=f"{prefix}/{version}", outputs=outputs,
+                                 matches=matches):
+        store.delete_prefix(f"{prefix}/{version}")
+        return "superseded"
+    log.info("track published", extra={"track_id": str(track_id), "version": version, "timings": outputs.timings})
+    await _tell(notify, uploader, "track.ready", {"track_id": str(track_id), "matches": len(matches)})
+    return "succeeded"
+
+
+async def _progress(pool: asyncpg.Pool, notify: Notify, uploader: uuid.UUID | None, track_id: uuid.UUID,
+                    stage: str, fraction: float) -> None:
+    await service.record_progress(pool, track_id, stage, fraction)
+    await _tell(notify, uploader, "track.progress", {"track_id": str(track_id), "stage": stage,
+                                                      "progress": round(fraction, 3)})
+
+
+async def _settle(reports: list[Any]) -> None:
+    await asyncio.gather(*(asyncio.wrap_future(r) for r in reports), return_exceptions=True)
+
+
+async def _tell(notify: Notify, user_id: uuid.UUID | None, event: str, data: dict[str, Any]) -> None:
+    if user_id is None:
+        return
+    try:
+        await notify(user_id, event, data)
+    except Exception:  # a user with no live session, or the realtime hosts restarting
+        log.warning("could not notify the uploader", extra={"event": event})
+
+
+def _sweep(store: LocalObjectStore, track_id: uuid.UUID, prefix: str, keep: str | None) -> None:
+    """Remove what earlier, interrupted attempts left: staging folders and unpublished versions."""
+    for leftover in store.staging_dir().glob(f"{track_id}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for version in store.children(prefix):
+        if version != keep:
+            store.delete_prefix(f"{prefix}/{version}")

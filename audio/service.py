@@ -1,0 +1,241 @@
+"""Audio use cases over PostgreSQL and the object store: accept uploads, publish, identify, stream, plays.
+
+Each function is one use case and takes what it needs (pool, store, settings, the caller); the HTTP
+routes and the transcoding job actor are thin adapters onto them. Publication is one transaction:
+the track turns ``ready`` together with its analysis, media location, landmark postings, matches
+and the ``track.ready`` event, or nothing happens.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from accounts.model import Principal
+from audio import fingerprint, repository
+from audio.delivery import MediaIndex
+from audio.pipeline import Outputs
+from billing.entitlements import media_entitlement
+from catalog.artists import require_artist_owner
+from verseflow.db import transaction
+from verseflow.errors import InvalidInput, NotFound
+from verseflow.events.outbox import emit
+from verseflow.settings import Settings
+from verseflow.signing import MediaGrant
+from verseflow.storage import StoredObject
+
+#: Upload-time duplicate check: the track is matched by clips of this length at these positions.
+MATCH_CLIP_S = 10.0
+MATCH_POSITIONS = (0.2, 0.5, 0.8)
+HIDDEN_STATES = ("processing", "failed")  # only the owner (and admins) see such tracks
+
+
+@dataclass(frozen=True)
+class UploadFields:
+    title: str
+    artist_id: uuid.UUID
+    album_id: uuid.UUID | None = None
+    genre: str | None = None
+
+
+async def authorize_upload(pool: asyncpg.Pool, who: Principal, artist_id: uuid.UUID) -> None:
+    """Fail before the bytes arrive when the caller may not add tracks to this artist."""
+    async with pool.acquire() as conn:
+        await require_artist_owner(conn, who, artist_id)
+
+
+async def accept_upload(pool: asyncpg.Pool, who: Principal, fields: UploadFields, source: StoredObject) -> uuid.UUID:
+    """A ``processing`` track, its job row and ``track.uploaded``, in one transaction."""
+    track_id = uuid.UUID(source.key.split("/")[1])
+    async with transaction(pool) as conn:
+        await require_artist_owner(conn, who, fields.artist_id)
+        if fields.album_id is not None:
+            album_artist = await conn.fetchval("SELECT artist_id FROM albums WHERE id = $1", fields.album_id)
+            if album_artist is None:
+                raise NotFound("album not found")
+            if album_artist != fields.artist_id:
+                raise InvalidInput("the album belongs to another artist")
+        await conn.execute(
+            """INSERT INTO tracks (id, artist_id, album_id, title, genre, status, uploaded_by,
+                                   source_key, source_bytes, source_sha256)
+               VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7, $8, $9)""",
+            track_id, fields.artist_id, fields.album_id, fields.title, fields.genre, who.user_id,
+            source.key, source.size, source.sha256,
+        )
+        await conn.execute("INSERT INTO track_jobs (track_id) VALUES ($1)", track_id)
+        await emit(conn, "track.uploaded", track_id, track_id=track_id, artist_id=fields.artist_id,
+                   uploaded_by=who.user_id, bytes=source.size)
+    return track_id
+
+
+def source_key(track_id: uuid.UUID) -> str:
+    return f"uploads/{track_id}/source"
+
+
+async def find_matches(pool: asyncpg.Pool, full: fingerprint.Fingerprint, *, exclude: uuid.UUID | None,
+                       min_matches: int) -> list[dict[str, Any]]:
+    """Existing tracks this audio contains, by a few clips of it; offsets are of its start."""
+    index = fingerprint.LandmarkIndex()
+    best: dict[str, dict[str, Any]] = {}
+    starts = sorted({max(0.0, min(p * full.duration_s, full.duration_s - MATCH_CLIP_S)) for p in MATCH_POSITIONS})
+    for start in starts:
+        clip = fingerprint.window(full, start, MATCH_CLIP_S)
+        for match in await _query(pool, index, clip, exclude=exclude, min_matches=min_matches):
+            offset = round(match.offset_s - start * match.speed, 3)
+            if match.score > best.get(match.track_id, {}).get("score", -1):
+                best[match.track_id] = {"track_id": match.track_id, "offset_s": offset,
+                                        "score": float(match.score), "speed": match.speed}
+    return sorted(best.values(), key=lambda m: -m["score"])
+
+
+async def identify(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, min_matches: int) -> list[dict[str, Any]]:
+    """Published tracks a clip comes from, best first, with titles; ``[]`` is an explicit no-match."""
+    matches = await _query(pool, fingerprint.LandmarkIndex(), clip, exclude=None, min_matches=min_matches)
+    if not matches:
+        return []
+    rows = await pool.fetch(
+        """SELECT t.id, t.title, a.name AS artist_name FROM tracks t JOIN artists a ON a.id = t.artist_id
+           WHERE t.id = ANY($1::uuid[]) AND t.status = 'ready'""",
+        [uuid.UUID(m.track_id) for m in matches],
+    )
+    titles = {str(r["id"]): r for r in rows}
+    return [{"track_id": m.track_id, "title": titles[m.track_id]["title"],
+             "artist_name": titles[m.track_id]["artist_name"], "offset_s": m.offset_s, "score": m.score,
+             "speed": m.speed} for m in matches if m.track_id in titles]
+
+
+async def _query(pool: asyncpg.Pool, index: fingerprint.LandmarkIndex, clip: fingerprint.Fingerprint, *,
+                 exclude: uuid.UUID | None, min_matches: int) -> list[fingerprint.Match]:
+    probes = index.probes(clip)
+    if not any(len(p.hashes) for p in probes):
+        return []
+    postings = await repository.lookup_landmarks(pool, np.concatenate([p.hashes for p in probes]), exclude=exclude)
+    return fingerprint.rank(probes, postings, index.speeds, min_matches=min_matches)
+
+
+async def publish(pool: asyncpg.Pool, track_id: uuid.UUID, *, media_prefix: str, outputs: Outputs,
+                  matches: list[dict[str, Any]]) -> bool:
+    """Make the track ready with everything it has, in one transaction; False if already published."""
+    media = {"files": outputs.files, "index": _media_index(outputs).to_json()}
+    async with transaction(pool) as conn:
+        published = await repository.mark_published(
+            conn, track_id, media_prefix=media_prefix, analysis=outputs.analysis, media=media,
+            genre=outputs.analysis["genre"]["label"] if outputs.analysis["genre"]["label"] != "unknown" else None,
+            duration_s=outputs.analysis["duration_s"],
+        )
+        if not published:
+            return False
+        await repository.put_landmarks(conn, track_id, outputs.fingerprint.landmarks())
+        await repository.replace_matches(conn, track_id, matches)
+        await repository.finish_job(conn, track_id, "succeeded", outputs.timings)
+        await emit(conn, "track.ready", track_id, track_id=track_id, duration_s=outputs.analysis["duration_s"],
+                   matches=[m["track_id"] for m in matches])
+    return True
+
+
+def media_index_json(outputs: Outputs) -> dict[str, Any]:
+    """``media.json`` written beside the files: what the media deployment needs, no database."""
+    return _media_index(outputs).to_json()
+
+
+def _media_index(outputs: Outputs) -> MediaIndex:
+    return MediaIndex(aac=tuple(r.rung.name for r in outputs.ladder.rungs),
+                      mp3=tuple(k for k in outputs.files if k.startswith("mp3_")))
+
+
+async def fail(pool: asyncpg.Pool, track_id: uuid.UUID, *, reason: str, detail: str) -> bool:
+    """Mark a processing track failed (with the reason the artist sees) and its job finished."""
+    async with transaction(pool) as conn:
+        failed = await repository.mark_failed(conn, track_id, {"reason": reason, "detail": detail})
+        if failed:
+            await repository.finish_job(conn, track_id, "failed", {})
+            await emit(conn, "track.failed", track_id, track_id=track_id, reason=reason)
+    return failed
+
+
+async def record_progress(pool: asyncpg.Pool, track_id: uuid.UUID, stage: str, progress: float) -> None:
+    async with transaction(pool) as conn:
+        await repository.record_progress(conn, track_id, stage, progress)
+        await emit(conn, "track.progress", track_id, track_id=track_id, stage=stage, progress=round(progress, 3))
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+async def visible_track(pool: asyncpg.Pool, who: Principal | None, track_id: uuid.UUID) -> dict[str, Any]:
+    """The track row, or NotFound when it does not exist or is unpublished work of someone else."""
+    row = await pool.fetchrow(
+        """SELECT t.*, a.name AS artist_name, a.owner_id, al.title AS album_title
+           FROM tracks t JOIN artists a ON a.id = t.artist_id LEFT JOIN albums al ON al.id = t.album_id
+           WHERE t.id = $1""",
+        track_id,
+    )
+    if row is None:
+        raise NotFound("track not found")
+    track = dict(row)
+    track["owned"] = who is not None and (who.is_admin or track["owner_id"] == who.user_id)
+    if track["status"] in HIDDEN_STATES and not track["owned"]:
+        raise NotFound("track not found")
+    return track
+
+
+async def track_view(pool: asyncpg.Pool, settings: Settings, who: Principal | None,
+                     track_id: uuid.UUID) -> dict[str, Any]:
+    """What ``GET /v1/tracks/{id}`` shows: status, analysis, matches, job progress and stream links."""
+    track = await visible_track(pool, who, track_id)
+    view = {k: track[k] for k in ("id", "title", "artist_id", "album_id", "genre", "duration_s", "status",
+                                  "created_at", "artist_name", "album_title", "analysis", "error")}
+    view["matches"] = await repository.matches_of(pool, track_id) if track["status"] == "ready" else []
+    view["job"] = await repository.job_of(pool, track_id) if track["owned"] else None
+    view["streams"] = stream_links(settings, who, track) if track["status"] == "ready" and who else None
+    return view
+
+
+def stream_links(settings: Settings, who: Principal, track: dict[str, Any]) -> dict[str, Any]:
+    """Signed URLs for the rungs ``who`` may receive (``billing/entitlements.py`` decides which)."""
+    entitlement = media_entitlement(who, owns_track=track["owned"])
+    available = set(track["media"]["index"]["aac"]) | set(track["media"]["index"]["mp3"])
+    rungs = frozenset(entitlement.rungs & available)
+    expires = int(time.time() + settings.media_url_ttl_s + (track["duration_s"] or 0))
+    grant = MediaGrant(track["id"], track["media_prefix"].rsplit("/", 1)[1], rungs, expires)
+    base = settings.media_base_url.rstrip("/") + grant.path(settings.secret())
+    files = track["media"]["files"]
+    return {
+        "tier": entitlement.tier,
+        "rungs": sorted(rungs),
+        "expires_at": expires,
+        "hls": base + files["hls"],
+        "dash": base + files["dash"],
+        "mp3": {name: base + files[name] for name in sorted(rungs) if name.startswith("mp3_")},
+        "waveform": base + files["waveform-256"],
+    }
+
+
+async def waveform_key(pool: asyncpg.Pool, who: Principal | None, track_id: uuid.UUID, zoom: int) -> str:
+    """The object key of a ready track's waveform at ``zoom`` samples per pixel."""
+    track = await visible_track(pool, who, track_id)
+    if track["status"] != "ready":
+        raise NotFound("the waveform is not ready yet")
+    name = track["media"]["files"].get(f"waveform-{zoom}")
+    if name is None:
+        zooms = sorted(int(k.split("-")[1]) for k in track["media"]["files"] if k.startswith("waveform-"))
+        raise InvalidInput(f"zoom must be one of {zooms}")
+    return f"{track['media_prefix']}/{name}"
+
+
+async def record_play(pool: asyncpg.Pool, who: Principal, play: dict[str, Any]) -> bool:
+    """Store one listening event (idempotent per play, event and position); the track must be playable."""
+    track = await visible_track(pool, who, play["track_id"])
+    if track["status"] != "ready":
+        raise InvalidInput("the track cannot be played yet")
+    async with transaction(pool) as conn:
+        recorded = await repository.insert_play(conn, who.user_id, play)
+        if recorded and play["event"] == "complete":
+            await emit(conn, "track.played", play["track_id"], track_id=play["track_id"], user_id=who.user_id)
+    return recorded
+
