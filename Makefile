@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test system-deps install migrate status bench-api bench-realtime schemathesis lint clean
+.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench-api: $(STAMP)
 ## WebSocket rooms through the edge and Serve against a single-process websockets ceiling (see bench/README.md).
 bench-realtime: $(STAMP)
 	$(BIN)/python bench/realtime.py
+
+## Audio pipeline vs the ffmpeg CLI, identification accuracy, tempo and key accuracy (see bench/README.md).
+bench-audio: $(STAMP) system-deps
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/audio.py
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

@@ -1,7 +1,8 @@
 """``TranscodeJob``: one Ray actor per upload, running ``audio/jobs.py`` until the track is published.
 
-Each job reserves ``transcode_cpus`` (1 by default), so Ray runs as many at once as the cluster has
-CPUs and queues the rest: concurrency is bounded by CPUs, not by uploads. The actor is named after
+Each job reserves one ``transcode_slots`` resource (nodes offer one per core) or, on a cluster
+without them, ``transcode_cpus`` CPUs, so Ray runs as many at once as there are cores and queues
+the rest: concurrency is bounded by CPUs, not by uploads. The actor is named after
 its track and detached (it outlives the API replica that launched it) and restarted by Ray when its
 process dies, up to ``transcode_max_attempts`` times; each start is a new attempt counted in
 PostgreSQL, so a kill mid-encode simply runs the job again and the last attempt past the limit
@@ -27,6 +28,7 @@ from verseflow.storage import LocalObjectStore
 
 NAMESPACE = "verseflow"
 NAME = "transcode-{}"
+SLOT = "transcode_slots"  # nodes advertise one per core (cluster/local.py, rayservice.yaml)
 
 log = logs.get_logger("actors.transcode")
 
@@ -71,8 +73,19 @@ def launch(settings: Settings, track_id: uuid.UUID) -> ray.actor.ActorHandle:
     """Start (or find) the job of one upload."""
     return TranscodeJob.options(
         name=NAME.format(track_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        num_cpus=settings.transcode_cpus, max_restarts=settings.transcode_max_attempts,
+        max_restarts=settings.transcode_max_attempts, **_reservation(settings),
     ).remote(settings, track_id)
+
+
+def _reservation(settings: Settings) -> dict[str, object]:
+    """A transcoding slot where nodes offer them, else ``transcode_cpus`` CPUs.
+
+    Slots (one per core) bound concurrency by cores without competing with the fractional CPUs that
+    Serve replicas reserve: on a 2-core laptop those leave no whole CPU free for a job.
+    """
+    if ray.cluster_resources().get(SLOT, 0) >= 1:
+        return {"num_cpus": 0, "resources": {SLOT: 1}}
+    return {"num_cpus": settings.transcode_cpus}
 
 
 def job_for(track_id: uuid.UUID) -> ray.actor.ActorHandle | None:

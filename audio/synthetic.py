@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import av
 import numpy as np
 from scipy import signal
 
@@ -505,3 +507,31 @@ def corpus(n: int, seed: int = 0, seconds: float = 30.0) -> list[SongSpec]:
             levels_db={part: float(rng.uniform(-6, 3)) for part in ("drums", "bass", "chords", "melody")},
         ))
     return specs
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+CODECS = {  # suffix: (container format, codec)
+    ".wav": ("wav", "pcm_s16le"),
+    ".flac": ("flac", "flac"),
+    ".mp3": ("mp3", "libmp3lame"),
+    ".m4a": ("ipod", "aac"),
+    ".ogg": ("ogg", "libopus"),
+}
+
+
+def write_audio(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """Encode (channels, n) float32 samples into the codec that ``path``'s suffix names."""
+    container_format, codec = CODECS[path.suffix]
+    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32), format="fltp", layout=layout)
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=rate)
+        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(converted):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path

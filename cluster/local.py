@@ -27,6 +27,7 @@ log = logs.get_logger("launcher")
 #: cores with PostgreSQL and the clients: measured with ``bench/api.py`` here, p95 at 200 req/s was
 #: 176 ms at nice 15 and 9.6 ms at nice 0. Background actors (transcoding) renice themselves.
 RAY_ENVIRONMENT: dict[str, str] = {"RAY_worker_niceness": "0"}
+TRANSCODE_SLOT = "transcode_slots"  # the custom resource TranscodeJob actors reserve (actors/transcode.py)
 
 
 class LocalPlatform:
@@ -84,8 +85,11 @@ class LocalPlatform:
 
         for name, value in RAY_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
+        local = not self.settings.ray_address
         context = ray.init(
             address=self.settings.ray_address or "local",
+            # One transcoding slot per core: jobs queue beyond them while Serve keeps its CPUs.
+            resources={TRANSCODE_SLOT: float(os.cpu_count() or 1)} if local else None,
             include_dashboard=self.settings.ray_dashboard,
             dashboard_host="127.0.0.1",
             _metrics_export_port=self.settings.ray_metrics_port,
@@ -111,6 +115,7 @@ class LocalPlatform:
     def _start_workers(self) -> None:
         from actors.event_worker import start_event_worker, stop_event_worker
         from actors.room_host import stop_hosts
+        from actors.transcode import resume_open_jobs
 
         worker = start_event_worker(self.settings)
         self._stoppers.append(lambda: stop_event_worker(worker))
@@ -121,6 +126,8 @@ class LocalPlatform:
             edges = start_edges(self.settings)
             self._stoppers.append(lambda: stop_edges(edges))
             self.say(f"realtime edge on {self.settings.edge_host}:{self.settings.edge_port} (GET /v1/realtime)")
+        if resumed := asyncio.run(resume_open_jobs(self.settings)):
+            self.say(f"resumed {resumed} unfinished transcoding job(s)")
 
 
 def run_forever(settings: Settings | None = None) -> None:

@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from audio_fixtures import write_audio
-from realtime_support import Client
 from scipy.signal import resample_poly
 
 from audio.key import estimate_key
 from audio.synthetic import SongSpec, render
+from tests.audio_fixtures import write_audio
+from tests.realtime_support import Client
 
 pytestmark = pytest.mark.timeout(300)
 

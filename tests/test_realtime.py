@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import websockets
-from realtime_support import Client, close_code
 
+from tests.realtime_support import Client, close_code
 from verseflow import security
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,0 +1,199 @@
+"""Audio benchmark: the pipeline against the ffmpeg CLI, identification accuracy, tempo and key accuracy.
+
+Run: ``make bench-audio`` (or ``.venv/bin/python bench/audio.py [--seconds 180] [--tracks 30]``).
+
+1. **Pipeline vs ffmpeg.** One rendered song (``audio/synthetic.py``) is written as FLAC. The full
+   pipeline (``audio/pipeline.py``: decode, analysis, fingerprint, waveform, AAC ladder as CMAF + HLS
+   + DASH, MP3 320/128) runs on it; then the ffmpeg CLI (Debian's) encodes the same ladder alone in
+   one command (decode once, five encodes, same DASH muxer options). Reported: wall time and real-time
+   factor (seconds of work per second of audio) per stage, and the pipeline / ffmpeg ratio, both
+   measured in this run. Stages run on two lanes, so their times add up to more than the wall time.
+2. **Identification.** ``--tracks`` distinct songs of 30 s are fingerprinted into a landmark index
+   (the same ranking code as production; an in-memory store instead of the PostgreSQL table, which
+   holds the same postings). Clips of 5 s and 10 s at random offsets, under each degradation (clean,
+   white noise at 10 and 0 dB SNR, MP3 64 kbit/s, speed ±3 %), must return the right track with the
+   offset within 0.5 s. Clips of songs *not* in the index measure false positives.
+3. **Tempo and key** over ``corpus(--tracks)``: accuracy 1 (±4 %), accuracy 2 (also ×2, ×½, ×3, ×⅓),
+   MIREX-weighted key score; Essentia's estimators side by side when the ``bench`` extra is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from audio import fingerprint  # noqa: E402
+from audio.decode import decode  # noqa: E402
+from audio.evaluation import evaluate_tempo_key  # noqa: E402
+from audio.ladder import encode_mp3  # noqa: E402
+from audio.pipeline import process  # noqa: E402
+from audio.synthetic import SongSpec, corpus, render, write_audio  # noqa: E402
+from bench.harness import say  # noqa: E402
+
+RATE = 44100
+DEGRADATIONS = ("clean", "noise 10 dB", "noise 0 dB", "mp3 64k", "speed +3%", "speed -3%")
+CLIP_LENGTHS = (5.0, 10.0)
+OFFSET_TOLERANCE_S = 0.5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="length of the pipeline benchmark's song")
+    parser.add_argument("--tracks", type=int, default=30, help="songs for identification, tempo and key")
+    parser.add_argument("--repeat", type=int, default=2, help="pipeline/ffmpeg runs (the best of each is kept)")
+    parser.add_argument("--only", choices=("pipeline", "identification", "tempo-key"), help="run one part")
+    args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:
+        sys.exit("ffmpeg not found: run `make system-deps` (Debian's ffmpeg is the baseline)")
+    with tempfile.TemporaryDirectory(prefix="vf-bench-audio-") as scratch:
+        if args.only in (None, "pipeline"):
+            pipeline_vs_ffmpeg(Path(scratch), args.seconds, args.repeat)
+        if args.only in (None, "identification"):
+            identification(args.tracks)
+        if args.only in (None, "tempo-key"):
+            tempo_and_key(args.tracks)
+
+
+# --- 1. pipeline vs ffmpeg ------------------------------------------------------------------------
+
+def pipeline_vs_ffmpeg(scratch: Path, seconds: float, repeat: int) -> None:
+    say(f"rendering a {seconds:.0f} s song")
+    spec = SongSpec(seed=2026, bpm=124, tonic="F", mode="minor", seconds=seconds)
+    source = write_audio(scratch / "source.flac", render(spec, RATE), RATE)
+    pipeline_runs, ffmpeg_runs = [], []
+    for attempt in range(repeat):  # alternate, so drift in machine load hits both alike
+        out = scratch / f"pipeline-{attempt}"
+        start = time.perf_counter()
+        outputs = process(source, out, max_duration_s=seconds + 60)
+        pipeline_runs.append((time.perf_counter() - start, outputs.timings))
+        ffmpeg_runs.append(_ffmpeg_ladder(source, scratch / f"ffmpeg-{attempt}"))
+    wall, timings = min(pipeline_runs, key=lambda run: run[0])
+    baseline = min(ffmpeg_runs)
+    print(f"\n== Pipeline on one {seconds:.0f} s song (FLAC, stereo, {RATE} Hz), best of {repeat} ==")
+    print(f"{'stage':<14}{'seconds':>10}{'RTF':>10}")
+    for stage, spent in timings.items():
+        print(f"{stage:<14}{spent:>10.2f}{spent / seconds:>10.4f}")
+    print(f"{'pipeline wall':<14}{wall:>10.2f}{wall / seconds:>10.4f}")
+    print(f"{'ffmpeg ladder':<14}{baseline:>10.2f}{baseline / seconds:>10.4f}   (ffmpeg CLI: the same 3 AAC + 2 MP3, "
+          "DASH/CMAF)")
+    print(f"ratio pipeline / ffmpeg = {wall / baseline:.2f}x (target <= 1.5x)")
+
+
+def _ffmpeg_ladder(source: Path, out: Path) -> float:
+    out.mkdir()
+    command = [
+        "ffmpeg", "-v", "error", "-y", "-i", str(source),
+        "-map", "0:a", "-map", "0:a", "-map", "0:a", "-c:a", "aac",
+        "-b:a:0", "64k", "-b:a:1", "128k", "-b:a:2", "256k",
+        "-f", "dash", "-seg_duration", "6", "-use_template", "1", "-use_timeline", "0", "-hls_playlist", "1",
+        "-adaptation_sets", "id=0,streams=a",
+        "-init_seg_name", "init-$RepresentationID$.mp4", "-media_seg_name", "seg-$RepresentationID$-$Number%05d$.m4s",
+        str(out / "manifest.mpd"),
+        "-map", "0:a", "-c:a", "libmp3lame", "-b:a", "320k", str(out / "mp3_320.mp3"),
+        "-map", "0:a", "-c:a", "libmp3lame", "-b:a", "128k", str(out / "mp3_128.mp3"),
+    ]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
+# --- 2. identification ----------------------------------------------------------------------------
+
+def identification(tracks: int) -> None:
+    say(f"identification: indexing {tracks} songs of 30 s")
+    rng = np.random.default_rng(1)
+    specs = corpus(tracks, seed=11, seconds=30.0)
+    strangers = corpus(tracks, seed=97, seconds=30.0)
+    index = fingerprint.LandmarkIndex()
+    songs = {}
+    for number, spec in enumerate(specs):
+        songs[number] = render(spec, RATE)
+        index.add(str(number), fingerprint.extract(songs[number], RATE))
+    results: dict[tuple[float, str], list[bool]] = {}
+    started = time.perf_counter()
+    queries = 0
+    for number, samples in songs.items():
+        for length in CLIP_LENGTHS:
+            start_s = float(rng.uniform(1.0, 30.0 - length - 1.5))
+            clip = samples[:, int(start_s * RATE): int((start_s + length) * RATE)]
+            for degradation in DEGRADATIONS:
+                matches = index.query(fingerprint.extract(_degrade(clip, degradation, rng), RATE))
+                queries += 1
+                hit = bool(matches) and matches[0].track_id == str(number) and \
+                    abs(matches[0].offset_s - start_s) <= OFFSET_TOLERANCE_S
+                results.setdefault((length, degradation), []).append(hit)
+    false_positives = 0
+    for spec in strangers:
+        samples = render(spec, RATE)
+        for length in CLIP_LENGTHS:
+            clip = samples[:, 5 * RATE: int((5 + length) * RATE)]
+            false_positives += bool(index.query(fingerprint.extract(clip, RATE)))
+    per_query_ms = (time.perf_counter() - started) / (queries + 2 * len(strangers)) * 1000
+    print(f"\n== Identification: {tracks} indexed songs, right track and offset within {OFFSET_TOLERANCE_S} s ==")
+    print(f"{'degradation':<14}" + "".join(f"{f'{length:.0f} s clips':>14}" for length in CLIP_LENGTHS))
+    for degradation in DEGRADATIONS:
+        row = "".join(f"{_share(results[(length, degradation)]):>14}" for length in CLIP_LENGTHS)
+        print(f"{degradation:<14}{row}")
+    print(f"false positives: {false_positives} of {2 * len(strangers)} clips of songs not in the index; "
+          f"{per_query_ms:.0f} ms per query (extract + 13 speed candidates + vote)")
+
+
+def _degrade(clip: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    power = float(np.mean(clip ** 2))
+    if how == "clean":
+        return clip
+    if how.startswith("noise"):
+        snr_db = float(how.split()[1])
+        return (clip + rng.normal(0, np.sqrt(power / 10 ** (snr_db / 10)), clip.shape)).astype(np.float32)
+    if how == "mp3 64k":
+        return _mp3_round_trip(clip, 64_000)
+    factor = {"speed +3%": (100, 103), "speed -3%": (103, 100)}[how]
+    return resample_poly(clip, *factor, axis=1).astype(np.float32)
+
+
+def _mp3_round_trip(clip: np.ndarray, bitrate: int) -> np.ndarray:
+    from audio.decode import AudioInfo, DecodedAudio
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "clip.mp3"
+        encode_mp3(DecodedAudio(clip, RATE, AudioInfo("raw", "pcm", RATE, 2, None, None)), path, bitrate)
+        return decode(path, max_duration_s=120, rate=RATE).samples  # LAME resamples 64k stereo to 22 kHz
+
+
+def _share(hits: list[bool]) -> str:
+    return f"{sum(hits)}/{len(hits)} ({100 * sum(hits) / len(hits):.0f}%)"
+
+
+# --- 3. tempo and key -----------------------------------------------------------------------------
+
+def tempo_and_key(tracks: int) -> None:
+    say(f"tempo and key over corpus({tracks})")
+    report = evaluate_tempo_key(corpus(tracks, seed=0, seconds=30.0), RATE)
+    print(f"\n== Tempo and key over {report['tracks']} rendered songs of 30 s (reference: as rendered) ==")
+    print(f"{'estimator':<12}{'tempo acc1':>12}{'tempo acc2':>12}{'key MIREX':>12}{'key exact':>12}{'s/track':>10}")
+    for name in ("ours", "essentia"):
+        if (scores := report.get(name)) is None:
+            print(f"{name:<12}  (not installed: .venv/bin/pip install -e '.[bench]')")
+            continue
+        print(f"{name:<12}{scores['acc1']:>12.2f}{scores['acc2']:>12.2f}{scores['key_mirex']:>12.3f}"
+              f"{scores['key_correct']:>12.2f}{scores['seconds_per_track']:>10.2f}")
+    if "essentia" in report:
+        ours, theirs = report["ours"], report["essentia"]
+        print(f"ours / Essentia: acc1 {ours['acc1'] / max(theirs['acc1'], 1e-9):.2f}x, "
+              f"key MIREX {ours['key_mirex'] / max(theirs['key_mirex'], 1e-9):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
