@@ -25,6 +25,7 @@ from audio.decode import DecodedAudio
 AAC_LC = "mp4a.40.2"
 SEGMENT_S = 6
 MP3_QUALITY = 3
+MIN_PEAK_SEGMENT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,15 @@ class RungOutput:
 
     @property
     def peak_bandwidth(self) -> int:
-        return max(math.ceil(b * 8 / d) for _, d, b in self.segments if d > 0)
+        """The highest segment bit rate, leaving out a last segment under ``MIN_PEAK_SEGMENT_S``.
+
+        The encoder's final padding can spill into a last segment of one AAC frame (23 ms), where the
+        fragment headers (~300 bytes) alone read as twice the rung's bit rate; counting it would make
+        players shun the rung.
+        """
+        measured = [s for i, s in enumerate(self.segments)
+                    if s[1] > 0 and (s[1] >= MIN_PEAK_SEGMENT_S or i < len(self.segments) - 1)]
+        return max(math.ceil(b * 8 / d) for _, d, b in measured or self.segments)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ object store with the store enforcing the upload limit. Malformed bodies raise `
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -35,7 +36,7 @@ class MultipartReader:
         if content_type != b"multipart/form-data" or not boundary:
             raise InvalidInput("expected multipart/form-data with a boundary")
         self._body = request.stream()
-        self._events: deque[tuple[str, bytes]] = deque()
+        self._events: deque[tuple[str, Any]] = deque()
         self._header_name = b""
         self._headers: dict[bytes, bytes] = {}
         self._field_max = field_max_bytes
@@ -47,7 +48,7 @@ class MultipartReader:
             "on_header_field": self._header_field,
             "on_header_value": self._header_value,
             "on_header_end": self._header_end,
-            "on_headers_finished": lambda: self._events.append(("part", b"")),
+            "on_headers_finished": lambda: self._events.append(("part", self._describe())),
             "on_part_data": lambda data, start, end: self._events.append(("data", bytes(data[start:end]))),
             "on_part_end": lambda: self._events.append(("end", b"")),
             "on_end": lambda: self._events.append(("done", b"")),
@@ -56,13 +57,13 @@ class MultipartReader:
 
     async def parts(self) -> AsyncIterator[Part]:
         while (event := await self._next()) is not None:
-            kind, _ = event
+            kind, part = event
             if kind == "part":
                 self._parts += 1
                 if self._parts > self._max_parts:
                     raise InvalidInput(f"more than {self._max_parts} form parts")
-                self._current = self._describe()
-                yield self._current
+                self._current = part
+                yield part
                 await self._drain()  # the caller may skip a part
             elif kind == "done":
                 return
@@ -96,7 +97,7 @@ class MultipartReader:
             async for _ in self.chunks():
                 pass
 
-    async def _next(self) -> tuple[str, bytes] | None:
+    async def _next(self) -> tuple[str, Any] | None:
         while not self._events:
             if self._ended:
                 return None
@@ -125,6 +126,7 @@ class MultipartReader:
         self._header_name = b""
 
     def _describe(self) -> Part:
+        """The part whose headers just ended (called by the parser, before later parts' headers)."""
         disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name")
         if disposition != b"form-data" or name is None:

@@ -67,3 +67,17 @@ def test_mp3_downloads(music, tmp_path: Path, bitrate: int):
     assert probed["streams"][0]["codec_name"] == "mp3"
     assert int(probed["format"]["bit_rate"]) == pytest.approx(bitrate, rel=0.03)
     assert float(probed["format"]["duration"]) == pytest.approx(SECONDS, abs=0.1)
+
+
+def test_a_one_frame_last_segment_does_not_inflate_the_advertised_peak(tmp_path: Path):
+    """12 s splits into two full segments plus the encoder's padding: one 23 ms segment of headers."""
+    rate = 44100
+    rng = np.random.default_rng(5)
+    noise = (0.2 * rng.standard_normal((2, 12 * rate))).astype(np.float32)
+    source = decode(write_audio(tmp_path / "twelve.flac", noise, rate), max_duration_s=60)
+    ladder = encode_adaptive(source, tmp_path / "out")
+    for output in ladder.rungs:
+        assert output.segments[-1][1] < 0.1  # the padding segment is there...
+        full = max(b * 8 / d for _, d, b in output.segments[:-1])
+        assert output.peak_bandwidth == pytest.approx(full, rel=0.01)  # ...and does not set the peak
+        assert output.peak_bandwidth < 1.3 * output.average_bandwidth

@@ -32,7 +32,7 @@ _UNBOUNDED = 1 << 50
 _TRACK_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/TrackIn"}},
+        "application/json": {"schema": TrackIn.model_json_schema()},
         "multipart/form-data": {"schema": {
             "type": "object", "required": ["file", "title", "artist_id"],
             "properties": {
