@@ -48,7 +48,7 @@ class TranscodeJob:
 
     async def _run(self) -> str:
         settings = self._settings
-        pool = await create_pool(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 3}))
+        pool = await create_pool(settings, min_size=1, max_size=3)
         store = LocalObjectStore(settings.media_dir())
         outcome = "failed"
         try:
@@ -97,7 +97,7 @@ def job_for(track_id: uuid.UUID) -> ray.actor.ActorHandle | None:
 
 async def resume_open_jobs(settings: Settings) -> int:
     """Relaunch the jobs of uploads still processing (after a cluster restart); returns how many."""
-    pool = await create_pool(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 1}))
+    pool = await create_pool(settings, min_size=1, max_size=1)
     try:
         open_ids = await repository.open_jobs(pool)
     finally:
