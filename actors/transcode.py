@@ -24,7 +24,7 @@ from audio import jobs, repository
 from verseflow import logs
 from verseflow.db import create_pool
 from verseflow.settings import Settings
-from verseflow.storage import LocalObjectStore
+from verseflow.storage import object_store
 
 NAMESPACE = "verseflow"
 NAME = "transcode-{}"
@@ -49,7 +49,7 @@ class TranscodeJob:
     async def _run(self) -> str:
         settings = self._settings
         pool = await create_pool(settings, min_size=1, max_size=3)
-        store = LocalObjectStore(settings.media_dir())
+        store = object_store(settings)
         outcome = "failed"
         try:
             for _ in range(settings.transcode_max_attempts + 1):

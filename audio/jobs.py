@@ -31,14 +31,14 @@ from audio.delivery import MANIFEST_FILE
 from audio.pipeline import process
 from verseflow import logs
 from verseflow.settings import Settings
-from verseflow.storage import LocalObjectStore
+from verseflow.storage import ObjectStore
 
 Notify = Callable[[uuid.UUID, str, dict[str, Any]], Awaitable[object]]
 
 log = logs.get_logger("audio.jobs")
 
 
-async def run(pool: asyncpg.Pool, store: LocalObjectStore, settings: Settings, track_id: uuid.UUID,
+async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_id: uuid.UUID,
               notify: Notify) -> str:
     """Run one attempt; returns the job's outcome ("succeeded", "failed", "superseded" or "finished")."""
     async with pool.acquire() as conn:
@@ -106,7 +106,7 @@ async def _tell(notify: Notify, user_id: uuid.UUID | None, event: str, data: dic
         log.warning("could not notify the uploader", extra={"event": event})
 
 
-def _sweep(store: LocalObjectStore, track_id: uuid.UUID, prefix: str, keep: str | None) -> None:
+def _sweep(store: ObjectStore, track_id: uuid.UUID, prefix: str, keep: str | None) -> None:
     """Remove what earlier, interrupted attempts left: staging folders and unpublished versions."""
     for leftover in store.staging_dir().glob(f"{track_id}-*"):
         shutil.rmtree(leftover, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,7 +69,12 @@ class Settings(BaseSettings):
     api_max_ongoing_requests: int = Field(100, ge=1)
 
     # Media (verseflow/storage.py, audio/).
-    storage_dir: Path | None = Field(None, description="local object store; default <var_dir>/media")
+    storage_backend: Literal["local", "s3"] = Field("local", description="where uploads and media live")
+    storage_dir: Path | None = Field(None, description="local object store (with s3: its local cache); "
+                                                       "default <var_dir>/media")
+    s3_bucket: str = Field("verseflow-media", description="bucket of the s3 backend")
+    s3_endpoint_url: str | None = Field(None, description="an S3-compatible service (MinIO, Ceph...); None: AWS")
+    s3_region: str | None = None
     upload_max_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="largest accepted upload")
     track_max_duration_s: float = Field(3600.0, gt=0, description="longest accepted track, judged on samples")
     upload_field_max_bytes: int = Field(16 * 1024, ge=256, description="each non-file field of a multipart upload")

@@ -1,7 +1,8 @@
 """The object store: where uploads and rendered media live, behind one small interface.
 
 ``LocalObjectStore`` keeps objects as files under ``VERSEFLOW_STORAGE_DIR`` (``./var/media``), the
-default on a laptop; an S3-compatible store implements the same methods in a cluster. Writes are
+default on a laptop; ``verseflow/s3_storage.py``'s ``S3ObjectStore`` implements the same protocol on
+any S3-compatible service for a cluster (``VERSEFLOW_STORAGE_BACKEND=s3``). Writes are
 atomic (a temporary file renamed into place), so a reader, or a job retried after a crash, never
 sees half an object; a stream over its size limit is refused and leaves nothing behind.
 """
@@ -43,6 +44,8 @@ class ObjectStore(Protocol):
     def staging_dir(self) -> Path: ...
     def put_dir(self, prefix: str, folder: Path) -> None: ...
     def children(self, prefix: str) -> list[str]: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def presigned_url(self, key: str, expires_s: int) -> str | None: ...
 
 
 def check_key(key: str) -> str:
@@ -127,6 +130,13 @@ class LocalObjectStore:
         folder = self._path(prefix)
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
+    def read_bytes(self, key: str) -> bytes:
+        return self.local_path(key).read_bytes()
+
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        """None: local files are served by the media deployment itself."""
+        return None
+
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
@@ -150,11 +160,21 @@ def _commit(handle: BinaryIO, temporary: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
-def object_store(settings: Settings) -> LocalObjectStore:
-    """The deployment's object store (the local file system under ``storage_dir``)."""
+def object_store(settings: Settings) -> ObjectStore:
+    """The deployment's object store: the local file system, or S3 when ``storage_backend`` says so."""
+    if settings.storage_backend == "s3":
+        return _s3_store(settings.s3_bucket, settings.s3_endpoint_url, settings.s3_region,
+                         settings.media_dir().resolve())
     return _store_at(settings.media_dir().resolve())
 
 
 @lru_cache(maxsize=8)
 def _store_at(root: Path) -> LocalObjectStore:
     return LocalObjectStore(root)
+
+
+@lru_cache(maxsize=8)
+def _s3_store(bucket: str, endpoint_url: str | None, region: str | None, cache: Path) -> ObjectStore:
+    from verseflow.s3_storage import S3ObjectStore
+
+    return S3ObjectStore(bucket, endpoint_url=endpoint_url, region=region, cache_dir=cache)

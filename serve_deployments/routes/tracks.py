@@ -20,6 +20,7 @@ from audio import decode, service
 from catalog import tracks
 from serve_deployments.deps import Ctx, CurrentUser, OptionalUser
 from serve_deployments.multipart import MultipartReader
+from serve_deployments.objects import serve_object
 from serve_deployments.schemas import TrackDetailOut, TrackIn, TrackOut, TrackUpdateIn, UploadIn, UploadOut
 from verseflow.errors import InvalidInput, PayloadTooLarge
 from verseflow.storage import object_store
@@ -73,8 +74,8 @@ async def read_track(track_id: uuid.UUID, ctx: Ctx, who: OptionalUser):
 async def read_waveform(track_id: uuid.UUID, ctx: Ctx, who: OptionalUser,
                         zoom: Annotated[int, Query(ge=1, le=1 << 20)] = 256):
     key = await service.waveform_key(ctx.pool, who, track_id, zoom)
-    return FileResponse(object_store(ctx.settings).local_path(key), media_type="application/json",
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return serve_object(object_store(ctx.settings), key, "application/json",
+                        {"Cache-Control": "public, max-age=86400"}, expires_s=3600)
 
 
 @router.patch("/{track_id}", response_model=TrackOut)
