@@ -124,7 +124,9 @@ def encode_mp3(audio: DecodedAudio, path: Path, bitrate: int, *, quality: int = 
 
 
 def media_playlist(output: RungOutput, segment_s: int) -> str:
-    target = max(segment_s, max(math.ceil(d) for _, d, _ in output.segments))
+    # RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer must not exceed the target duration;
+    # AAC frames make 6 s segments 6.014 s, which is still target 6, as Apple's authoring spec asks.
+    target = max(segment_s, max(round(d) for _, d, _ in output.segments))
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-MEDIA-SEQUENCE:1",
              "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{output.init}"']
     for name, duration, _ in output.segments:

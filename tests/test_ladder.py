@@ -46,6 +46,7 @@ def test_hls_and_dash_share_one_set_of_segments_and_ffprobe_reads_them(music, tm
     for rung, output in zip(AAC_RUNGS, ladder.rungs, strict=True):
         playlist = (tmp_path / output.playlist).read_text()
         assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist and "#EXT-X-ENDLIST" in playlist
+        assert "#EXT-X-TARGETDURATION:6\n" in playlist
         assert "PROGRAM-DATE-TIME" not in playlist
         assert all(d <= 6.1 for _, d, _ in output.segments[:-1]) and len(output.segments) == 4
         assert 0.7 * rung.bitrate < output.average_bandwidth < 1.3 * rung.bitrate
