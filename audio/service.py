@@ -49,9 +49,9 @@ async def authorize_upload(pool: asyncpg.Pool, who: Principal, artist_id: uuid.U
         await require_artist_owner(conn, who, artist_id)
 
 
-async def accept_upload(pool: asyncpg.Pool, who: Principal, fields: UploadFields, source: StoredObject) -> uuid.UUID:
+async def accept_upload(pool: asyncpg.Pool, who: Principal, track_id: uuid.UUID, fields: UploadFields,
+                        source: StoredObject) -> None:
     """A ``processing`` track, its job row and ``track.uploaded``, in one transaction."""
-    track_id = uuid.UUID(source.key.split("/")[1])
     async with transaction(pool) as conn:
         await require_artist_owner(conn, who, fields.artist_id)
         if fields.album_id is not None:
@@ -70,7 +70,6 @@ async def accept_upload(pool: asyncpg.Pool, who: Principal, fields: UploadFields
         await conn.execute("INSERT INTO track_jobs (track_id) VALUES ($1)", track_id)
         await emit(conn, "track.uploaded", track_id, track_id=track_id, artist_id=fields.artist_id,
                    uploaded_by=who.user_id, bytes=source.size)
-    return track_id
 
 
 def source_key(track_id: uuid.UUID) -> str:

@@ -25,7 +25,8 @@ async def upload(api, pool, tmp_path) -> dict[str, Any]:
     track_id = uuid.uuid4()
     source = write_audio(tmp_path / "source.flac", tone(330.0, seconds=4.0), RATE)
     stored = store.put_file(service.source_key(track_id), source)
-    await service.accept_upload(pool, who, service.UploadFields("Jobs", uuid.UUID(artist.json()["id"])), stored)
+    fields = service.UploadFields("Jobs", uuid.UUID(artist.json()["id"]))
+    await service.accept_upload(pool, who, track_id, fields, stored)
     return {"track_id": track_id, "store": store, "user_id": who.user_id}
 
 

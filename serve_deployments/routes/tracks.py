@@ -110,7 +110,7 @@ async def _upload(request: Request, ctx: Ctx, who: CurrentUser) -> JSONResponse:
         upload = _validated(UploadIn, fields)
         info = await asyncio.to_thread(decode.check, store.local_path(key),
                                        max_duration_s=settings.track_max_duration_s)
-        await service.accept_upload(ctx.pool, who, service.UploadFields(**upload.model_dump()), stored)
+        await service.accept_upload(ctx.pool, who, track_id, service.UploadFields(**upload.model_dump()), stored)
     except BaseException:
         store.delete_prefix(key.rsplit("/", 1)[0])
         raise
