@@ -22,6 +22,7 @@ from audio.delivery import MediaIndex
 from audio.pipeline import Outputs
 from billing.entitlements import media_entitlement
 from catalog.artists import require_artist_owner
+from catalog.tracks import require_album_of
 from verseflow.db import transaction
 from verseflow.errors import InvalidInput, NotFound
 from verseflow.events.outbox import emit
@@ -55,11 +56,7 @@ async def accept_upload(pool: asyncpg.Pool, who: Principal, track_id: uuid.UUID,
     async with transaction(pool) as conn:
         await require_artist_owner(conn, who, fields.artist_id)
         if fields.album_id is not None:
-            album_artist = await conn.fetchval("SELECT artist_id FROM albums WHERE id = $1", fields.album_id)
-            if album_artist is None:
-                raise NotFound("album not found")
-            if album_artist != fields.artist_id:
-                raise InvalidInput("the album belongs to another artist")
+            await require_album_of(conn, fields.album_id, fields.artist_id)
         await conn.execute(
             """INSERT INTO tracks (id, artist_id, album_id, title, genre, status, uploaded_by,
                                    source_key, source_bytes, source_sha256)

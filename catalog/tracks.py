@@ -21,7 +21,7 @@ async def create_track(
     async with transaction(pool) as conn:
         await require_artist_owner(conn, who, artist_id)
         if album_id is not None:
-            await _require_album_of(conn, album_id, artist_id)
+            await require_album_of(conn, album_id, artist_id)
         row = await conn.fetchrow(
             """INSERT INTO tracks (id, artist_id, album_id, title, genre, duration_s, status)
                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
@@ -52,7 +52,7 @@ async def update_track(
             raise NotFound("track not found")
         await require_artist_owner(conn, who, artist_id)
         if changes.get("album_id") is not None:
-            await _require_album_of(conn, changes["album_id"], artist_id)
+            await require_album_of(conn, changes["album_id"], artist_id)
         await update_row(conn, "tracks", track_id, changes)
         await emit(conn, "track.updated", track_id, track_id=track_id, fields=sorted(changes))
     return await get_track(pool, track_id)
@@ -82,7 +82,7 @@ async def list_artist_tracks(
     return [dict(r) for r in rows]
 
 
-async def _require_album_of(conn: asyncpg.Connection, album_id: uuid.UUID, artist_id: uuid.UUID) -> None:
+async def require_album_of(conn: asyncpg.Connection, album_id: uuid.UUID, artist_id: uuid.UUID) -> None:
     album_artist = await conn.fetchval("SELECT artist_id FROM albums WHERE id = $1", album_id)
     if album_artist is None:
         raise NotFound("album not found")
