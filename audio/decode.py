@@ -9,6 +9,8 @@ corrupt, empty, too long.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,7 @@ class DecodedAudio:
         return self.samples.mean(axis=0, dtype=np.float32)
 
 
+MIN_AUDIO_S = 0.1  # less than this is an empty upload
 _SLACK_S = 0.1  # encoder priming and padding: a 600 s file may decode to 600.05 s
 
 
@@ -76,12 +79,7 @@ def check(path: Path, *, max_duration_s: float, probe_s: float = 3.0) -> AudioIn
     the transcoding job's full :func:`decode` still enforces every rule on all the samples (a file
     damaged further in, or longer than it declares, fails the job with the same reasons).
     """
-    with _open(path) as container:
-        stream = _audio_stream(container)
-        info = _info(container, stream)
-        if info.duration_s is not None and info.duration_s > max_duration_s + _SLACK_S:
-            raise AudioRejected("too_long",
-                                f"audio is {info.duration_s:.0f} s long; the limit is {max_duration_s:.0f} s")
+    with _opened(path, max_duration_s) as (container, stream, info):
         decoded = 0.0
         try:
             for frame in container.decode(stream):
@@ -91,8 +89,8 @@ def check(path: Path, *, max_duration_s: float, probe_s: float = 3.0) -> AudioIn
         except (av.error.InvalidDataError, av.error.EOFError) as exc:
             if decoded == 0:
                 raise AudioRejected("corrupt", f"the audio data cannot be decoded: {_short(exc)}") from None
-    if decoded < 0.1:
-        raise AudioRejected("empty", "the file holds less than 0.1 s of audio")
+    if decoded < MIN_AUDIO_S:
+        raise _empty()
     return info
 
 
@@ -102,12 +100,7 @@ def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_ch
     Stops as soon as the decoded audio exceeds ``max_duration_s`` (a container may lie about its
     duration, so the limit is enforced on samples, not on metadata).
     """
-    with _open(path) as container:
-        stream = _audio_stream(container)
-        info = _info(container, stream)
-        if info.duration_s is not None and info.duration_s > max_duration_s + _SLACK_S:
-            raise AudioRejected("too_long",
-                                f"audio is {info.duration_s:.0f} s long; the limit is {max_duration_s:.0f} s")
+    with _opened(path, max_duration_s) as (container, stream, info):
         channels = min(max(info.channels, 1), max_channels)
         out_rate = rate or info.rate
         layout = "mono" if channels == 1 else "stereo" if channels == 2 else av.AudioLayout(channels).name
@@ -132,11 +125,28 @@ def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_ch
             # A damaged tail after real audio: keep what decoded (FFmpeg's own behaviour too).
     samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False) if chunks else np.zeros((channels, 0),
                                                                                                    np.float32)
-    if samples.shape[1] < out_rate // 10:
-        raise AudioRejected("empty", "the file holds less than 0.1 s of audio")
+    if samples.shape[1] < out_rate * MIN_AUDIO_S:
+        raise _empty()
     if not np.isfinite(samples).all():
         raise AudioRejected("corrupt", "decoded samples are not finite")
     return DecodedAudio(samples=samples, rate=out_rate, info=info)
+
+
+@contextmanager
+def _opened(path: Path, max_duration_s: float) -> Iterator[tuple[av.container.InputContainer,
+                                                                 av.audio.stream.AudioStream, AudioInfo]]:
+    """The open container, its first audio stream and what it declares, refused if declared too long."""
+    with _open(path) as container:
+        stream = _audio_stream(container)
+        info = _info(container, stream)
+        if info.duration_s is not None and info.duration_s > max_duration_s + _SLACK_S:
+            raise AudioRejected("too_long",
+                                f"audio is {info.duration_s:.0f} s long; the limit is {max_duration_s:.0f} s")
+        yield container, stream, info
+
+
+def _empty() -> AudioRejected:
+    return AudioRejected("empty", f"the file holds less than {MIN_AUDIO_S} s of audio")
 
 
 def _open(path: Path) -> av.container.InputContainer:
