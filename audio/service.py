@@ -22,7 +22,7 @@ from audio.delivery import MediaIndex
 from audio.pipeline import Outputs
 from billing.entitlements import media_entitlement
 from catalog.artists import require_artist_owner
-from catalog.tracks import require_album_of
+from catalog.tracks import get_track, require_album_of
 from verseflow.db import transaction
 from verseflow.errors import InvalidInput, NotFound
 from verseflow.events.outbox import emit
@@ -165,15 +165,7 @@ async def record_progress(pool: asyncpg.Pool, track_id: uuid.UUID, stage: str, p
 
 async def visible_track(pool: asyncpg.Pool, who: Principal | None, track_id: uuid.UUID) -> dict[str, Any]:
     """The track row, or NotFound when it does not exist or is unpublished work of someone else."""
-    row = await pool.fetchrow(
-        """SELECT t.*, a.name AS artist_name, a.owner_id, al.title AS album_title
-           FROM tracks t JOIN artists a ON a.id = t.artist_id LEFT JOIN albums al ON al.id = t.album_id
-           WHERE t.id = $1""",
-        track_id,
-    )
-    if row is None:
-        raise NotFound("track not found")
-    track = dict(row)
+    track = await get_track(pool, track_id)
     track["owned"] = who is not None and (who.is_admin or track["owner_id"] == who.user_id)
     if track["status"] in HIDDEN_STATES and not track["owned"]:
         raise NotFound("track not found")

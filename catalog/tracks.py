@@ -32,8 +32,9 @@ async def create_track(
 
 
 async def get_track(pool: asyncpg.Pool, track_id: uuid.UUID) -> dict[str, Any]:
+    """The track row with its artist's name and owner and its album's title."""
     row = await pool.fetchrow(
-        """SELECT t.*, a.name AS artist_name, al.title AS album_title
+        """SELECT t.*, a.name AS artist_name, a.owner_id, al.title AS album_title
            FROM tracks t JOIN artists a ON a.id = t.artist_id LEFT JOIN albums al ON al.id = t.album_id
            WHERE t.id = $1""",
         track_id,
