@@ -8,16 +8,19 @@ and the ``track.ready`` event, or nothing happens.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import numpy as np
 
 from accounts.model import Principal
-from audio import fingerprint, repository
+from audio import decode, fingerprint, repository
+from audio.decode import AudioInfo
 from audio.delivery import MediaIndex
 from audio.pipeline import Outputs
 from billing.entitlements import media_entitlement
@@ -28,7 +31,7 @@ from verseflow.errors import InvalidInput, NotFound
 from verseflow.events.outbox import emit
 from verseflow.settings import Settings
 from verseflow.signing import MediaGrant
-from verseflow.storage import StoredObject
+from verseflow.storage import ObjectStore, StoredObject
 
 #: Upload-time duplicate check: the track is matched by clips of this length at these positions.
 MATCH_CLIP_S = 10.0
@@ -50,9 +53,12 @@ async def authorize_upload(pool: asyncpg.Pool, who: Principal, artist_id: uuid.U
         await require_artist_owner(conn, who, artist_id)
 
 
-async def accept_upload(pool: asyncpg.Pool, who: Principal, track_id: uuid.UUID, fields: UploadFields,
-                        source: StoredObject) -> None:
-    """A ``processing`` track, its job row and ``track.uploaded``, in one transaction."""
+async def accept_upload(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
+                        track_id: uuid.UUID, fields: UploadFields, source: StoredObject) -> AudioInfo:
+    """Judge the stored upload by decoding its start, then record a ``processing`` track, its job row
+    and ``track.uploaded`` in one transaction; returns what the file declares."""
+    info = await asyncio.to_thread(decode.check, store.local_path(source.key),
+                                   max_duration_s=settings.track_max_duration_s)
     async with transaction(pool) as conn:
         await require_artist_owner(conn, who, fields.artist_id)
         if fields.album_id is not None:
@@ -67,6 +73,7 @@ async def accept_upload(pool: asyncpg.Pool, who: Principal, track_id: uuid.UUID,
         await conn.execute("INSERT INTO track_jobs (track_id) VALUES ($1)", track_id)
         await emit(conn, "track.uploaded", track_id, track_id=track_id, artist_id=fields.artist_id,
                    uploaded_by=who.user_id, bytes=source.size)
+    return info
 
 
 def source_key(track_id: uuid.UUID) -> str:
@@ -87,6 +94,14 @@ async def find_matches(pool: asyncpg.Pool, full: fingerprint.Fingerprint, *, exc
                 best[match.track_id] = {"track_id": match.track_id, "offset_s": offset,
                                         "score": float(match.score), "speed": match.speed}
     return sorted(best.values(), key=lambda m: -m["score"])
+
+
+def clip_fingerprint(path: Path, *, min_s: float, max_s: float) -> fingerprint.Fingerprint:
+    """The fingerprint of an identification clip, which must last ``min_s`` to ``max_s`` seconds."""
+    clip = decode.decode(path, max_duration_s=max_s)
+    if clip.duration_s < min_s:
+        raise InvalidInput(f"the clip is {clip.duration_s:.1f} s long; identification needs {min_s:.0f} s or more")
+    return fingerprint.extract(clip.samples, clip.rate)
 
 
 async def identify(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, min_matches: int) -> list[dict[str, Any]]:

@@ -53,18 +53,16 @@ class MultipartReader:
             "on_part_end": lambda: self._events.append(("end", b"")),
             "on_end": lambda: self._events.append(("done", b"")),
         })
-        self._current: Part | None = None
 
     async def parts(self) -> AsyncIterator[Part]:
+        """Each part as its headers end; the data of a part the caller does not read is passed over."""
         while (event := await self._next()) is not None:
             kind, part = event
             if kind == "part":
                 self._parts += 1
                 if self._parts > self._max_parts:
                     raise InvalidInput(f"more than {self._max_parts} form parts")
-                self._current = part
                 yield part
-                await self._drain()  # the caller may skip a part
             elif kind == "done":
                 return
         raise InvalidInput("the multipart body ended early")
@@ -76,7 +74,6 @@ class MultipartReader:
             if kind == "data":
                 yield data
             elif kind == "end":
-                self._current = None
                 return
         raise InvalidInput("the multipart body ended inside a part")
 
@@ -91,11 +88,6 @@ class MultipartReader:
             return buffer.decode()
         except UnicodeDecodeError:
             raise InvalidInput("a form field is not UTF-8 text") from None
-
-    async def _drain(self) -> None:
-        if self._current is not None:
-            async for _ in self.chunks():
-                pass
 
     async def _next(self) -> tuple[str, Any] | None:
         while not self._events:

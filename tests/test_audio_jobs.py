@@ -16,7 +16,7 @@ RATE = 44100
 
 
 @pytest.fixture
-async def upload(api, pool, tmp_path) -> dict[str, Any]:
+async def upload(api, pool, settings, tmp_path) -> dict[str, Any]:
     """An accepted 4 s upload (track processing, job queued) in a private store."""
     owner = await api.user("artist")
     artist = await api.http.post("/v1/artists", json={"name": "Jobs"}, headers=owner["headers"])
@@ -26,7 +26,7 @@ async def upload(api, pool, tmp_path) -> dict[str, Any]:
     source = write_audio(tmp_path / "source.flac", tone(330.0, seconds=4.0), RATE)
     stored = store.put_file(service.source_key(track_id), source)
     fields = service.UploadFields("Jobs", uuid.UUID(artist.json()["id"]))
-    await service.accept_upload(pool, who, track_id, fields, stored)
+    await service.accept_upload(pool, store, settings, who, track_id, fields, stored)
     return {"track_id": track_id, "store": store, "user_id": who.user_id}
 
 

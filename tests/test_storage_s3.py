@@ -95,7 +95,7 @@ async def test_a_job_publishes_into_the_bucket_and_the_media_app_redirects(api, 
     source = write_audio(tmp_path / "source.flac", tone(440.0, seconds=8.0), 44100)
     stored = store.put_file(service.source_key(track_id), source)
     fields = service.UploadFields("In a bucket", uuid.UUID(artist.json()["id"]))
-    await service.accept_upload(pool, who, track_id, fields, stored)
+    await service.accept_upload(pool, store, settings, who, track_id, fields, stored)
     store.cache.delete_prefix("uploads")  # the job's node has no local copy
 
     async def quiet(*_: object) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 
-from audio import decode, fingerprint, service
+from audio import service
 from serve_deployments.deps import Ctx, CurrentUser
 from serve_deployments.multipart import MultipartReader
 from serve_deployments.schemas import IdentifyOut
 from verseflow import ratelimit
-from verseflow.errors import InvalidInput, PayloadTooLarge
-from verseflow.storage import object_store
+from verseflow.errors import InvalidInput
+from verseflow.storage import LocalObjectStore, object_store
 
 router = APIRouter(prefix="/v1/fingerprint", tags=["audio"])
 
@@ -31,37 +31,22 @@ async def identify(request: Request, ctx: Ctx, who: CurrentUser):
     settings = ctx.settings
     await ratelimit.hit(ctx.redis, f"{settings.redis_prefix}identify:{who.user_id}",
                         limit=settings.identify_per_minute, window_s=60)
-    store = object_store(settings)
-    with tempfile.TemporaryDirectory(dir=store.staging_dir()) as scratch:
-        clip_path = await _receive_clip(request, ctx, Path(scratch))
-        clip = await asyncio.to_thread(_fingerprint, clip_path, settings.identify_min_clip_s,
-                                       settings.identify_max_clip_s)
+    with tempfile.TemporaryDirectory(dir=object_store(settings).staging_dir()) as scratch:
+        clip_path = await _receive_clip(request, ctx, LocalObjectStore(Path(scratch)))
+        clip = await asyncio.to_thread(service.clip_fingerprint, clip_path, min_s=settings.identify_min_clip_s,
+                                       max_s=settings.identify_max_clip_s)
     candidates = await service.identify(ctx.pool, clip, min_matches=settings.fingerprint_min_matches)
     return {"match": candidates[0] if candidates else None, "candidates": candidates}
 
 
-async def _receive_clip(request: Request, ctx: Ctx, scratch: Path) -> Path:
+async def _receive_clip(request: Request, ctx: Ctx, scratch: LocalObjectStore) -> Path:
     """The ``file`` part, written to ``scratch`` under the identify size limit."""
     reader = MultipartReader(request, field_max_bytes=ctx.settings.upload_field_max_bytes)
-    path = None
+    stored = None
     async for part in reader.parts():
-        if part.name != "file" or path is not None:
+        if part.name != "file" or stored is not None:
             raise InvalidInput(f"unexpected form part {part.name!r}")
-        path = scratch / "clip"
-        size = 0
-        with path.open("wb") as out:
-            async for chunk in reader.chunks():
-                size += len(chunk)
-                if size > ctx.settings.identify_max_bytes:
-                    raise PayloadTooLarge(f"the clip is larger than {ctx.settings.identify_max_bytes} bytes")
-                out.write(chunk)
-    if path is None:
+        stored = await scratch.put_stream("clip", reader.chunks(), max_bytes=ctx.settings.identify_max_bytes)
+    if stored is None:
         raise InvalidInput("the request has no `file` part")
-    return path
-
-
-def _fingerprint(path: Path, min_s: float, max_s: float) -> fingerprint.Fingerprint:
-    audio = decode.decode(path, max_duration_s=max_s)
-    if audio.duration_s < min_s:
-        raise InvalidInput(f"the clip is {audio.duration_s:.1f} s long; identification needs {min_s:.0f} s or more")
-    return fingerprint.extract(audio.samples, audio.rate)
+    return scratch.local_path(stored.key)

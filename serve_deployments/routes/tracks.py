@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
-from audio import decode, service
+from audio import service
 from catalog import tracks
 from serve_deployments.deps import Ctx, CurrentUser, OptionalUser
 from serve_deployments.multipart import MultipartReader
@@ -98,8 +98,8 @@ async def _upload(request: Request, ctx: Ctx, who: CurrentUser) -> JSONResponse:
     try:
         async for part in reader.parts():
             if part.name == "file" and stored is None:
-                if "artist_id" in fields:  # fields sent first: refuse before the bytes arrive
-                    await service.authorize_upload(ctx.pool, who, _validated(UploadIn, _draft(fields)).artist_id)
+                if (artist_id := _uuid_or_none(fields.get("artist_id"))) is not None:
+                    await service.authorize_upload(ctx.pool, who, artist_id)  # before the bytes arrive
                 stored = await store.put_stream(key, reader.chunks(), max_bytes=settings.upload_max_bytes)
             elif part.name in UploadIn.model_fields and part.name not in fields:
                 fields[part.name] = await reader.value()
@@ -107,10 +107,8 @@ async def _upload(request: Request, ctx: Ctx, who: CurrentUser) -> JSONResponse:
                 raise InvalidInput(f"unexpected form part {part.name!r}")
         if stored is None:
             raise InvalidInput("the upload has no `file` part")
-        upload = _validated(UploadIn, fields)
-        info = await asyncio.to_thread(decode.check, store.local_path(key),
-                                       max_duration_s=settings.track_max_duration_s)
-        await service.accept_upload(ctx.pool, who, track_id, service.UploadFields(**upload.model_dump()), stored)
+        upload = service.UploadFields(**_validated(UploadIn, fields).model_dump())
+        info = await service.accept_upload(ctx.pool, store, settings, who, track_id, upload, stored)
     except BaseException:
         store.delete_prefix(key.rsplit("/", 1)[0])
         raise
@@ -127,9 +125,12 @@ def _launch(settings, track_id: uuid.UUID) -> None:  # noqa: ANN001 - Settings
     launch(settings, track_id)
 
 
-def _draft(fields: dict[str, str]) -> dict[str, str]:
-    """Enough of the fields to check ownership early (the title may come after the file)."""
-    return {"title": fields.get("title") or "pending", **{k: v for k, v in fields.items() if k != "title"}}
+def _uuid_or_none(text: str | None) -> uuid.UUID | None:
+    """A field's UUID if it is one; a malformed one is reported by the full validation later."""
+    try:
+        return uuid.UUID(text) if text else None
+    except ValueError:
+        return None
 
 
 def _validated(model, data: Any):  # noqa: ANN001, ANN202 - a pydantic model class and its instance
