@@ -40,29 +40,26 @@ class TranscodeJob:
         os.nice(settings.transcode_niceness)
         self._settings = settings
         self._track_id = track_id
-        self._outcome = asyncio.get_running_loop().create_task(self._run())
+        self._job = asyncio.get_running_loop().create_task(self._run())  # held: a task needs a reference
 
-    async def outcome(self) -> str:
-        """The job's outcome, once it has one (the actor then removes itself)."""
-        return await asyncio.shield(self._outcome)
-
-    async def _run(self) -> str:
+    async def _run(self) -> None:
+        """Attempts until one has an outcome (an unexpected error counts as an attempt), then leave."""
         settings = self._settings
         pool = await create_pool(settings, min_size=1, max_size=3)
         store = object_store(settings)
-        outcome = "failed"
         try:
             for _ in range(settings.transcode_max_attempts + 1):
                 try:
                     outcome = await jobs.run(pool, store, settings, self._track_id,
                                              functools.partial(notify_user, settings))
-                    break
                 except Exception:
                     log.exception("transcoding attempt failed", extra={"track_id": str(self._track_id)})
+                    continue
+                log.info("transcoding job ended", extra={"track_id": str(self._track_id), "outcome": outcome})
+                break
         finally:
             await pool.close()
         asyncio.get_running_loop().call_later(1.0, _leave)
-        return outcome
 
 
 def _leave() -> None:

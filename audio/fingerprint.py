@@ -212,8 +212,12 @@ class LandmarkIndex:
         return rank(probes, postings, self.speeds, min_matches=min_matches, max_results=max_results)
 
     def probes(self, fingerprint: Fingerprint) -> list[Landmarks]:
-        """The query's landmarks under every candidate speed (in ``self.speeds`` order)."""
-        return [fingerprint.landmarks(s, probe=True) for s in self.speeds]
+        return probes(fingerprint, self.speeds)
+
+
+def probes(fingerprint: Fingerprint, speeds: Sequence[float] = SPEEDS) -> list[Landmarks]:
+    """A query's landmarks under every candidate speed (in ``speeds`` order), ready for a lookup."""
+    return [fingerprint.landmarks(s, probe=True) for s in speeds]
 
 
 def rank(probes: list[Landmarks], postings: Postings, speeds: Sequence[float] = SPEEDS, *,
@@ -377,8 +381,9 @@ def _vote(postings: Postings, landmarks: Landmarks, speed: float) -> list[Match]
     tracks = postings.tracks[rows]
     matches = []
     for track_id in np.unique(tracks):
-        score, offset = _modal_offset(offsets[tracks == track_id])
-        collisions = int(np.count_nonzero(tracks == track_id))
+        mine = tracks == track_id
+        score, offset = _modal_offset(offsets[mine])
+        collisions = int(np.count_nonzero(mine))
         matches.append(Match(str(track_id), round(offset * FRAME_S, 3), score, speed, round(score / collisions, 4)))
     return matches
 

@@ -52,7 +52,7 @@ async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_
         await _tell(notify, uploader, "track.failed", {"track_id": str(track_id), "reason": "job_failed"})
         return "failed"
     prefix = f"tracks/{track_id}"
-    _sweep(store, track_id, prefix, keep=None)
+    _sweep(store, track_id, prefix)
     version = f"v{start['attempts']}-{secrets.token_hex(4)}"
     staging = store.staging_dir() / f"{track_id}-{version}"
     loop = asyncio.get_running_loop()
@@ -106,10 +106,12 @@ async def _tell(notify: Notify, user_id: uuid.UUID | None, event: str, data: dic
         log.warning("could not notify the uploader", extra={"event": event})
 
 
-def _sweep(store: ObjectStore, track_id: uuid.UUID, prefix: str, keep: str | None) -> None:
-    """Remove what earlier, interrupted attempts left: staging folders and unpublished versions."""
+def _sweep(store: ObjectStore, track_id: uuid.UUID, prefix: str) -> None:
+    """Remove what earlier, interrupted attempts left: staging folders and unpublished versions.
+
+    Only a track still processing gets here, so nothing under its prefix is published yet.
+    """
     for leftover in store.staging_dir().glob(f"{track_id}-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     for version in store.children(prefix):
-        if version != keep:
-            store.delete_prefix(f"{prefix}/{version}")
+        store.delete_prefix(f"{prefix}/{version}")

@@ -17,8 +17,9 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,25 +142,14 @@ class _Tracker:
         self._lock = threading.Lock()
         self.timings: dict[str, float] = {}
 
-    def stage(self, name: str) -> _Stage:
-        return _Stage(self, name)
-
-    def finished(self, name: str, seconds: float) -> None:
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block; once it succeeds, record it and report the progress."""
+        start = time.perf_counter()
+        yield
         with self._lock:
-            self.timings[name] = round(seconds, 4)
+            self.timings[name] = round(time.perf_counter() - start, 4)
             self._done += STAGE_WEIGHTS.get(name, 0.0)
             done = min(self._done, 1.0)
         if self._progress is not None:
             self._progress(name, done)
-
-
-class _Stage:
-    def __init__(self, tracker: _Tracker, name: str) -> None:
-        self._tracker, self._name = tracker, name
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        if kind is None:
-            self._tracker.finished(self._name, time.perf_counter() - self._start)

@@ -50,7 +50,7 @@ async def begin_attempt(conn: asyncpg.Connection, track_id: uuid.UUID) -> asyncp
            FROM tracks t
            WHERE j.track_id = $1 AND t.id = j.track_id AND j.state IN ('queued', 'running')
              AND t.status = 'processing'
-           RETURNING j.attempts, t.source_key, t.uploaded_by, t.artist_id""",
+           RETURNING j.attempts, t.source_key, t.uploaded_by""",
         track_id,
     )
 

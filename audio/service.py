@@ -83,12 +83,11 @@ def source_key(track_id: uuid.UUID) -> str:
 async def find_matches(pool: asyncpg.Pool, full: fingerprint.Fingerprint, *, exclude: uuid.UUID | None,
                        min_matches: int) -> list[dict[str, Any]]:
     """Existing tracks this audio contains, by a few clips of it; offsets are of its start."""
-    index = fingerprint.LandmarkIndex()
     best: dict[str, dict[str, Any]] = {}
     starts = sorted({max(0.0, min(p * full.duration_s, full.duration_s - MATCH_CLIP_S)) for p in MATCH_POSITIONS})
     for start in starts:
         clip = fingerprint.window(full, start, MATCH_CLIP_S)
-        for match in await _query(pool, index, clip, exclude=exclude, min_matches=min_matches):
+        for match in await _query(pool, clip, exclude=exclude, min_matches=min_matches):
             offset = round(match.offset_s - start * match.speed, 3)
             if match.score > best.get(match.track_id, {}).get("score", -1):
                 best[match.track_id] = {"track_id": match.track_id, "offset_s": offset,
@@ -106,7 +105,7 @@ def clip_fingerprint(path: Path, *, min_s: float, max_s: float) -> fingerprint.F
 
 async def identify(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, min_matches: int) -> list[dict[str, Any]]:
     """Published tracks a clip comes from, best first, with titles; ``[]`` is an explicit no-match."""
-    matches = await _query(pool, fingerprint.LandmarkIndex(), clip, exclude=None, min_matches=min_matches)
+    matches = await _query(pool, clip, exclude=None, min_matches=min_matches)
     if not matches:
         return []
     rows = await pool.fetch(
@@ -120,13 +119,14 @@ async def identify(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, min_mat
              "speed": m.speed} for m in matches if m.track_id in titles]
 
 
-async def _query(pool: asyncpg.Pool, index: fingerprint.LandmarkIndex, clip: fingerprint.Fingerprint, *,
-                 exclude: uuid.UUID | None, min_matches: int) -> list[fingerprint.Match]:
-    probes = index.probes(clip)
+async def _query(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, exclude: uuid.UUID | None,
+                 min_matches: int) -> list[fingerprint.Match]:
+    """``LandmarkIndex.query`` with the PostgreSQL postings as the store (its lookup is asynchronous)."""
+    probes = fingerprint.probes(clip)
     if not any(len(p.hashes) for p in probes):
         return []
     postings = await repository.lookup_landmarks(pool, np.concatenate([p.hashes for p in probes]), exclude=exclude)
-    return fingerprint.rank(probes, postings, index.speeds, min_matches=min_matches)
+    return fingerprint.rank(probes, postings, min_matches=min_matches)
 
 
 async def publish(pool: asyncpg.Pool, track_id: uuid.UUID, *, media_prefix: str, outputs: Outputs,
