@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audio.dsp import resample
 from audio.key import NOTE_NAMES, estimate_key
 from audio.synthetic import SongSpec, pitch_class, render
 from audio.tempo import estimate_tempo
@@ -103,15 +104,6 @@ def _essentia() -> tuple[Any, Any] | None:
     return es.RhythmExtractor2013(method="multifeature"), es.KeyExtractor(sampleRate=44100.0)
 
 
-def _to_44k(mono: np.ndarray, rate: int) -> np.ndarray:
-    if rate == 44100:
-        return mono
-    from scipy.signal import resample_poly
-
-    divisor = np.gcd(44100, rate)
-    return resample_poly(mono, 44100 // divisor, rate // divisor).astype(np.float32)
-
-
 def evaluate_tempo_key(specs: list[SongSpec], rate: int = 44100, *, with_essentia: bool = True) -> dict[str, Any]:
     """Render every spec, estimate tempo and key, and score them.
 
@@ -132,7 +124,7 @@ def evaluate_tempo_key(specs: list[SongSpec], rate: int = 44100, *, with_essenti
         ours.append(_row(spec, tempo.bpm, key))
         if reference is not None:
             rhythm, key_extractor = reference
-            audio = np.ascontiguousarray(_to_44k(mono, rate), dtype=np.float32)
+            audio = np.ascontiguousarray(resample(mono, rate, 44100), dtype=np.float32)
             started = time.perf_counter()
             bpm = float(rhythm(audio)[0])
             tonic, mode, _strength = key_extractor(audio)

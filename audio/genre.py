@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
+from audio.dsp import resample
+
 ANALYSIS_RATE = 22050
 WINDOW_SECONDS = 10.0
 MAX_WINDOWS = 6  # at most 60 s analysed
@@ -139,13 +141,6 @@ def analysis_windows(mono: np.ndarray, rate: int) -> list[np.ndarray]:
     return [mono[start : start + length] for start in starts]
 
 
-def _resampled(window: np.ndarray, rate: int) -> np.ndarray:
-    if rate == ANALYSIS_RATE:
-        return window
-    common = math.gcd(rate, ANALYSIS_RATE)
-    return signal.resample_poly(window, ANALYSIS_RATE // common, rate // common)
-
-
 def _rms_dbfs(x: np.ndarray) -> float:
     power = float(np.mean(np.square(x))) if x.size else 0.0
     return 10.0 * math.log10(power) if power > 0.0 else -math.inf
@@ -224,7 +219,7 @@ def _variation(x: np.ndarray) -> float:
 
 def window_features(window: np.ndarray, rate: int) -> np.ndarray:
     """The ``FEATURE_NAMES`` vector of one window (any rate; resampled and level-normalised here)."""
-    x = _resampled(np.asarray(window, dtype=np.float64), rate)
+    x = resample(np.asarray(window, dtype=np.float64), rate, ANALYSIS_RATE)
     x = x - x.mean()
     x = x * (TARGET_RMS / (np.sqrt(np.mean(x**2)) + 1e-12))
     power = _power_spectrogram(x) + 1e-12

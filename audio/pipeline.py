@@ -28,6 +28,7 @@ import numpy as np
 
 from audio import fingerprint, genre, key, loudness, tempo, waveform
 from audio.decode import DecodedAudio, decode
+from audio.dsp import resample
 from audio.ladder import AAC_RUNGS, MP3_RUNGS, Ladder, encode_adaptive, encode_mp3
 
 Progress = Callable[[str, float], None]
@@ -119,13 +120,7 @@ def _analysis_lane(audio: DecodedAudio, folder: Path,
 
 
 def _downsampled_mono(audio: DecodedAudio) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    mono = audio.mono()
-    if audio.rate == ANALYSIS_RATE:
-        return mono
-    divisor = math.gcd(audio.rate, ANALYSIS_RATE)
-    return resample_poly(mono, ANALYSIS_RATE // divisor, audio.rate // divisor).astype(np.float32)
+    return resample(audio.mono(), audio.rate, ANALYSIS_RATE).astype(np.float32, copy=False)
 
 
 def _finite(value: float) -> float | None:
