@@ -27,7 +27,6 @@ log = logs.get_logger("launcher")
 #: cores with PostgreSQL and the clients: measured with ``bench/api.py`` here, p95 at 200 req/s was
 #: 176 ms at nice 15 and 9.6 ms at nice 0. Background actors (transcoding) renice themselves.
 RAY_ENVIRONMENT: dict[str, str] = {"RAY_worker_niceness": "0"}
-TRANSCODE_SLOT = "transcode_slots"  # the custom resource TranscodeJob actors reserve (actors/transcode.py)
 
 
 class LocalPlatform:
@@ -85,11 +84,13 @@ class LocalPlatform:
 
         for name, value in RAY_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
+        from actors.transcode import SLOT
+
         local = not self.settings.ray_address
         context = ray.init(
             address=self.settings.ray_address or "local",
             # One transcoding slot per core: jobs queue beyond them while Serve keeps its CPUs.
-            resources={TRANSCODE_SLOT: float(os.cpu_count() or 1)} if local else None,
+            resources={SLOT: float(os.cpu_count() or 1)} if local else None,
             include_dashboard=self.settings.ray_dashboard,
             dashboard_host="127.0.0.1",
             _metrics_export_port=self.settings.ray_metrics_port,

@@ -172,7 +172,9 @@ def ray_cluster(services) -> Iterator[None]:
     """One local Ray per test run (≈5 s), shared by every test that needs real actors."""
     import ray
 
-    ray.init(address="local", include_dashboard=False, num_cpus=4, resources={"transcode_slots": 2},
+    from actors.transcode import SLOT
+
+    ray.init(address="local", include_dashboard=False, num_cpus=4, resources={SLOT: 2},
              logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
