@@ -73,7 +73,7 @@ async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_
                                                         "detail": exc.detail})
         return "failed"
     await _settle(reports)  # every progress report goes out before "ready"
-    (staging / MANIFEST_FILE).write_text(json.dumps(service.media_index_json(outputs)))
+    (staging / MANIFEST_FILE).write_text(json.dumps(service.media_index(outputs).to_json()))
     matches = await service.find_matches(pool, outputs.fingerprint, exclude=track_id,
                                          min_matches=settings.fingerprint_min_matches)
     store.put_dir(f"{prefix}/{version}", staging)

@@ -132,7 +132,7 @@ async def _query(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, exclude: 
 async def publish(pool: asyncpg.Pool, track_id: uuid.UUID, *, media_prefix: str, outputs: Outputs,
                   matches: list[dict[str, Any]]) -> bool:
     """Make the track ready with everything it has, in one transaction; False if already published."""
-    media = {"files": outputs.files, "index": _media_index(outputs).to_json()}
+    media = {"files": outputs.files, "index": media_index(outputs).to_json()}
     async with transaction(pool) as conn:
         published = await repository.mark_published(
             conn, track_id, media_prefix=media_prefix, analysis=outputs.analysis, media=media,
@@ -149,12 +149,9 @@ async def publish(pool: asyncpg.Pool, track_id: uuid.UUID, *, media_prefix: str,
     return True
 
 
-def media_index_json(outputs: Outputs) -> dict[str, Any]:
-    """``media.json`` written beside the files: what the media deployment needs, no database."""
-    return _media_index(outputs).to_json()
-
-
-def _media_index(outputs: Outputs) -> MediaIndex:
+def media_index(outputs: Outputs) -> MediaIndex:
+    """Which rung each file is: stored with the track and as ``media.json`` beside the files (the media
+    deployment reads that, not the database)."""
     return MediaIndex(aac=tuple(r.rung.name for r in outputs.ladder.rungs),
                       mp3=tuple(k for k in outputs.files if k.startswith("mp3_")))
 
