@@ -37,16 +37,16 @@ status: $(STAMP)
 
 ## Serve vs bare FastAPI+uvicorn on the same database (see README).
 bench-api: $(STAMP)
-	$(BIN)/python bench/api.py
+	$(BIN)/python -m bench.api
 
 ## WebSocket rooms through the edge and Serve against a single-process websockets ceiling (see bench/README.md).
 bench-realtime: $(STAMP)
-	$(BIN)/python bench/realtime.py
+	$(BIN)/python -m bench.realtime
 
 ## Audio pipeline vs the ffmpeg CLI, identification accuracy, tempo and key accuracy (see bench/README.md).
 bench-audio: $(STAMP) system-deps
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/audio.py
+	$(BIN)/python -m bench.audio_bench
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

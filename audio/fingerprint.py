@@ -40,7 +40,7 @@ for 10 s clips (drum hits and chord tones shared by songs at similar tempi), whi
 SNR may score only 60. Chance piles are a sliver of their track's collisions (0.7-2 %); true piles are
 6-20 %, except in tracks that loop the clipped passage (every repeat collides too: 1.5-3 %), whose
 piles are then large (139 and up at 0 dB SNR). With both tests, none of 20 clips of recordings outside
-the catalogue matched (``bench/audio.py``). Chance piles grow with catalogue size, so a large
+the catalogue matched (``bench/audio_bench.py``). Chance piles grow with catalogue size, so a large
 catalogue should recalibrate the thresholds (the bench measures them).
 
 Storage is injected: :class:`LandmarkIndex` needs only a :class:`LandmarkStore` — ``put`` a track's

@@ -33,7 +33,7 @@ from audio.ladder import AAC_RUNGS, MP3_RUNGS, Ladder, encode_adaptive, encode_m
 
 Progress = Callable[[str, float], None]
 
-#: Share of the whole job each stage typically takes (measured by bench/audio.py), for progress.
+#: Share of the whole job each stage typically takes (measured by bench/audio_bench.py), for progress.
 STAGE_WEIGHTS = {"decode": 0.05, "analysis": 0.15, "fingerprint": 0.05, "waveform": 0.02,
                  "ladder": 0.45, "mp3_320": 0.14, "mp3_128": 0.14}
 ANALYSIS_RATE = 22050  # tempo, key and genre need no more than 11 kHz of bandwidth

@@ -1,6 +1,6 @@
 """The ceiling of ``bench/realtime.py``: the simplest fast WebSocket broadcast server, one process.
 
-    VERSEFLOW_JWT_SECRET=... python bench/ceiling_server.py PORT
+    VERSEFLOW_JWT_SECRET=... python -m bench.ceiling_server PORT
 
 The platform's room protocol, nothing more: ``?token=<JWT>`` checked at the handshake's end (a bad one
 closes with 4401, as the platform does), ``join`` answered by ``joined`` (``members`` left empty),

@@ -1,6 +1,6 @@
 """Realtime rooms under WebSocket load: the platform's edge and Serve transports against a ceiling.
 
-    .venv/bin/python bench/realtime.py [--targets ceiling,edge,serve] [--scenarios room100,room1000,hold]
+    .venv/bin/python -m bench.realtime [--targets ceiling,edge,serve] [--scenarios room100,room1000,hold]
                                        [--procs 2] [--duration 15] [--warmup 5] [--hold 10000] ...
 
 Targets, one after the other so that they never compete for the two cores, each a process group of
@@ -80,14 +80,14 @@ from urllib.parse import urlparse, urlunparse
 
 import aiohttp
 import psutil
-from harness import ROOT, clean_up
-from harness import admin as _admin
-from harness import free_port as _free_port
-from harness import process_group as _process_group
-from harness import say as _say
-from harness import tail as _tail
-from harness import wait_for_line as _wait_for_line
-from harness import wait_healthy as _wait_healthy
+from bench.harness import ROOT, clean_up
+from bench.harness import admin as _admin
+from bench.harness import free_port as _free_port
+from bench.harness import process_group as _process_group
+from bench.harness import say as _say
+from bench.harness import tail as _tail
+from bench.harness import wait_for_line as _wait_for_line
+from bench.harness import wait_healthy as _wait_healthy
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -98,7 +98,7 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-BENCH_DATABASE = "vf_rtbench"
+BENCH_DATABASE = f"vf_rtbench_{secrets.token_hex(4)}"  # per run: runs may overlap (tests, CI)
 TARGETS = ("ceiling", "edge", "serve")
 SCENARIOS = ("room100", "room1000", "hold")
 TARGET_HELD = 10_000
@@ -106,6 +106,11 @@ TARGET_P99_MS = 50.0
 TARGET_DELIVERED = 0.999
 TARGET_PEAK_RATIO = 0.5
 START_TIMEOUT_S = 240.0
+#: ``--smoke``: sizes that prove the whole benchmark runs (connect, both passes, every scenario, the
+#: report) in about a minute per platform, without saying anything about the targets.
+SMOKE = {"procs": 1, "rate": 4.0, "senders": 2, "small_rooms": 2, "small_members": 10, "large_members": 40,
+         "hold": 120, "warmup": 0.5, "duration": 1.5, "drain": 1.5, "peak_senders": 4, "peak_rate": 5.0,
+         "peak_warmup": 0.5, "peak_duration": 1.5, "connect_concurrency": 20, "connect_timeout": 60.0}
 ANSWER_TIMEOUT_S = 120.0  # beyond the phase itself
 SETTLE_CPU_PCT = 25.0  # the server counts as idle again below this (100 = one core)
 SETTLE_MAX_S = 30.0
@@ -133,6 +138,7 @@ class Server:
     groups: Callable[[], dict[str, list[psutil.Process]]]
     alive: Callable[[], bool]
     notes: list[str] = field(default_factory=list)
+    settle_max_s: float = SETTLE_MAX_S
 
 
 @dataclass
@@ -187,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         "targets_met": verdict, "results": runs,
     }, indent=2, default=str))
     print(f"\nfigures written to {result_file.relative_to(ROOT)}")
+    if args.smoke:
+        problems = _smoke_problems(runs, scenarios)
+        print("smoke run: " + ("every target measured every scenario" if not problems else "; ".join(problems)))
+        return 0 if not problems else 1
     return 0 if verdict.get("all") else 1
 
 
@@ -216,7 +226,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--recv", choices=("fast", "loop", "json"), default="fast",
                         help="generator receive path (rtload.py explains)")
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as browsers do")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every target and scenario at tiny sizes for seconds (make test): exit 0 when each "
+                             "was measured, every connection joined and every phase delivered, whatever the targets")
     args = parser.parse_args(argv)
+    if args.smoke:
+        for name, value in SMOKE.items():
+            setattr(args, name, value)
     if args.senders < 1 or args.peak_senders < 1 or args.procs < 1:
         parser.error("--senders, --peak-senders and --procs must be at least 1")
     if max(args.senders, args.peak_senders) > min(args.small_members, args.large_members):
@@ -250,6 +266,11 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
     return [every[name] for name in args.scenarios]
 
 
+def _settle_max(args: argparse.Namespace) -> float:
+    """A smoke run's connections are few: a busy machine (tests beside it) must not hold it up."""
+    return 3.0 if args.smoke else SETTLE_MAX_S
+
+
 def _senders_needed(scenarios: list[Scenario], args: argparse.Namespace) -> int:
     return max(s.active * (max(args.senders, args.peak_senders) if s.peak else args.senders) for s in scenarios)
 
@@ -277,13 +298,13 @@ def _run_ceiling(settings: Settings, receivers: list[str], scenarios: list[Scena
                  args: argparse.Namespace, stamp: str) -> dict:
     port = _free_port()
     log_path = RESULTS / f"realtime-{stamp}-ceiling.log"
-    command = [sys.executable, str(BENCH / "ceiling_server.py"), str(port)]
+    command = [sys.executable, "-m", "bench.ceiling_server", str(port)]
     env = {**os.environ, "VERSEFLOW_JWT_SECRET": settings.secret(), "VERSEFLOW_JWT_ISSUER": settings.jwt_issuer}
     with _process_group("ceiling", command, env, log_path) as process:
         _wait_for_line(process, log_path, "listening on")
         server_process = psutil.Process(process.pid)
         server = Server("ceiling", f"ws://127.0.0.1:{port}/v1/ws", "server", lambda: {"server": [server_process]},
-                        lambda: process.poll() is None)
+                        lambda: process.poll() is None, settle_max_s=_settle_max(args))
 
         async def room() -> str:
             return str(uuid.uuid4())
@@ -307,7 +328,7 @@ def _run_platform(targets: list[str], settings: Settings, receivers: list[str], 
         "VERSEFLOW_LOGIN_ATTEMPTS_PER_IP": "1000000", "VERSEFLOW_ACCESS_TOKEN_TTL_S": "3600",
     }
     log_path = RESULTS / f"realtime-{stamp}-platform.log"
-    command = [sys.executable, str(BENCH / "realtime_launcher.py")]
+    command = [sys.executable, "-m", "bench.realtime_launcher"]
     with _process_group("platform", command, env, log_path) as process:
         _wait_for_line(process, log_path, "platform started")
         base_url = f"http://127.0.0.1:{http_port}"
@@ -318,7 +339,8 @@ def _run_platform(targets: list[str], settings: Settings, receivers: list[str], 
         _say(f"platform: realtime URLs {urls} ({how})")
         for target in targets:
             server = Server(target, urls[target], target, lambda target=target: _platform_groups(launcher, target),
-                            lambda: process.poll() is None, notes=[f"URL {urls[target]} ({how})"])
+                            lambda: process.poll() is None, notes=[f"URL {urls[target]} ({how})"],
+                            settle_max_s=_settle_max(args))
             identities = Identities(receivers, accounts["senders"],
                                     lambda: _create_room(base_url, accounts["host"]))
             runs[target] = _guarded(target, lambda server=server, identities=identities: asyncio.run(
@@ -613,7 +635,7 @@ class _Generator:
     async def start(cls, log_path: Path) -> _Generator:
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, str(BENCH / "rtload.py"), stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "bench.rtload", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=log, cwd=ROOT, start_new_session=True, limit=2**28)
         _GENERATOR_PIDS.add(process.pid)
         return cls(process, log_path)
@@ -698,10 +720,10 @@ def _rss(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
 
 
 async def _settle(server: Server) -> None:
-    """Wait (at most ``SETTLE_MAX_S``) until the server's processes are nearly idle: closing 10,000
+    """Wait (at most ``settle_max_s``) until the server's processes are nearly idle: closing 10,000
     sockets, or presence storms after joins, must not spill into the next measurement."""
     group = "all" if "all" in server.groups() else server.headline
-    deadline = time.monotonic() + SETTLE_MAX_S
+    deadline = time.monotonic() + server.settle_max_s
     started = time.monotonic()
     while time.monotonic() < deadline and server.alive():
         before, wall = _cpu(server.groups()), time.monotonic()
@@ -874,6 +896,27 @@ def _verdict(runs: dict[str, dict], args: argparse.Namespace) -> dict:
     results["all"] = len(results) == 3 and all(results.values())
     lines.append(f"edge targets: {'MET' if results['all'] else 'NOT MET'}")
     return {**results, "lines": lines}
+
+
+def _smoke_problems(runs: dict[str, dict], scenarios: list[Scenario]) -> list[str]:
+    """What keeps a smoke run from counting: a target or scenario that failed, a connection that did
+    not join, a phase that delivered nothing (the failure mode that once went unseen)."""
+    problems = []
+    for target, run in runs.items():
+        if "error" in run and not run.get("scenarios"):
+            problems.append(f"{target}: {run['error']}")
+            continue
+        for scenario in scenarios:
+            figures = run.get("scenarios", {}).get(scenario.name)
+            if not figures or "error" in figures:
+                problems.append(f"{target}/{scenario.name}: {(figures or {}).get('error', 'not run')}")
+                continue
+            if figures["connected"] < figures["planned"]:
+                problems.append(f"{target}/{scenario.name}: {figures['connected']} of {figures['planned']} joined")
+            for name, phase in figures["phases"].items():
+                if phase["delivered"] == 0:
+                    problems.append(f"{target}/{scenario.name}/{name}: nothing delivered")
+    return problems
 
 
 def _verdict_word(value: bool | None) -> str:

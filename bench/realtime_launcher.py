@@ -1,6 +1,6 @@
 """The platform side of ``bench/realtime.py``: ``LocalPlatform`` as ``make up`` runs it, until SIGINT.
 
-    VERSEFLOW_DATABASE_URL=... VERSEFLOW_REDIS_URL=... VERSEFLOW_JWT_SECRET=... python bench/realtime_launcher.py
+    VERSEFLOW_DATABASE_URL=... VERSEFLOW_REDIS_URL=... VERSEFLOW_JWT_SECRET=... python -m bench.realtime_launcher
 
 Everything comes from the environment the benchmark sets (``VERSEFLOW_HTTP_PORT``,
 ``VERSEFLOW_EDGE_PORT``, ``VERSEFLOW_RAY_DASHBOARD=false``, a per-run Redis prefix, a fresh database,

@@ -1,6 +1,6 @@
 """One WebSocket load-generator process of ``bench/realtime.py`` (which starts ``--procs`` of them).
 
-    python bench/rtload.py   # driven over stdin/stdout by realtime.py, one JSON object a line
+    python -m bench.rtload   # driven over stdin/stdout by realtime.py, one JSON object a line
 
 The driver writes the plan (URL, one token and room per connection), then commands; this process
 answers each with one line:

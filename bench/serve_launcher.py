@@ -1,6 +1,6 @@
 """The Serve side of ``bench/api.py``: a local Ray and the API application, until SIGINT.
 
-    python bench/serve_launcher.py PORT REPLICAS
+    python -m bench.serve_launcher PORT REPLICAS
 
 Not ``verseflow up``, for two reasons: its autoscaling (``cluster/serve_config.yaml``, up to 8
 replicas) starts replica after replica once the open loop saturates two cores (four within 20 s,

@@ -20,7 +20,7 @@ from datetime import date
 from urllib.parse import urlencode
 
 import asyncpg
-from loadgen import Call
+from bench.loadgen import Call
 
 from accounts import service as accounts
 from accounts.model import Principal, Role

@@ -92,7 +92,7 @@ async def test_upload_streams_everywhere_with_analysis_and_progress(api, media, 
     assert analysis["loudness"]["integrated_lufs"] < 0 and analysis["loudness"]["true_peak_dbtp"] <= 0.5
     assert abs(analysis["loudness"]["gain_db_to_minus_14"] - (-14 - analysis["loudness"]["integrated_lufs"])) < 0.01
     assert abs(analysis["tempo"]["bpm"] - 120) / 120 < 0.04
-    # Key accuracy is measured over a corpus (bench/audio.py, test_tempo_key.py); here: the job's answer
+    # Key accuracy is measured over a corpus (bench/audio_bench.py, test_tempo_key.py); here: the job's answer
     # is the analyser's answer on the decoded upload, so the pipeline fed it the right audio.
     source = song(1, seconds=20.0, bpm=120, tonic="A", mode="minor").mean(axis=0)
     expected = estimate_key(resample_poly(source, 1, 2).astype(np.float32), 22050)

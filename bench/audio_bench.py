@@ -1,6 +1,6 @@
 """Audio benchmark: the pipeline against the ffmpeg CLI, identification accuracy, tempo and key accuracy.
 
-Run: ``make bench-audio`` (or ``.venv/bin/python bench/audio.py [--seconds 180] [--tracks 30]``).
+Run: ``make bench-audio`` (or ``.venv/bin/python -m bench.audio_bench [--seconds 180] [--tracks 30]``).
 
 1. **Pipeline vs ffmpeg.** One rendered song (``audio/synthetic.py``) is written as FLAC. The full
    pipeline (``audio/pipeline.py``: decode, analysis, fingerprint, waveform, AAC ladder as CMAF + HLS
@@ -32,16 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from audio import fingerprint  # noqa: E402
-from audio.decode import decode  # noqa: E402
-from audio.evaluation import evaluate_tempo_key  # noqa: E402
-from audio.ladder import encode_mp3  # noqa: E402
-from audio.pipeline import process  # noqa: E402
-from audio.synthetic import SongSpec, corpus, render, write_audio  # noqa: E402
-from bench.harness import say  # noqa: E402
+from audio import fingerprint
+from audio.decode import decode
+from audio.evaluation import evaluate_tempo_key
+from audio.ladder import encode_mp3
+from audio.pipeline import process
+from audio.synthetic import SongSpec, corpus, render, write_audio
+from bench.harness import say
 
 RATE = 44100
 DEGRADATIONS = ("clean", "noise 10 dB", "noise 0 dB", "mp3 64k", "speed +3%", "speed -3%")
@@ -49,13 +46,17 @@ CLIP_LENGTHS = (5.0, 10.0)
 OFFSET_TOLERANCE_S = 0.5
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="length of the pipeline benchmark's song")
     parser.add_argument("--tracks", type=int, default=30, help="songs for identification, tempo and key")
     parser.add_argument("--repeat", type=int, default=2, help="pipeline/ffmpeg runs (the best of each is kept)")
     parser.add_argument("--only", choices=("pipeline", "identification", "tempo-key"), help="run one part")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="every part at tiny sizes (a 20 s song, 3 tracks, one run): proves it runs (make test)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.tracks, args.repeat = 20.0, 3, 1
     if shutil.which("ffmpeg") is None:
         sys.exit("ffmpeg not found: run `make system-deps` (Debian's ffmpeg is the baseline)")
     with tempfile.TemporaryDirectory(prefix="vf-bench-audio-") as scratch:
