@@ -41,8 +41,7 @@ from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from bench import loadgen
-from bench import workload
+from bench import loadgen, workload
 from bench.harness import ROOT, clean_up
 from bench.harness import admin as _admin
 from bench.harness import free_port as _free_port
@@ -50,7 +49,6 @@ from bench.harness import process_group as _process_group
 from bench.harness import say as _say
 from bench.harness import wait_healthy as _wait_healthy
 from bench.loadgen import Pass
-
 from verseflow import migrations
 from verseflow.db import create_pool
 from verseflow.settings import Settings

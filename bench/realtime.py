@@ -80,6 +80,9 @@ from urllib.parse import urlparse, urlunparse
 
 import aiohttp
 import psutil
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
 from bench.harness import ROOT, clean_up
 from bench.harness import admin as _admin
 from bench.harness import free_port as _free_port
@@ -88,9 +91,6 @@ from bench.harness import say as _say
 from bench.harness import tail as _tail
 from bench.harness import wait_for_line as _wait_for_line
 from bench.harness import wait_healthy as _wait_healthy
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
 from verseflow.security import issue_access_token
 from verseflow.settings import Settings
 

@@ -20,10 +20,10 @@ from datetime import date
 from urllib.parse import urlencode
 
 import asyncpg
-from bench.loadgen import Call
 
 from accounts import service as accounts
 from accounts.model import Principal, Role
+from bench.loadgen import Call
 from catalog import artists, playlists, tracks
 from verseflow.settings import Settings
 
