@@ -362,7 +362,8 @@ class Gateway:
             await call
             return True
         except DomainError as exc:
-            code = {403: "forbidden", 404: "not_found", 409: "not_joined", 422: "invalid"}.get(exc.status, "rejected")
+            code = {403: "forbidden", 404: "not_found", 409: "not_joined", 422: "invalid",
+                    503: "unavailable"}.get(exc.status, "rejected")
             conn.send_json(protocol.error(code, exc.detail, ref=ref, room=room))
         except BackendUnavailable as exc:
             conn.send_json(protocol.error("unavailable", f"room temporarily unavailable, retry: {exc}",

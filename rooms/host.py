@@ -2,9 +2,10 @@
 
 ``RoomHostCore`` is what a ``RoomHost`` Ray actor runs (``actors/room_host.py`` only adapts it).
 Each room is activated from PostgreSQL on first use (last seq, recent history, the transport),
-handles one request at a time under its own lock (its mailbox), and is passivated after
-``room_idle_s`` with nobody online. A message is persisted *before* it is fanned out, so whatever a
-client has seen is in the log; after a host restart, gateways rejoin with the last seq each socket
+changes its membership under its own lock (its mailbox), writes its log through
+:mod:`rooms.log_writer` (group commit, a batch at a time under the same lock), and is passivated
+after ``room_idle_s`` with nobody online. A message is persisted *before* it is fanned out, so
+whatever a client has seen is in the log; after a host restart, gateways rejoin with the last seq each socket
 saw and the log fills the gap exactly.
 """
 
@@ -23,6 +24,7 @@ import asyncpg
 from accounts.model import Principal
 from rooms import repository, yjs_store
 from rooms.fanout import Delivery, Outboxes
+from rooms.log_writer import LogWriter
 from rooms.model import Endpoint, LiveRoom, Member, RoomRole, can_control_playback, can_edit_document
 from rooms.protocol import dumps, now_ms
 from rooms.yjs import SharedDocument
@@ -54,6 +56,7 @@ class RoomHostCore:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._dirty_presence: set[uuid.UUID] = set()
         self.outboxes = Outboxes(limit=100_000, on_lost=self._gateway_lost)
+        self._log = LogWriter(pool, self.outboxes, self._lock, settings.room_write_batch_max)
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -91,22 +94,20 @@ class RoomHostCore:
                 self._maybe_idle(room)
 
     async def chat(self, endpoint: Endpoint, room_id: uuid.UUID, text: str, ref: str | None) -> None:
-        async with self._lock(room_id):
-            room, member = self._member(endpoint, room_id)
-            body = {"type": "chat", "room": str(room_id), "from": str(member.user_id), "text": text, "ts": now_ms()}
-            if ref is not None:
-                body["ref"] = ref
-            await self._publish(room, endpoint, member, "chat", body, ref)
+        """Returns once the message is persisted and fanned out (group commit: :mod:`rooms.log_writer`)."""
+        room, member = self._member(endpoint, room_id)
+        body = {"type": "chat", "room": str(room_id), "from": str(member.user_id), "text": text, "ts": now_ms()}
+        if ref is not None:
+            body["ref"] = ref
+        await self._log.submit(room, endpoint, member.user_id, "chat", body, ref)
 
     async def set_transport(self, endpoint: Endpoint, room_id: uuid.UUID, state: dict[str, Any]) -> None:
-        async with self._lock(room_id):
-            room, member = self._member(endpoint, room_id)
-            if not can_control_playback(member.role):
-                raise Forbidden("only the room's host controls playback")
-            body = {"type": "transport", "room": str(room_id), "from": str(member.user_id), **state,
-                    "server_ts": now_ms()}
-            await self._publish(room, endpoint, member, "transport", body, None)
-            room.transport = body
+        room, member = self._member(endpoint, room_id)
+        if not can_control_playback(member.role):
+            raise Forbidden("only the room's host controls playback")
+        body = {"type": "transport", "room": str(room_id), "from": str(member.user_id), **state,
+                "server_ts": now_ms()}
+        await self._log.submit(room, endpoint, member.user_id, "transport", body, None)
 
     async def kick(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
         """Disconnect a user's sockets from the room (the ban itself is in the database). Returns sockets cut."""
@@ -244,28 +245,6 @@ class RoomHostCore:
         truncated = len(cached) > limit or (len(cached) == limit and cached[-1][0] < room.seq)
         return cached[:limit], truncated
 
-    async def _publish(self, room: LiveRoom, endpoint: Endpoint, member: Member, kind: str,
-                       body: dict[str, Any], ref: str | None) -> None:
-        """Persist, then fan out once per gateway. A repeated ``ref`` re-sends the original to its sender."""
-        for attempt in range(2):
-            seq = room.seq + 1
-            body["seq"] = seq
-            try:
-                original = await repository.append(self._pool, room.room_id, seq, kind, member.user_id, body, ref)
-                break
-            except repository.SeqTaken:
-                if attempt:
-                    raise
-                log.warning("room %s: seq %s taken by another writer, reloading", room.room_id, seq)
-                room.seq = await repository.last_seq(self._pool, room.room_id)
-        if original is not None:
-            self.outboxes.put(endpoint.gateway, ("conn", endpoint.conn, dumps(original), 0, str(room.room_id)))
-            return
-        payload = dumps(body)
-        room.record(seq, payload)
-        for gateway in room.gateways:
-            self.outboxes.put(gateway, ("room", str(room.room_id), payload, seq, None))
-
     def _presence_changed(self, room: LiveRoom) -> None:
         self._dirty_presence.add(room.room_id)
 
@@ -302,7 +281,7 @@ class RoomHostCore:
         for room_id, room in list(self._rooms.items()):
             lock = self._locks.get(room_id)
             if room.is_empty() and room.idle_since is not None and room.idle_since < horizon \
-                    and not (lock and lock.locked()):
+                    and not room.writing and not (lock and lock.locked()):
                 del self._rooms[room_id]
                 self._docs.pop(room_id, None)
                 self._locks.pop(room_id, None)

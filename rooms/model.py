@@ -90,6 +90,10 @@ class LiveRoom:
     doc_members: dict[Endpoint, Member] = field(default_factory=dict)
     doc_gateways: Counter[str] = field(default_factory=Counter)
     idle_since: float | None = None
+    # Messages waiting for the room's next log write, and whether a write is under way
+    # (rooms.log_writer: one writer per room, a batch per write).
+    pending: list[Any] = field(default_factory=list)
+    writing: bool = False
 
     @property
     def room_id(self) -> uuid.UUID:

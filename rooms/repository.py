@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -60,22 +62,63 @@ async def latest_transport(pool: asyncpg.Pool, room_id: uuid.UUID) -> dict[str, 
     )
 
 
-async def append(pool: asyncpg.Pool, room_id: uuid.UUID, seq: int, kind: str, sender_id: uuid.UUID,
-                 body: dict[str, Any], client_ref: str | None) -> dict[str, Any] | None:
-    """Persist one message. Returns None when stored; the earlier message when ``client_ref`` repeats."""
+@dataclass(frozen=True)
+class NewMessage:
+    """A message about to be persisted with the sequence number the room assigned it."""
+
+    seq: int
+    kind: str
+    sender_id: uuid.UUID
+    body: dict[str, Any]
+    client_ref: str | None
+
+
+class RefsTaken(Exception):
+    """Some messages repeat a ``client_ref`` the log already holds: nothing of the batch was stored."""
+
+
+_APPEND_BATCH = """
+WITH incoming AS (
+    SELECT * FROM unnest($2::bigint[], $3::text[], $4::uuid[], $5::jsonb[], $6::text[])
+        AS t(seq, kind, sender_id, body, client_ref)
+), taken AS (
+    SELECT 1 FROM incoming i JOIN room_messages m
+      ON m.room_id = $1 AND m.sender_id = i.sender_id AND m.client_ref = i.client_ref
+    LIMIT 1
+)
+INSERT INTO room_messages (room_id, seq, kind, sender_id, body, client_ref)
+SELECT $1, seq, kind, sender_id, body, client_ref FROM incoming WHERE NOT EXISTS (SELECT 1 FROM taken)
+RETURNING seq
+"""
+
+
+async def append_batch(pool: asyncpg.Pool, room_id: uuid.UUID, messages: Sequence[NewMessage]) -> None:
+    """Persist a batch in one statement, hence one commit (one WAL flush for all of them).
+
+    All or nothing: if any message repeats a ``client_ref`` already in the log, nothing is stored
+    (:class:`RefsTaken`), so the caller can answer those with the originals and renumber the rest
+    without leaving a gap. A sequence number stored by another writer raises :class:`SeqTaken`.
+    """
     try:
-        stored = await pool.fetchval(
-            """INSERT INTO room_messages (room_id, seq, kind, sender_id, body, client_ref)
-               VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (room_id, sender_id, client_ref) WHERE client_ref IS NOT NULL DO NOTHING
-               RETURNING seq""",
-            room_id, seq, kind, sender_id, body, client_ref,
+        stored = await pool.fetch(
+            _APPEND_BATCH, room_id, [m.seq for m in messages], [m.kind for m in messages],
+            [m.sender_id for m in messages], [m.body for m in messages], [m.client_ref for m in messages],
         )
     except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "room_messages_client_ref":  # a concurrent writer stored the same ref
+            raise RefsTaken(str(exc)) from exc
         raise SeqTaken(str(exc)) from exc
-    if stored is not None:
-        return None
-    return await pool.fetchval(
-        "SELECT body FROM room_messages WHERE room_id = $1 AND sender_id = $2 AND client_ref = $3",
-        room_id, sender_id, client_ref,
+    if len(stored) != len(messages):
+        raise RefsTaken(f"{len(messages) - len(stored)} of {len(messages)} messages repeat a stored client_ref")
+
+
+async def originals(pool: asyncpg.Pool, room_id: uuid.UUID,
+                    keys: Sequence[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], dict[str, Any]]:
+    """The stored bodies of earlier messages with these (sender, client_ref) keys."""
+    rows = await pool.fetch(
+        """SELECT m.sender_id, m.client_ref, m.body
+           FROM unnest($2::uuid[], $3::text[]) AS k(sender_id, client_ref)
+           JOIN room_messages m ON m.room_id = $1 AND m.sender_id = k.sender_id AND m.client_ref = k.client_ref""",
+        room_id, [k[0] for k in keys], [k[1] for k in keys],
     )
+    return {(r["sender_id"], r["client_ref"]): r["body"] for r in rows}

@@ -1,0 +1,120 @@
+"""The room log's group commit (rooms.log_writer) on a real PostgreSQL, without Ray.
+
+A room host core is driven directly: members join through a subscribed gateway stream, chats are
+submitted concurrently, and the stream and the table are read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from accounts.model import Principal, Role
+from rooms import repository
+from rooms.host import RoomHostCore
+from rooms.model import Endpoint
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def setup(api, pool, settings):
+    host = await api.user("artist")
+    members = [await api.user() for _ in range(3)]
+    response = await api.http.post("/v1/rooms", json={"name": "Group commit", "visibility": "public"},
+                                   headers=host["headers"])
+    assert response.status_code == 201, response.text
+    room_id = uuid.UUID(response.json()["id"])
+    core = RoomHostCore(pool, settings)
+    stream = core.subscribe("gw")
+    assert await anext(stream) == []
+    endpoints = []
+    for i, member in enumerate(members):
+        endpoint = Endpoint("gw", f"c{i}")
+        await core.join(endpoint, Principal(user_id=uuid.UUID(member["id"]), role=Role.LISTENER), room_id, None)
+        endpoints.append(endpoint)
+    yield core, stream, room_id, endpoints
+    await stream.aclose()
+
+
+async def _drain(stream, count: int) -> list[tuple]:
+    """The next ``count`` room deliveries (chats), in stream order."""
+    seen: list[tuple] = []
+    while len([d for d in seen if d[0] in ("room", "conn") and '"chat"' in d[2]]) < count:
+        seen += await asyncio.wait_for(anext(stream), 10)
+    return [d for d in seen if d[0] in ("room", "conn") and '"chat"' in d[2]]
+
+
+async def _stored(pool, room_id: uuid.UUID) -> list[tuple[int, str | None]]:
+    rows = await pool.fetch("SELECT seq, client_ref FROM room_messages WHERE room_id = $1 ORDER BY seq", room_id)
+    return [(r["seq"], r["client_ref"]) for r in rows]
+
+
+async def test_messages_arriving_during_a_write_go_into_the_next_one(setup, pool, monkeypatch):
+    core, stream, room_id, endpoints = setup
+    batches: list[int] = []
+    real_append = repository.append_batch
+
+    async def counted(pool_, room, messages):
+        batches.append(len(messages))
+        await asyncio.sleep(0.05)  # a slow commit: everything sent meanwhile waits for the next write
+        await real_append(pool_, room, messages)
+
+    monkeypatch.setattr(repository, "append_batch", counted)
+    await asyncio.gather(*(core.chat(endpoints[i % 3], room_id, f"m{i}", f"r{i}") for i in range(60)))
+
+    assert sum(batches) == 60 and len(batches) < 10, batches  # grouped, not one write each
+    assert [seq for seq, _ in await _stored(pool, room_id)] == list(range(1, 61))  # no gap, no duplicate
+    delivered = await _drain(stream, 60)
+    seqs = [d[3] for d in delivered]
+    assert seqs == list(range(1, 61))  # fanned out in seq order
+    texts = [json.loads(d[2])["text"] for d in delivered]
+    assert sorted(texts, key=lambda t: int(t[1:])) == [f"m{i}" for i in range(60)]
+
+
+async def test_a_retried_ref_gets_the_original_and_the_rest_of_its_batch_no_gap(setup, pool, monkeypatch):
+    core, stream, room_id, endpoints = setup
+    await core.chat(endpoints[0], room_id, "first try", "dup-1")
+    (first,) = await _drain(stream, 1)
+
+    real_append = repository.append_batch
+    gate = asyncio.Event()
+
+    async def held(pool_, room, messages):
+        await gate.wait()
+        await real_append(pool_, room, messages)
+
+    monkeypatch.setattr(repository, "append_batch", held)
+    calls = [asyncio.ensure_future(core.chat(endpoints[1], room_id, "before", "b-1"))]
+    await asyncio.sleep(0.01)  # the writer holds "before"; what follows forms one batch
+    calls += [asyncio.ensure_future(core.chat(endpoints[0], room_id, "retry", "dup-1")),
+              asyncio.ensure_future(core.chat(endpoints[2], room_id, "new", "n-1")),
+              asyncio.ensure_future(core.chat(endpoints[2], room_id, "new again", "n-1"))]
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(*calls)
+
+    assert await _stored(pool, room_id) == [(1, "dup-1"), (2, "b-1"), (3, "n-1")]
+    delivered = await _drain(stream, 4)
+    replies = {(d[1], json.loads(d[2])["seq"]) for d in delivered if d[0] == "conn"}
+    assert replies == {("c0", 1), ("c2", 3)}  # each repeat answered with its original, to its sender only
+    assert [d[3] for d in delivered if d[0] == "room"] == [2, 3]
+    assert json.loads(first[2])["text"] == "first try"
+
+
+async def test_a_failed_write_fails_every_waiting_sender_with_a_retryable_error(setup, pool, monkeypatch):
+    core, stream, room_id, endpoints = setup
+
+    async def broken(pool_, room, messages):
+        raise ConnectionResetError("database went away")
+
+    monkeypatch.setattr(repository, "append_batch", broken)
+    results = await asyncio.gather(*(core.chat(endpoints[0], room_id, f"m{i}", f"r{i}") for i in range(3)),
+                                   return_exceptions=True)
+    assert all(getattr(r, "status", None) == 503 for r in results), results
+    monkeypatch.undo()
+    await core.chat(endpoints[0], room_id, "m0", "r0")  # the retry with the same ref goes through
+    assert await _stored(pool, room_id) == [(1, "r0")]
