@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -141,15 +142,29 @@ async def authenticate(redis: Redis, settings: Settings, token: str) -> Principa
 
 
 async def authenticate_claims(redis: Redis, settings: Settings, token: str) -> security.AccessClaims:
-    claims = security.decode_access_token(
-        token, secret=settings.secret(), issuer=settings.jwt_issuer, algorithm=settings.jwt_algorithm
-    )
-    denied, valid_after = await redis.mget(
-        key(settings, "denied-jti", claims.jti), key(settings, "tokens-valid-after", claims.user_id)
-    )
-    if denied is not None or (valid_after is not None and claims.issued_at <= int(valid_after)):
+    claims = decode_claims(settings, token)
+    (revoked,) = await revoked_claims(redis, settings, [claims])
+    if revoked:
         raise Unauthorized("access token revoked")
     return claims
+
+
+def decode_claims(settings: Settings, token: str) -> security.AccessClaims:
+    """Signature, expiry and issuer (no I/O); revocation is :func:`revoked_claims`."""
+    return security.decode_access_token(
+        token, secret=settings.secret(), issuer=settings.jwt_issuer, algorithm=settings.jwt_algorithm
+    )
+
+
+async def revoked_claims(redis: Redis, settings: Settings,
+                         claims: Sequence[security.AccessClaims]) -> list[bool]:
+    """Which tokens were revoked (logout denylist, or all of a user's tokens cut off), in one round trip."""
+    keys = []
+    for c in claims:
+        keys += [key(settings, "denied-jti", c.jti), key(settings, "tokens-valid-after", c.user_id)]
+    values = await redis.mget(keys)
+    return [denied is not None or (valid_after is not None and c.issued_at <= int(valid_after))
+            for c, denied, valid_after in zip(claims, values[::2], values[1::2], strict=True)]
 
 
 async def revoke_access_tokens(redis: Redis, settings: Settings, user_id: uuid.UUID) -> None:

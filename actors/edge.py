@@ -35,6 +35,7 @@ from verseflow.settings import Settings
 NAMESPACE = "verseflow"
 EDGE_NAME = "verseflow-edge-{}"
 _DOC_PATH = re.compile(r"^/v1/yjs/([^/?]+)$")
+GC_THRESHOLDS = (50_000, 50, 100)
 _WRITE_HIGH_WATER = 256 * 1024  # bytes buffered in a transport before deliveries queue instead
 
 log = logs.get_logger("actors.edge")
@@ -105,11 +106,16 @@ class EdgeGateway:
         self._server = await serve(
             self._handle, self._settings.edge_host, self._settings.edge_port,
             max_size=self._settings.ws_max_message_bytes, compression=None, ping_interval=20, ping_timeout=20,
-            process_request=self._route, server_header=None,
+            process_request=self._route, server_header=None, backlog=self._settings.edge_listen_backlog,
         )
         # Everything allocated so far (modules, Ray's and the gateway's state) lives as long as the
         # process: keep it out of the collector's full passes, which then only walk socket objects.
         gc.freeze()
+        # Each socket allocates a few hundred objects that live as long as it does, so a connect storm
+        # keeps triggering young collections that find nothing to free (measured: 10-15 % of the edge's
+        # CPU while 3,000 sockets connect). Collect the young generation every 50,000 allocations
+        # instead of 700; full collections still follow Python's own rule (25 % growth).
+        gc.set_threshold(*GC_THRESHOLDS)
 
     async def ready(self) -> str:
         """The URL clients use for this edge, once it listens."""
@@ -125,7 +131,7 @@ class EdgeGateway:
         return f"ws://{host}:{self._settings.edge_port}/v1/ws"
 
     async def stats(self) -> dict[str, Any]:
-        return self._gateway.stats()
+        return {**self._gateway.stats(), "hosts": self._backend.stats()}
 
     async def stop(self) -> None:
         await self._gateway.shutdown()

@@ -19,12 +19,15 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RaySystemError
 
 from accounts import service as accounts
 from accounts.model import Principal
+from actors.host_channel import REPLY, HostChannel
 from actors.room_host import room_host, session_host
+from rooms.fanout import GatewayUnknown
 from rooms.gateway import Authenticator, BackendUnavailable, ClientConnection, Gateway
-from rooms.host import GatewayUnknown
 from rooms.model import Endpoint
 from rooms.placement import host_index
 from verseflow import logs
+from verseflow.coalesce import Coalescer
+from verseflow.errors import Unauthorized
 from verseflow.redis_client import create_redis
 from verseflow.security import AccessClaims
 from verseflow.settings import Settings
@@ -43,6 +46,8 @@ class RayBackend:
         self._gateway: Gateway | None = None
         self._subscribed: dict[tuple[str, int], asyncio.Event] = {}
         self._pumps: list[asyncio.Task[None]] = []
+        self._channels: dict[tuple[str, int], HostChannel] = {}
+        self._resyncs: set[asyncio.Task[None]] = set()
 
     async def start(self, gateway: Gateway) -> None:
         """Subscribe to every host; returns once each stream is live."""
@@ -105,16 +110,29 @@ class RayBackend:
             except TimeoutError:
                 raise BackendUnavailable(f"{kind} host {index} is restarting") from None
         try:
-            return await getattr(self._host(kind, index), method).remote(*args)
+            return await self._channel(kind, index).call(method, args)
         except GatewayUnknown:
             raise BackendUnavailable(f"{kind} host {index} restarted; resyncing") from None
         except _UNAVAILABLE as exc:
             raise BackendUnavailable(f"{kind} host {index} unreachable") from exc
 
+    def _channel(self, kind: str, index: int) -> HostChannel:
+        channel = self._channels.get((kind, index))
+        if channel is None:
+            assert self._gateway is not None
+            channel = self._channels[(kind, index)] = HostChannel(lambda: self._host(kind, index), self._gateway.id)
+        return channel
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per host: batches submitted, calls they carried, calls waiting for a reply."""
+        return {f"{kind}-{index}": channel.stats() for (kind, index), channel in self._channels.items()}
+
     async def _pump(self, kind: str, index: int) -> None:
-        """Keep one stream alive; deliver its batches; resubscribe and resync after a break."""
+        """Keep one stream alive; deliver its batches and hand its replies to the waiting calls;
+        resubscribe and resync after a break."""
         assert self._gateway is not None
         event = self._subscribed[(kind, index)]
+        channel = self._channel(kind, index)
         first = True
         delay = 0.1
         while True:
@@ -123,16 +141,24 @@ class RayBackend:
                 await (await stream.__anext__())  # the empty "subscribed" batch
                 event.set()
                 delay = 0.1
-                if not first:
-                    await self._resync(kind, index)
+                if not first:  # in its own task: the rejoins' replies arrive on this very stream
+                    self._resyncs.add(task := asyncio.get_running_loop().create_task(self._resync(kind, index)))
+                    task.add_done_callback(self._resyncs.discard)
                 first = False
                 async for ref in stream:
-                    self._gateway.deliver(await ref)
+                    batch = await ref
+                    replies = [d for d in batch if d[0] == REPLY]
+                    if replies:
+                        batch = [d for d in batch if d[0] != REPLY]
+                    self._gateway.deliver(batch)
+                    channel.resolve(replies)
                 raise ConnectionError("stream ended")
             except asyncio.CancelledError:
+                channel.fail_all(BackendUnavailable(f"{kind} host {index}: gateway stopping"))
                 raise
             except Exception as exc:  # noqa: BLE001 - any break means: resubscribe
                 event.clear()
+                channel.fail_all(BackendUnavailable(f"{kind} host {index} stream broke; resyncing"))
                 log.warning("%s host %s stream broke (%s); resubscribing", kind, index, type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -168,10 +194,16 @@ class RayBackend:
 
 
 def token_authenticator(settings: Settings) -> Authenticator:
-    """The gateways' token check: signature, expiry and the revocation lists in Redis."""
+    """The gateways' token check: signature and expiry here, the revocation lists in Redis, looked up
+    for all the sockets authenticating in the same event-loop turn at once (a reconnect storm)."""
     redis = create_redis(settings)
+    revocations: Coalescer[AccessClaims, bool] = Coalescer(
+        lambda claims: accounts.revoked_claims(redis, settings, claims))
 
     async def authenticate(token: str) -> AccessClaims:
-        return await accounts.authenticate_claims(redis, settings, token)
+        claims = accounts.decode_claims(settings, token)
+        if await revocations.get(claims):
+            raise Unauthorized("access token revoked")
+        return claims
 
     return authenticate

@@ -18,6 +18,7 @@ import ray
 from ray.actor import ActorHandle
 
 from accounts.model import Principal
+from actors.host_channel import start_calls
 from rooms.fanout import Delivery
 from rooms.host import RoomHostCore
 from rooms.model import Endpoint
@@ -55,6 +56,12 @@ class RoomHost:
     async def stream(self, gateway: str) -> AsyncIterator[list[Delivery]]:
         async for batch in (await self._core()).subscribe(gateway):
             yield batch
+
+    async def submit(self, gateway: str, calls: list[tuple[int, str, tuple[Any, ...]]]) -> None:
+        """Start a gateway's batch of calls; each answers on the gateway's stream (actors/host_channel.py)."""
+        core = await self._core()
+        core.outboxes.require(gateway)
+        start_calls(self, core.outboxes, gateway, calls)
 
     async def join(self, gateway: str, conn: str, who: Principal, room_id: uuid.UUID, since: int | None) -> None:
         await (await self._core()).join(Endpoint(gateway, conn), who, room_id, since)
@@ -100,6 +107,11 @@ class SessionHost:
     async def stream(self, gateway: str) -> AsyncIterator[list[Delivery]]:
         async for batch in self._core.subscribe(gateway):
             yield batch
+
+    async def submit(self, gateway: str, calls: list[tuple[int, str, tuple[Any, ...]]]) -> None:
+        """Start a gateway's batch of calls; each answers on the gateway's stream (actors/host_channel.py)."""
+        self._core.outboxes.require(gateway)
+        start_calls(self, self._core.outboxes, gateway, calls)
 
     async def connect(self, gateway: str, conn: str, user_id: uuid.UUID) -> int:
         return self._core.connect(Endpoint(gateway, conn), user_id)

@@ -24,7 +24,15 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from verseflow.errors import DomainError
+
 Delivery = tuple[str, str, Any, int, Any]
+
+
+class GatewayUnknown(DomainError):
+    """The host has no stream from this gateway (it restarted): resubscribe, then retry."""
+
+    status, title = 503, "Resubscribe"
 
 
 class OutboxOverflow(Exception):
@@ -51,6 +59,11 @@ class Outboxes:
     def has(self, gateway: str) -> bool:
         box = self._boxes.get(gateway)
         return box is not None and not box.broken
+
+    def require(self, gateway: str) -> None:
+        """Calls whose answers travel on a gateway's stream need that stream to exist."""
+        if not self.has(gateway):
+            raise GatewayUnknown(f"no stream from gateway {gateway}")
 
     def gateways(self) -> list[str]:
         return list(self._boxes)

@@ -25,10 +25,19 @@ from accounts.model import Principal
 from rooms import repository, yjs_store
 from rooms.fanout import Delivery, Outboxes
 from rooms.log_writer import LogWriter
-from rooms.model import Endpoint, LiveRoom, Member, RoomRole, can_control_playback, can_edit_document
+from rooms.model import (
+    Endpoint,
+    LiveRoom,
+    Member,
+    RoomAccess,
+    RoomRole,
+    can_control_playback,
+    can_edit_document,
+)
 from rooms.protocol import dumps, now_ms
 from rooms.yjs import SharedDocument
 from verseflow import logs
+from verseflow.coalesce import Coalescer
 from verseflow.errors import DomainError, Forbidden, NotFound
 from verseflow.settings import Settings
 
@@ -37,12 +46,6 @@ log = logs.get_logger("rooms.host")
 
 class NotJoined(DomainError):
     status, title = 409, "Not joined"
-
-
-class GatewayUnknown(DomainError):
-    """The host has no stream from this gateway (it restarted): resubscribe, then retry."""
-
-    status, title = 503, "Resubscribe"
 
 
 class RoomHostCore:
@@ -57,6 +60,8 @@ class RoomHostCore:
         self._dirty_presence: set[uuid.UUID] = set()
         self.outboxes = Outboxes(limit=100_000, on_lost=self._gateway_lost)
         self._log = LogWriter(pool, self.outboxes, self._lock, settings.room_write_batch_max)
+        self._accesses: Coalescer[tuple[uuid.UUID, uuid.UUID], RoomAccess | None] = Coalescer(
+            lambda keys: repository.load_accesses(pool, keys))
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -67,7 +72,7 @@ class RoomHostCore:
 
     async def join(self, endpoint: Endpoint, who: Principal, room_id: uuid.UUID, since: int | None) -> None:
         """Add a socket to a room; its ``joined`` and backlog arrive on the gateway's stream."""
-        self._require_stream(endpoint.gateway)
+        self.outboxes.require(endpoint.gateway)
         role = await self._role(who, room_id)  # outside the lock: concurrent joins overlap their lookups
         async with self._lock(room_id):
             room = await self._activate(room_id)
@@ -133,7 +138,7 @@ class RoomHostCore:
     # -- collaborative documents ---------------------------------------------------------------
 
     async def doc_open(self, endpoint: Endpoint, who: Principal, room_id: uuid.UUID) -> None:
-        self._require_stream(endpoint.gateway)
+        self.outboxes.require(endpoint.gateway)
         role = await self._role(who, room_id)
         async with self._lock(room_id):
             room = await self._activate(room_id)
@@ -194,8 +199,13 @@ class RoomHostCore:
     # -- internals -------------------------------------------------------------------------------
 
     async def _role(self, who: Principal, room_id: uuid.UUID) -> RoomRole:
-        """The caller's role from the database (a kick or invite counts at once); raises if none."""
-        access = await repository.load_access(self._pool, room_id, who.user_id)
+        """The caller's role from the database (a kick or invite counts at once); raises if none.
+
+        Looked up together with every other join of the same event-loop turn: a reconnect storm is
+        one query per turn instead of one per socket queueing for the pool's connections."""
+        access = await self._accesses.get((room_id, who.user_id))
+        if access is None:
+            raise NotFound("room not found")
         role = access.role_of(who)
         if role is None:
             raise NotFound("room not found") if access.visibility == "private" else Forbidden("banned from room")
@@ -206,10 +216,6 @@ class RoomHostCore:
         if lock is None:
             lock = self._locks[room_id] = asyncio.Lock()
         return lock
-
-    def _require_stream(self, gateway: str) -> None:
-        if not self.outboxes.has(gateway):
-            raise GatewayUnknown(f"no stream from gateway {gateway}")
 
     async def _activate(self, room_id: uuid.UUID) -> LiveRoom:
         room = self._rooms.get(room_id)
@@ -249,12 +255,24 @@ class RoomHostCore:
         self._dirty_presence.add(room.room_id)
 
     def _flush_presence(self) -> None:
+        """Send each changed room's batched presence, once it is due: every ``presence_flush_s``, and
+        in a large room no more often than its ``presence_fanout_per_s`` budget allows (a presence
+        event goes to every member, so a join storm in a 1,000-member room would otherwise cost
+        1,000 deliveries per flush)."""
+        now = time.monotonic()
         dirty, self._dirty_presence = self._dirty_presence, set()
         for room_id in dirty:
             room = self._rooms.get(room_id)
-            event = room.take_presence() if room is not None else None
+            if room is None:
+                continue
+            interval = max(self._settings.presence_flush_s, len(room.members) / self._settings.presence_fanout_per_s)
+            if now - room.presence_sent_at < interval:
+                self._dirty_presence.add(room_id)
+                continue
+            event = room.take_presence()
             if event is None:
                 continue
+            room.presence_sent_at = now
             payload = dumps(event)
             for gateway in room.gateways:
                 self.outboxes.put(gateway, ("room", str(room_id), payload, 0, None))

@@ -94,6 +94,8 @@ class LiveRoom:
     # (rooms.log_writer: one writer per room, a batch per write).
     pending: list[Any] = field(default_factory=list)
     writing: bool = False
+    presence_sent_at: float = float("-inf")  # monotonic time of the last presence event
+    hosts: set[uuid.UUID] = field(default_factory=set)  # online users with the host role
 
     @property
     def room_id(self) -> uuid.UUID:
@@ -123,6 +125,10 @@ class LiveRoom:
             self.devices[member.user_id] += 1
         self.members[member.endpoint] = member
         self.roles[member.user_id] = member.role
+        if member.role is RoomRole.HOST:
+            self.hosts.add(member.user_id)
+        else:
+            self.hosts.discard(member.user_id)
         if first:
             self.leaves.discard(member.user_id)
             self.joins[member.user_id] = member.role.value
@@ -140,6 +146,7 @@ class LiveRoom:
         if self.devices[member.user_id] <= 0:
             del self.devices[member.user_id]
             del self.roles[member.user_id]
+            self.hosts.discard(member.user_id)
             if self.joins.pop(member.user_id, None) is None:
                 self.leaves.add(member.user_id)
         return member
@@ -161,8 +168,8 @@ class LiveRoom:
 
     def online(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Distinct online users with role and device count (host first, then by user id)."""
-        hosts = [u for u, r in self.roles.items() if r is RoomRole.HOST]
-        others = (u for u in self.devices if self.roles[u] is not RoomRole.HOST)
+        hosts = sorted(self.hosts)
+        others = (u for u in self.devices if u not in self.hosts)
         chosen = [*hosts, *others] if limit is None else [*hosts, *itertools.islice(others, max(0, limit - len(hosts)))]
         return [{"user": str(u), "role": self.roles[u].value, "devices": self.devices[u]} for u in chosen]
 

@@ -37,6 +37,22 @@ async def load_access(pool_or_conn: asyncpg.Pool | asyncpg.Connection, room_id: 
                       explicit_role=RoomRole(row["role"]) if row["role"] else None)
 
 
+async def load_accesses(pool: asyncpg.Pool, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[RoomAccess | None]:
+    """:func:`load_access` for many (room, user) pairs in one query; None where the room does not exist."""
+    rows = await pool.fetch(
+        """SELECT k.i, r.id, r.owner_id, r.visibility, m.role
+           FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(room_id, user_id, i)
+           JOIN rooms r ON r.id = k.room_id
+           LEFT JOIN room_members m ON m.room_id = k.room_id AND m.user_id = k.user_id""",
+        [k[0] for k in keys], [k[1] for k in keys],
+    )
+    found: list[RoomAccess | None] = [None] * len(keys)
+    for row in rows:
+        found[row["i"] - 1] = RoomAccess(room_id=row["id"], owner_id=row["owner_id"], visibility=row["visibility"],
+                                         explicit_role=RoomRole(row["role"]) if row["role"] else None)
+    return found
+
+
 async def last_seq(pool: asyncpg.Pool, room_id: uuid.UUID) -> int:
     return await pool.fetchval("SELECT coalesce(max(seq), 0) FROM room_messages WHERE room_id = $1", room_id)
 

@@ -325,3 +325,31 @@ async def test_a_socket_lives_no_longer_than_its_token_unless_reauthenticated(ap
     await renewed.send(type="ping")
     assert (await renewed.next("pong"))["type"] == "pong"
     await renewed.close()
+
+
+async def test_a_connect_storm_reaches_the_hosts_in_batches(realtime, room, settings):
+    """Sockets that connect and join together cost the hosts one Ray call per batch, not per socket,
+    and every one of them is joined, sees the others and leaves cleanly."""
+    import ray
+
+    from actors.edge import EDGE_NAME, NAMESPACE
+
+    def minted() -> str:
+        return security.issue_access_token(uuid.uuid4(), "listener", secret=settings.secret(), ttl_s=600,
+                                           issuer=settings.jwt_issuer)[0]
+
+    (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+               if a["namespace"] == NAMESPACE and a["name"].startswith(EDGE_NAME.format(""))]
+    edge = ray.get_actor(name, namespace=NAMESPACE)
+    before = (await edge.stats.remote())["hosts"]
+    clients = await asyncio.gather(*(Client.open(realtime["edge"], minted()) for _ in range(60)))
+    joined = await asyncio.gather(*(c.join(room["id"]) for c in clients))
+    assert all(j["type"] == "joined" for j in joined), [j for j in joined if j["type"] != "joined"][:2]
+    after = (await edge.stats.remote())["hosts"]
+    for host in ("session-0",):
+        calls = after[host]["calls"] - before.get(host, {}).get("calls", 0)
+        submits = after[host]["submits"] - before.get(host, {}).get("submits", 0)
+        assert calls >= 60 and submits < calls, (host, calls, submits)
+        assert after[host]["waiting"] == 0
+    assert max(j["online"] for j in joined) == 60
+    await asyncio.gather(*(c.close() for c in clients))

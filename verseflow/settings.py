@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     session_hosts: int = Field(1, ge=1, description="SessionHost actors (user sessions are hashed onto them)")
     edge_port: int = Field(8765, ge=0, le=65535, description="the realtime edge's WebSocket port; 0 disables edges")
     edge_host: str = "127.0.0.1"
+    edge_listen_backlog: int = Field(2048, ge=1, description="connections waiting for the edge to accept them: "
+                                                             "a reconnect storm must fit (capped by somaxconn)")
     edge_public_url: str | None = Field(None, description="ws(s):// URL clients use for the edge (behind a proxy)")
     gateway_replicas: int = Field(1, ge=1)
     gateway_max_ongoing_requests: int = Field(20_000, ge=1, description="each WebSocket holds one for its life")
@@ -110,9 +112,11 @@ class Settings(BaseSettings):
     room_history: int = Field(500, ge=1, description="recent messages a room keeps in memory for resume")
     room_write_batch_max: int = Field(500, ge=1, description="messages a room persists in one statement at most")
     room_backlog_max: int = Field(1000, ge=1, description="messages a rejoin may replay before a 'reset'")
-    room_members_in_joined: int = Field(200, ge=1, description="members listed in `joined` (the count is exact)")
+    room_members_in_joined: int = Field(50, ge=1, description="members listed in `joined` (the count is exact)")
     room_idle_s: float = Field(300.0, gt=0, description="a room with nobody online is passivated after this")
     presence_flush_s: float = Field(0.05, gt=0, description="presence changes are batched for this long")
+    presence_fanout_per_s: int = Field(2000, ge=1, description="presence deliveries a room sends per second at most: "
+                                                               "a large room batches its changes for longer")
     yjs_compact_every: int = Field(200, ge=2, description="squash a document's updates after this many")
 
     # Feature flags: a flag missing here is off.

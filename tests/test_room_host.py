@@ -118,3 +118,49 @@ async def test_a_failed_write_fails_every_waiting_sender_with_a_retryable_error(
     monkeypatch.undo()
     await core.chat(endpoints[0], room_id, "m0", "r0")  # the retry with the same ref goes through
     assert await _stored(pool, room_id) == [(1, "r0")]
+
+
+async def test_a_large_room_batches_presence_for_longer(api, pool, settings):
+    """A presence event goes to every member: a join storm in a big room sends few, larger ones."""
+    host = await api.user("artist")
+    response = await api.http.post("/v1/rooms", json={"name": "Big room", "visibility": "public"},
+                                   headers=host["headers"])
+    room_id = uuid.UUID(response.json()["id"])
+    core = RoomHostCore(pool, settings.model_copy(update={"presence_flush_s": 0.01, "presence_fanout_per_s": 1000}))
+    deliveries: list[tuple] = []
+    stream = core.subscribe("gw")
+    assert await anext(stream) == []
+    collector = asyncio.ensure_future(_collect(stream, deliveries))
+
+    async def presence_events() -> list[dict]:
+        await asyncio.sleep(0.02)  # the stream hands over what the host put
+        events = [json.loads(d[2]) for d in deliveries if d[0] == "room" and '"presence"' in d[2]]
+        deliveries.clear()
+        return events
+
+    users = [uuid.uuid4() for _ in range(300)]
+    for i, user in enumerate(users[:200]):
+        await core.join(Endpoint("gw", f"c{i}"), Principal(user_id=user, role=Role.LISTENER), room_id, None)
+    core._flush_presence()
+    first = await presence_events()
+    assert len(first) == 1 and len(first[0]["joins"]) == 200 and first[0]["online"] == 200
+    for i, user in enumerate(users[200:], start=200):  # 200 members online: at most one event per 0.2 s
+        await core.join(Endpoint("gw", f"c{i}"), Principal(user_id=user, role=Role.LISTENER), room_id, None)
+        core._flush_presence()
+    assert await presence_events() == []  # too soon after the last one: still batching
+    await asyncio.sleep(0.35)
+    core._flush_presence()
+    (second,) = await presence_events()
+    assert len(second["joins"]) == 100 and second["online"] == 300  # nothing lost, all in one event
+
+    await core.join(Endpoint("gw", "owner"), Principal(user_id=uuid.UUID(host["id"]), role=Role.ARTIST), room_id, None)
+    await asyncio.sleep(0.02)
+    (joined,) = [json.loads(d[2]) for d in deliveries if d[0] == "joined" and d[1] == "owner"]
+    assert joined["online"] == 301 and len(joined["members"]) == settings.room_members_in_joined
+    assert joined["members"][0] == {"user": host["id"], "role": "host", "devices": 1}  # the host first
+    collector.cancel()
+
+
+async def _collect(stream, into: list[tuple]) -> None:
+    async for batch in stream:
+        into.extend(batch)
