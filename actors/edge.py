@@ -59,7 +59,11 @@ class _WebsocketsSocket:
             raise SocketClosed from None
 
     async def send(self, frame: Frame) -> None:
-        await self._c.send(frame.text if isinstance(frame, Prepared) else frame)
+        if isinstance(frame, Prepared):
+            for text in frame.texts:
+                await self._c.send(text)
+        else:
+            await self._c.send(frame)
 
     def send_nowait(self, frame: Frame) -> bool:
         c = self._c
@@ -69,11 +73,14 @@ class _WebsocketsSocket:
             return False
         if isinstance(frame, Prepared):
             # Server frames are unmasked and uncompressed (compression=None): the same bytes suit
-            # every socket, so a room's message is framed once and written as is.
+            # every socket, so a room's messages are framed once and written as they are, a run of
+            # them in one write.
             if frame.encoded is None:
-                frame.encoded = WireFrame(Opcode.TEXT, frame.text.encode()).serialize(mask=False)
+                frame.encoded = b"".join(WireFrame(Opcode.TEXT, text.encode()).serialize(mask=False)
+                                         for text in frame.texts)
             c.transport.write(frame.encoded)
-        elif isinstance(frame, str):
+            return True
+        if isinstance(frame, str):
             c.protocol.send_text(frame.encode())
         else:
             c.protocol.send_binary(frame)

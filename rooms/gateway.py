@@ -21,7 +21,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,13 +38,14 @@ from verseflow.settings import Settings
 log = logs.get_logger("rooms.gateway")
 
 class Prepared:
-    """One outgoing text message shared by many sockets. A transport may cache its wire encoding
-    here (the edge keeps the whole WebSocket frame), so a room's fan-out encodes once, not per socket."""
+    """Outgoing text messages shared by many sockets, in order. A transport may cache their wire
+    encoding here (the edge keeps the WebSocket frames, concatenated), so a room's fan-out encodes
+    once, not per socket, and a run of messages reaches a socket in one write."""
 
-    __slots__ = ("text", "encoded")
+    __slots__ = ("texts", "encoded")
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, *texts: str) -> None:
+        self.texts = texts
         self.encoded: bytes | None = None
 
 
@@ -234,16 +235,26 @@ class Gateway:
 
     # -- deliveries from hosts --------------------------------------------------------------------
 
-    def deliver(self, batch: Iterable[Delivery]) -> None:
-        """Fan a host's batch out to local sockets (synchronous: no awaits between frames)."""
-        for kind, key, data, seq, extra in batch:
-            if kind == "room":
+    def deliver(self, batch: Sequence[Delivery]) -> None:
+        """Fan a host's batch out to local sockets (synchronous: no awaits between frames).
+
+        Consecutive sequenced messages of one room (a group commit's worth) travel as one
+        :class:`Prepared`: one write per socket instead of one per message."""
+        i, n = 0, len(batch)
+        while i < n:
+            kind, key, data, seq, extra = batch[i]
+            if kind == "room" and seq:
+                j = i + 1
+                while j < n and batch[j][0] == "room" and batch[j][1] == key and batch[j][3]:
+                    j += 1
+                self._deliver_room_run(key, batch[i:j])
+                i = j
+                continue
+            i += 1
+            if kind == "room":  # unsequenced (presence): to every member who has joined
                 data = Prepared(data)
                 for conn in self._rooms.get(key, ()):
-                    last = conn.rooms.get(key)
-                    if last is not None and (seq == 0 or seq > last):
-                        if seq:
-                            conn.rooms[key] = seq
+                    if conn.rooms.get(key) is not None:
                         conn.offer(data)
                         self.delivered += 1
             elif kind == "conn":
@@ -268,6 +279,26 @@ class Gateway:
                 for conn in self._users.get(key, ()):
                     if conn.doc_room is None:
                         conn.offer(data)
+
+    def _deliver_room_run(self, room: str, run: Sequence[Delivery]) -> None:
+        """Messages ``run`` (ascending seqs) to the room's sockets: each gets those after its last seq."""
+        members = self._rooms.get(room)
+        if not members:
+            return
+        first, newest = run[0][3], run[-1][3]
+        whole = Prepared(*(d[2] for d in run))
+        for conn in members:
+            last = conn.rooms.get(room)
+            if last is None or last >= newest:
+                continue  # still joining (its `joined` sets the baseline), or has them all already
+            if last < first:
+                conn.offer(whole)
+                self.delivered += len(run)
+            else:  # joined in the middle of the run
+                rest = [d[2] for d in run if d[3] > last]
+                conn.offer(Prepared(*rest))
+                self.delivered += len(rest)
+            conn.rooms[room] = newest
 
     def _deliver_one(self, conn: ClientConnection, data: Frame, seq: int, room: str | None) -> None:
         if seq and room is not None:

@@ -254,12 +254,12 @@ class RoomHostCore:
     def _presence_changed(self, room: LiveRoom) -> None:
         self._dirty_presence.add(room.room_id)
 
-    def _flush_presence(self) -> None:
+    def _flush_presence(self, now: float | None = None) -> None:
         """Send each changed room's batched presence, once it is due: every ``presence_flush_s``, and
         in a large room no more often than its ``presence_fanout_per_s`` budget allows (a presence
         event goes to every member, so a join storm in a 1,000-member room would otherwise cost
-        1,000 deliveries per flush)."""
-        now = time.monotonic()
+        1,000 deliveries per flush). ``now`` is the monotonic clock (given by tests)."""
+        now = time.monotonic() if now is None else now
         dirty, self._dirty_presence = self._dirty_presence, set()
         for room_id in dirty:
             room = self._rooms.get(room_id)

@@ -46,7 +46,8 @@ class _StarletteSocket:
 
     async def send(self, frame: Frame) -> None:
         if isinstance(frame, Prepared):
-            await self._ws.send_text(frame.text)
+            for text in frame.texts:
+                await self._ws.send_text(text)
         elif isinstance(frame, str):
             await self._ws.send_text(frame)
         else:
