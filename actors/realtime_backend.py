@@ -1,17 +1,18 @@
-"""The Ray side of a gateway: calls to room and session hosts, and the streams that feed it.
+"""The host side of a gateway: calls to room and session hosts, and the deliveries they send back.
 
-A gateway (Serve replica or edge actor) holds one stream per host. Each stream is a Ray streaming
-generator (``RoomHost.stream``) whose items are delivery batches for this gateway only. When a
-stream breaks (the host died, or cut us for falling behind), the pump resubscribes as soon as the
-restarted host answers and then resyncs: every socket in a room on that host rejoins with the last
-seq it saw, every user re-registers, and Yjs sockets are closed with 1013 so their clients resync.
+A gateway (Serve replica or edge actor) holds one host link per host (``actors/host_link.py``): a
+TCP connection found through Ray, carrying the gateway's calls one way and its deliveries (and the
+calls' replies) the other. When a link breaks (the host died, or cut us for falling behind), the
+link reconnects as soon as the restarted host answers and the gateway resyncs: every socket in a
+room on that host rejoins with the last seq it saw, every user re-registers, and Yjs sockets are
+closed with 1013 so their clients resync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ray.actor import ActorHandle
@@ -19,7 +20,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RaySystemError
 
 from accounts import service as accounts
 from accounts.model import Principal
-from actors.host_channel import REPLY, HostChannel
+from actors.host_link import HostLink, link_key
 from actors.room_host import room_host, session_host
 from rooms.fanout import GatewayUnknown
 from rooms.gateway import Authenticator, BackendUnavailable, ClientConnection, Gateway
@@ -39,30 +40,37 @@ SUBSCRIBE_TIMEOUT_S = 30.0
 
 
 class RayBackend:
-    """Implements :class:`rooms.gateway.Backend` over the host actors."""
+    """Implements :class:`rooms.gateway.Backend` over host links to the host actors."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._gateway: Gateway | None = None
-        self._subscribed: dict[tuple[str, int], asyncio.Event] = {}
-        self._pumps: list[asyncio.Task[None]] = []
-        self._channels: dict[tuple[str, int], HostChannel] = {}
+        self._links: dict[tuple[str, int], HostLink] = {}
+        self._runners: list[asyncio.Task[None]] = []
         self._resyncs: set[asyncio.Task[None]] = set()
 
     async def start(self, gateway: Gateway) -> None:
-        """Subscribe to every host; returns once each stream is live."""
+        """Link to every host; returns once each link is up."""
         self._gateway = gateway
+        key = link_key(self._settings.secret())
         keys = [("room", i) for i in range(self._settings.room_hosts)]
         keys += [("session", i) for i in range(self._settings.session_hosts)]
-        for key in keys:
-            self._subscribed[key] = asyncio.Event()
-            self._pumps.append(asyncio.get_running_loop().create_task(self._pump(*key)))
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._subscribed.values())), SUBSCRIBE_TIMEOUT_S)
+        for kind, index in keys:
+            link = self._links[(kind, index)] = HostLink(
+                f"{kind} host {index}", gateway.id, key, self._address_of(kind, index), gateway.deliver,
+                self._on_subscribed(kind, index))
+            self._runners.append(asyncio.get_running_loop().create_task(link.run()))
+        await asyncio.wait_for(asyncio.gather(*(link.up.wait() for link in self._links.values())),
+                               SUBSCRIBE_TIMEOUT_S)
 
     async def stop(self) -> None:
-        for pump in self._pumps:
-            pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for runner in self._runners:
+            runner.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per host link: frames of calls sent, calls they carried, calls waiting for a reply."""
+        return {f"{kind}-{index}": link.stats() for (kind, index), link in self._links.items()}
 
     # -- Backend ----------------------------------------------------------------------------------
 
@@ -101,67 +109,35 @@ class RayBackend:
     def _index(self, kind: str, key: uuid.UUID | str) -> int:
         return host_index(str(key), self._settings.room_hosts if kind == "room" else self._settings.session_hosts)
 
+    def _address_of(self, kind: str, index: int) -> Callable[[], Awaitable[tuple[str, int]]]:
+        async def address() -> tuple[str, int]:
+            return await self._host(kind, index).link_address.remote()
+
+        return address
+
+    def _on_subscribed(self, kind: str, index: int) -> Callable[[bool], None]:
+        def subscribed(first: bool) -> None:
+            if not first:  # in its own task: the rejoins' replies arrive on this very link
+                task = asyncio.get_running_loop().create_task(self._resync(kind, index))
+                self._resyncs.add(task)
+                task.add_done_callback(self._resyncs.discard)
+
+        return subscribed
+
     async def _call(self, kind: str, key: uuid.UUID | str, method: str, *args: Any) -> Any:
         index = self._index(kind, key)
-        subscribed = self._subscribed[(kind, index)]
-        if not subscribed.is_set():
+        link = self._links[(kind, index)]
+        if not link.up.is_set():
             try:
-                await asyncio.wait_for(subscribed.wait(), 5.0)
+                await asyncio.wait_for(link.up.wait(), 5.0)
             except TimeoutError:
                 raise BackendUnavailable(f"{kind} host {index} is restarting") from None
         try:
-            return await self._channel(kind, index).call(method, args)
+            return await link.call(method, args)
         except GatewayUnknown:
             raise BackendUnavailable(f"{kind} host {index} restarted; resyncing") from None
         except _UNAVAILABLE as exc:
             raise BackendUnavailable(f"{kind} host {index} unreachable") from exc
-
-    def _channel(self, kind: str, index: int) -> HostChannel:
-        channel = self._channels.get((kind, index))
-        if channel is None:
-            assert self._gateway is not None
-            channel = self._channels[(kind, index)] = HostChannel(lambda: self._host(kind, index), self._gateway.id)
-        return channel
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Per host: batches submitted, calls they carried, calls waiting for a reply."""
-        return {f"{kind}-{index}": channel.stats() for (kind, index), channel in self._channels.items()}
-
-    async def _pump(self, kind: str, index: int) -> None:
-        """Keep one stream alive; deliver its batches and hand its replies to the waiting calls;
-        resubscribe and resync after a break."""
-        assert self._gateway is not None
-        event = self._subscribed[(kind, index)]
-        channel = self._channel(kind, index)
-        first = True
-        delay = 0.1
-        while True:
-            try:
-                stream = self._host(kind, index).stream.remote(self._gateway.id)
-                await (await stream.__anext__())  # the empty "subscribed" batch
-                event.set()
-                delay = 0.1
-                if not first:  # in its own task: the rejoins' replies arrive on this very stream
-                    self._resyncs.add(task := asyncio.get_running_loop().create_task(self._resync(kind, index)))
-                    task.add_done_callback(self._resyncs.discard)
-                first = False
-                async for ref in stream:
-                    batch = await ref
-                    replies = [d for d in batch if d[0] == REPLY]
-                    if replies:
-                        batch = [d for d in batch if d[0] != REPLY]
-                    self._gateway.deliver(batch)
-                    channel.resolve(replies)
-                raise ConnectionError("stream ended")
-            except asyncio.CancelledError:
-                channel.fail_all(BackendUnavailable(f"{kind} host {index}: gateway stopping"))
-                raise
-            except Exception as exc:  # noqa: BLE001 - any break means: resubscribe
-                event.clear()
-                channel.fail_all(BackendUnavailable(f"{kind} host {index} stream broke; resyncing"))
-                log.warning("%s host %s stream broke (%s); resubscribing", kind, index, type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     async def _resync(self, kind: str, index: int) -> None:
         gateway = self._gateway

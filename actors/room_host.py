@@ -5,21 +5,23 @@ gateway finds them, detached, restarted by Ray after a crash (``max_restarts=-1`
 from PostgreSQL (rooms) and from the gateways' resync (sessions). Calls are not retried by Ray
 (``max_task_retries=0``): a chat must not be persisted twice behind the client's back; the client
 retries with its ``ref`` instead, which the room log deduplicates.
+
+Gateways reach a host's rooms and sessions over a host link (``actors/host_link.py``: a TCP
+connection whose address ``link_address()`` gives); the Ray methods here serve everything else
+(notifications from jobs, kicks and document reads from the API, stats).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 
 from accounts.model import Principal
-from actors.host_channel import start_calls
-from rooms.fanout import Delivery
+from actors.host_link import LinkServer, link_key
 from rooms.host import RoomHostCore
 from rooms.model import Endpoint
 from rooms.placement import host_index
@@ -42,6 +44,7 @@ class RoomHost:
         self._settings = settings
         self._stop = asyncio.Event()
         self._core_task = asyncio.get_running_loop().create_task(self._start())
+        self._link_task = asyncio.get_running_loop().create_task(self._serve_links())
 
     async def _start(self) -> RoomHostCore:
         pool = await create_pool(self._settings)
@@ -52,16 +55,13 @@ class RoomHost:
     async def _core(self) -> RoomHostCore:
         return await asyncio.shield(self._core_task)
 
-    @ray.method(num_returns="streaming")
-    async def stream(self, gateway: str) -> AsyncIterator[list[Delivery]]:
-        async for batch in (await self._core()).subscribe(gateway):
-            yield batch
-
-    async def submit(self, gateway: str, calls: list[tuple[int, str, tuple[Any, ...]]]) -> None:
-        """Start a gateway's batch of calls; each answers on the gateway's stream (actors/host_channel.py)."""
+    async def _serve_links(self) -> tuple[str, int]:
         core = await self._core()
-        core.outboxes.require(gateway)
-        start_calls(self, core.outboxes, gateway, calls)
+        return await LinkServer(self, core.outboxes, link_key(self._settings.secret())).start(_link_host())
+
+    async def link_address(self) -> tuple[str, int]:
+        """Where gateways connect for the hot path (actors/host_link.py); new after every restart."""
+        return await asyncio.shield(self._link_task)
 
     async def join(self, gateway: str, conn: str, who: Principal, room_id: uuid.UUID, since: int | None) -> None:
         await (await self._core()).join(Endpoint(gateway, conn), who, room_id, since)
@@ -99,19 +99,15 @@ class RoomHost:
 
 @ray.remote(**_ACTOR_OPTIONS)
 class SessionHost:
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
         logs.configure()
         self._core = SessionHostCore()
+        server = LinkServer(self, self._core.outboxes, link_key(settings.secret()))
+        self._link_task = asyncio.get_running_loop().create_task(server.start(_link_host()))
 
-    @ray.method(num_returns="streaming")
-    async def stream(self, gateway: str) -> AsyncIterator[list[Delivery]]:
-        async for batch in self._core.subscribe(gateway):
-            yield batch
-
-    async def submit(self, gateway: str, calls: list[tuple[int, str, tuple[Any, ...]]]) -> None:
-        """Start a gateway's batch of calls; each answers on the gateway's stream (actors/host_channel.py)."""
-        self._core.outboxes.require(gateway)
-        start_calls(self, self._core.outboxes, gateway, calls)
+    async def link_address(self) -> tuple[str, int]:
+        """Where gateways connect for the hot path (actors/host_link.py); new after every restart."""
+        return await asyncio.shield(self._link_task)
 
     async def connect(self, gateway: str, conn: str, user_id: uuid.UUID) -> int:
         return self._core.connect(Endpoint(gateway, conn), user_id)
@@ -132,6 +128,11 @@ class SessionHost:
 _handles: dict[str, ActorHandle] = {}
 
 
+def _link_host() -> str:
+    """The address a host's link server listens on: this node's, reachable from the other nodes."""
+    return ray.util.get_node_ip_address()
+
+
 def room_host(settings: Settings, index: int) -> ActorHandle:
     """The named room host ``index``, created if it does not exist yet (any caller may be first).
 
@@ -148,7 +149,7 @@ def session_host(settings: Settings, index: int) -> ActorHandle:
     name = SESSION_HOST_NAME.format(index)
     if name not in _handles:
         _handles[name] = SessionHost.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                                             get_if_exists=True).remote()
+                                             get_if_exists=True).remote(settings)
     return _handles[name]
 
 
