@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,19 +51,32 @@ class UploadFields:
 async def authorize_upload(pool: asyncpg.Pool, who: Principal, artist_id: uuid.UUID) -> None:
     """Fail before the bytes arrive when the caller may not add tracks to this artist."""
     async with pool.acquire() as conn:
-        await require_artist_owner(conn, who, artist_id)
+        await require_uploader(conn, who, artist_id)
+
+
+async def require_uploader(conn: asyncpg.Connection, who: Principal, artist_id: uuid.UUID,
+                           album_id: uuid.UUID | None = None) -> None:
+    """The caller manages the artist, and the album (if any) is that artist's."""
+    await require_artist_owner(conn, who, artist_id)
+    if album_id is not None:
+        await require_album_of(conn, album_id, artist_id)
 
 
 async def accept_upload(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
-                        track_id: uuid.UUID, fields: UploadFields, source: StoredObject) -> AudioInfo:
+                        track_id: uuid.UUID, fields: UploadFields, source: StoredObject, *,
+                        within: Callable[[asyncpg.Connection], Awaitable[None]] | None = None) -> AudioInfo:
     """Judge the stored upload by decoding its start, then record a ``processing`` track, its job row
-    and ``track.uploaded`` in one transaction; returns what the file declares."""
+    and ``track.uploaded`` in one transaction; returns what the file declares.
+
+    Both upload routes end here (multipart in one request, resumable when its last byte arrives);
+    ``within`` runs first in the same transaction (the resumable upload marks itself complete there,
+    so that a finished upload and its track exist together or not at all)."""
     info = await asyncio.to_thread(decode.check, store.local_path(source.key),
                                    max_duration_s=settings.track_max_duration_s)
     async with transaction(pool) as conn:
-        await require_artist_owner(conn, who, fields.artist_id)
-        if fields.album_id is not None:
-            await require_album_of(conn, fields.album_id, fields.artist_id)
+        if within is not None:
+            await within(conn)
+        await require_uploader(conn, who, fields.artist_id, fields.album_id)
         await conn.execute(
             """INSERT INTO tracks (id, artist_id, album_id, title, genre, status, uploaded_by,
                                    source_key, source_bytes, source_sha256)
@@ -77,7 +91,12 @@ async def accept_upload(pool: asyncpg.Pool, store: ObjectStore, settings: Settin
 
 
 def source_key(track_id: uuid.UUID) -> str:
-    return f"uploads/{track_id}/source"
+    return f"{source_prefix(track_id)}/source"
+
+
+def source_prefix(track_id: uuid.UUID) -> str:
+    """Where an upload's source lives until its job is done (removed as a whole when refused)."""
+    return f"uploads/{track_id}"
 
 
 async def find_matches(pool: asyncpg.Pool, full: fingerprint.Fingerprint, *, exclude: uuid.UUID | None,

@@ -17,7 +17,19 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from serve_deployments import problems
 from serve_deployments.deps import Context
 from serve_deployments.middleware import RequestContextMiddleware
-from serve_deployments.routes import artists, auth, fingerprint, health, playlists, plays, rooms, search, tracks, users
+from serve_deployments.routes import (
+    artists,
+    auth,
+    fingerprint,
+    health,
+    playlists,
+    plays,
+    rooms,
+    search,
+    tracks,
+    uploads,
+    users,
+)
 from verseflow import logs, migrations
 from verseflow.db import create_pool
 from verseflow.metrics import http_metrics
@@ -25,7 +37,7 @@ from verseflow.redis_client import create_redis
 from verseflow.settings import Settings, get_settings
 
 ROUTERS = [health.router, auth.router, users.router, artists.router, tracks.router, playlists.router,
-           search.router, rooms.router, fingerprint.router, plays.router]
+           search.router, rooms.router, fingerprint.router, plays.router, uploads.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

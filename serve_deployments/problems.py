@@ -65,8 +65,17 @@ async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
     return problem(500, "an internal error occurred; it has been logged")
 
 
+_HANDLERS = ((DomainError, _domain_error), (RequestValidationError, _validation_error),
+             (StarletteHTTPException, _http_error), (Exception, _unhandled))
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(DomainError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unhandled)
+    for kind, handler in _HANDLERS:
+        app.add_exception_handler(kind, handler)
+
+
+async def as_response(request: Request, exc: Exception) -> JSONResponse:
+    """The problem the app's handlers answer for ``exc``, for a route class that must add its own
+    headers to every response, errors included (tus's ``Tus-Resumable``)."""
+    handler = next(handler for kind, handler in _HANDLERS if isinstance(exc, kind))
+    return await handler(request, exc)

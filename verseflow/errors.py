@@ -19,6 +19,12 @@ class DomainError(Exception):
         self.extra = extra
 
 
+class MalformedRequest(DomainError):
+    """The request itself is unreadable (a protocol header missing or malformed), not its content."""
+
+    status, title = 400, "Malformed request"
+
+
 class InvalidInput(DomainError):
     status, title = 422, "Invalid input"
 
@@ -39,8 +45,18 @@ class Conflict(DomainError):
     status, title = 409, "Conflict"
 
 
+class Gone(DomainError):
+    status, title = 410, "Gone"
+
+
 class PayloadTooLarge(DomainError):
     status, title = 413, "Payload too large"
+
+
+class Locked(DomainError):
+    """The resource is being changed by another request (a resumable upload's PATCH); retry later."""
+
+    status, title = 423, "Locked"
 
 
 class RateLimited(DomainError):

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from verseflow.errors import NotFound
-from verseflow.storage import LocalObjectStore, StoredObject, check_key
+from verseflow.storage import LocalObjectStore, StoredObject, check_key, concatenate
 
 
 class S3ObjectStore:
@@ -45,6 +45,15 @@ class S3ObjectStore:
     def put_file(self, key: str, source: Path) -> StoredObject:
         stored = self.cache.put_file(key, source)
         self.client.upload_file(str(self.cache.local_path(key)), self.bucket, check_key(key))
+        return stored
+
+    def compose(self, key: str, parts: list[str]) -> StoredObject:
+        """Concatenate ``parts`` into one object. S3 cannot append, and its server-side multipart copy
+        needs every piece but the last to be 5 MiB or more (resumable clients send any size), so the
+        pieces are joined in the local cache (downloading those another node received) and the result
+        is uploaded like any other file."""
+        stored = concatenate(self.cache.root / check_key(key), [self.local_path(part) for part in parts], key)
+        self.client.upload_file(str(self.cache.local_path(key)), self.bucket, key)
         return stored
 
     def local_path(self, key: str) -> Path:
@@ -92,6 +101,10 @@ class S3ObjectStore:
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         self.cache.delete_prefix(prefix)
         return len(keys)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        self.cache.delete(key)
 
     def staging_dir(self) -> Path:
         return self.cache.staging_dir()

@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
     fingerprint_min_matches: int = Field(40, ge=5, description="landmarks agreeing on an offset for a match")
 
+    # Resumable uploads (tus 1.0 at /v1/uploads, audio/resumable.py); size and content rules are the uploads' above.
+    resumable_expiry_s: int = Field(24 * 3600, ge=60, description="an upload without new bytes this long expires; "
+                                                                   "its bytes are removed")
+    resumable_lease_s: float = Field(60.0, ge=1, description="a PATCH holds its upload this long past its last "
+                                                             "bytes; a silent connection frees it after this")
+    resumable_max_open: int = Field(10, ge=1, description="unfinished resumable uploads per user")
+    resumable_sweep_interval_s: float = Field(300.0, gt=0, description="how often expired uploads are removed")
+
     # Realtime (rooms/, actors/room_host.py, actors/edge.py): hosts, limits, timeouts.
     room_hosts: int = Field(2, ge=1, description="RoomHost actors in the cluster (rooms are hashed onto them)")
     session_hosts: int = Field(1, ge=1, description="SessionHost actors (user sessions are hashed onto them)")

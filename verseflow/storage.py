@@ -37,10 +37,12 @@ class StoredObject:
 class ObjectStore(Protocol):
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredObject: ...
     def put_file(self, key: str, source: Path) -> StoredObject: ...
+    def compose(self, key: str, parts: list[str]) -> StoredObject: ...
     def local_path(self, key: str) -> Path: ...
     def size(self, key: str) -> int: ...
     def read_range(self, key: str, start: int, end: int, chunk: int = 65536) -> Iterator[bytes]: ...
     def delete_prefix(self, prefix: str) -> int: ...
+    def delete(self, key: str) -> None: ...
     def staging_dir(self) -> Path: ...
     def put_dir(self, prefix: str, folder: Path) -> None: ...
     def children(self, prefix: str) -> list[str]: ...
@@ -77,14 +79,11 @@ class LocalObjectStore:
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
     def put_file(self, key: str, source: Path) -> StoredObject:
-        target = self._path(key)
-        digest = hashlib.sha256()
-        with _temporary_beside(target) as (handle, temporary), source.open("rb") as reader:
-            while block := reader.read(1 << 20):
-                digest.update(block)
-                handle.write(block)
-            _commit(handle, temporary, target)
-        return StoredObject(key=key, size=target.stat().st_size, sha256=digest.hexdigest())
+        return concatenate(self._path(key), [source], key)
+
+    def compose(self, key: str, parts: list[str]) -> StoredObject:
+        """One object made of ``parts`` end to end (a resumable upload's pieces), written atomically."""
+        return concatenate(self._path(key), [self.local_path(part) for part in parts], key)
 
     def local_path(self, key: str) -> Path:
         path = self._path(key)
@@ -112,6 +111,10 @@ class LocalObjectStore:
         count = sum(1 for p in folder.rglob("*") if p.is_file())
         shutil.rmtree(folder)
         return count
+
+    def delete(self, key: str) -> None:
+        """Remove one object; a missing one is not an error (deletes are retried after crashes)."""
+        self._path(key).unlink(missing_ok=True)
 
     def staging_dir(self) -> Path:
         """Where jobs build outputs before :meth:`put_dir` (same file system: the move is a rename)."""
@@ -158,6 +161,21 @@ def _commit(handle: BinaryIO, temporary: Path, target: Path) -> None:
     handle.flush()
     os.fsync(handle.fileno())
     os.replace(temporary, target)
+
+
+def concatenate(target: Path, sources: list[Path], key: str) -> StoredObject:
+    """Write ``sources`` one after the other into ``target`` (atomically, fsynced), with size and digest."""
+    digest = hashlib.sha256()
+    size = 0
+    with _temporary_beside(target) as (handle, temporary):
+        for source in sources:
+            with source.open("rb") as reader:
+                while block := reader.read(1 << 20):
+                    digest.update(block)
+                    handle.write(block)
+                    size += len(block)
+        _commit(handle, temporary, target)
+    return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
 
 def object_store(settings: Settings) -> ObjectStore:

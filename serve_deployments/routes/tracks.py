@@ -6,22 +6,28 @@ by decoding its start (``audio/decode.py``), and the track is answered 202 ``pro
 ``TranscodeJob`` actor does the rest; ``GET /v1/tracks/{id}`` follows it to ``ready``.
 """
 
-import asyncio
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import ValidationError
 
 from audio import service
 from catalog import tracks
 from serve_deployments.deps import Ctx, CurrentUser, OptionalUser
 from serve_deployments.multipart import MultipartReader
 from serve_deployments.objects import serve_object
-from serve_deployments.schemas import TrackDetailOut, TrackIn, TrackOut, TrackUpdateIn, UploadIn, UploadOut
+from serve_deployments.schemas import (
+    TrackDetailOut,
+    TrackIn,
+    TrackOut,
+    TrackUpdateIn,
+    UploadIn,
+    UploadOut,
+    validated,
+)
+from serve_deployments.transcoding import start_job
 from verseflow.errors import InvalidInput, PayloadTooLarge
 from verseflow.storage import object_store
 
@@ -57,7 +63,7 @@ async def create_track(request: Request, ctx: Ctx, who: CurrentUser) -> Any:
     """A metadata-only track (JSON), or an audio upload (multipart) processed in the background."""
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         return await _upload(request, ctx, who)
-    body = _validated(TrackIn, await _capped_body(request, ctx.settings.max_body_bytes))
+    body = validated(TrackIn, await _capped_body(request, ctx.settings.max_body_bytes))
     created = await tracks.create_track(ctx.pool, who, **body.model_dump())
     return JSONResponse(jsonable_encoder(TrackOut.model_validate(created)), status_code=201)
 
@@ -107,22 +113,16 @@ async def _upload(request: Request, ctx: Ctx, who: CurrentUser) -> JSONResponse:
                 raise InvalidInput(f"unexpected form part {part.name!r}")
         if stored is None:
             raise InvalidInput("the upload has no `file` part")
-        upload = service.UploadFields(**_validated(UploadIn, fields).model_dump())
+        upload = service.UploadFields(**validated(UploadIn, fields).model_dump())
         info = await service.accept_upload(ctx.pool, store, settings, who, track_id, upload, stored)
     except BaseException:
-        store.delete_prefix(key.rsplit("/", 1)[0])
+        store.delete_prefix(service.source_prefix(track_id))
         raise
-    await asyncio.to_thread(_launch, settings, track_id)
+    await start_job(settings, track_id)
     body = UploadOut(id=track_id, status="processing", bytes=stored.size, sha256=stored.sha256,
                      source={"container": info.container, "codec": info.codec, "rate": info.rate,
                              "channels": info.channels, "duration_s": info.duration_s})
     return JSONResponse(jsonable_encoder(body), status_code=202, headers={"Location": f"/v1/tracks/{track_id}"})
-
-
-def _launch(settings, track_id: uuid.UUID) -> None:  # noqa: ANN001 - Settings
-    from actors.transcode import launch
-
-    launch(settings, track_id)
 
 
 def _uuid_or_none(text: str | None) -> uuid.UUID | None:
@@ -131,15 +131,6 @@ def _uuid_or_none(text: str | None) -> uuid.UUID | None:
         return uuid.UUID(text) if text else None
     except ValueError:
         return None
-
-
-def _validated(model, data: Any):  # noqa: ANN001, ANN202 - a pydantic model class and its instance
-    try:
-        if isinstance(data, bytes):
-            return model.model_validate_json(data)
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
 
 async def _capped_body(request: Request, limit: int) -> bytes:
