@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,7 +93,7 @@ async def create(pool: asyncpg.Pool, settings: Settings, who: Principal, *, leng
     async with transaction(pool) as conn:
         await service.require_uploader(conn, who, fields.artist_id, fields.album_id)
         # One user's creations queue here, so that the quota below is counted exactly.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 8))", who.user_id)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 8))", who.user_id)
         if await repo.count_open(conn, who.user_id) >= settings.resumable_max_open:
             raise RateLimited(f"{settings.resumable_max_open} unfinished uploads already; finish or delete one",
                               retry_after=60)
@@ -114,13 +114,16 @@ async def status(pool: asyncpg.Pool, who: Principal, upload_id: uuid.UUID) -> Re
 
 
 async def append(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
-                 upload_id: uuid.UUID, *, offset: int, body: AsyncIterable[bytes],
-                 declared: int | None = None) -> Appended:
+                 upload_id: uuid.UUID, *, offset: int, body: AsyncIterable[bytes], declared: int | None = None,
+                 on_complete: Callable[[uuid.UUID], Awaitable[None]] | None = None) -> Appended:
     """Store ``body`` at ``offset``; the byte that completes the upload makes its track.
 
-    What ``body`` yields before it ends is kept, even if the request was cut short: the caller ends the
-    stream early on a disconnect, and the offset moves past exactly what was stored. ``declared`` (the
-    request's Content-Length) lets a body longer than what the upload lacks be refused unread.
+    What ``body`` yields before it ends is kept, even when the request is cut short: the caller ends
+    the stream early on a disconnect, and a cancelled request (Serve's proxy cancels the replica's
+    call when its client leaves) ends it here. Once the body has ended, recording it (and, for the
+    last byte, making the track and calling ``on_complete`` with its id to start processing) runs to
+    the end even if the caller is cancelled; a cancellation is raised again afterwards. ``declared``
+    (the request's Content-Length) lets a body longer than what the upload lacks be refused unread.
     """
     token = uuid.uuid4()
     row = await repo.acquire(pool, upload_id, who.user_id, offset, token, settings.resumable_lease_s)
@@ -131,29 +134,19 @@ async def append(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who
         await repo.release(pool, upload_id, token)
         raise PayloadTooLarge(f"{declared} bytes sent; the upload lacks {upload.remaining}")
     key = f"{parts_prefix(upload_id)}/{offset:015d}-{token.hex[:12]}"
+    received = _Body(body, lambda: repo.renew(pool, upload_id, token, settings.resumable_lease_s),
+                     every_s=settings.resumable_lease_s / 3)
     try:
-        stored = await store.put_stream(key, _renewing(body, pool, upload_id, token, settings.resumable_lease_s),
-                                        max_bytes=upload.remaining)
+        stored = await store.put_stream(key, received, max_bytes=upload.remaining)
     except BaseException as exc:
         await asyncio.shield(repo.release(pool, upload_id, token))
         if not isinstance(exc, DomainError) and await repo.fetch(pool, upload_id) is None:
             raise NotFound("the upload was ended while receiving") from exc
         raise
-    if stored.size == 0:
-        await asyncio.to_thread(store.delete, key)
-        await repo.release(pool, upload_id, token)
-        return Appended(upload)
-    if stored.size < upload.remaining:
-        async with transaction(pool) as conn:
-            row = await repo.add_part(conn, upload_id, token, start=offset, size=stored.size, key=key,
-                                      expiry_s=settings.resumable_expiry_s)
-        if row is None:
-            await asyncio.to_thread(store.delete, key)
-            raise LeaseLost("the upload was taken over by another request; ask for its offset again")
-        return Appended(_upload(row), stored=stored)
-    info = await _complete(pool, store, settings, who, upload, token, key)
-    done = await status(pool, who, upload_id)
-    return Appended(done, source=info, stored=stored)
+    appended = await asyncio.shield(_record(pool, store, settings, who, upload, token, stored, on_complete))
+    if received.cancelled:
+        raise asyncio.CancelledError("the request was cancelled; what arrived is stored")
+    return appended
 
 
 async def terminate(pool: asyncpg.Pool, store: ObjectStore, who: Principal, upload_id: uuid.UUID) -> None:
@@ -181,6 +174,28 @@ async def sweep_expired(pool: asyncpg.Pool, store: ObjectStore, *, now: datetime
         swept += len(rows)
         if len(rows) < batch:
             return swept
+
+
+async def _record(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
+                  upload: ResumableUpload, token: uuid.UUID, stored: StoredObject,
+                  on_complete: Callable[[uuid.UUID], Awaitable[None]] | None) -> Appended:
+    """Count a stored piece: move the offset past it, or finish the upload with it."""
+    if stored.size == 0:
+        await asyncio.to_thread(store.delete, stored.key)
+        await repo.release(pool, upload.id, token)
+        return Appended(upload)
+    if stored.size < upload.remaining:
+        async with transaction(pool) as conn:
+            row = await repo.add_part(conn, upload.id, token, start=upload.offset, size=stored.size, key=stored.key,
+                                      expiry_s=settings.resumable_expiry_s)
+        if row is None:
+            await asyncio.to_thread(store.delete, stored.key)
+            raise LeaseLost("the upload was taken over by another request; ask for its offset again")
+        return Appended(_upload(row), stored=stored)
+    info = await _complete(pool, store, settings, who, upload, token, stored.key)
+    if on_complete is not None:
+        await on_complete(upload.track_id)
+    return Appended(await status(pool, who, upload.id), source=info, stored=stored)
 
 
 async def _complete(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
@@ -225,16 +240,35 @@ async def _refuse(pool: asyncpg.Pool, who: Principal, upload_id: uuid.UUID, offs
     raise Locked("another request is sending to this upload; retry shortly")
 
 
-async def _renewing(body: AsyncIterable[bytes], pool: asyncpg.Pool, upload_id: uuid.UUID, token: uuid.UUID,
-                    lease_s: float) -> AsyncIterator[bytes]:
-    """``body``, renewing the lease every third of its length while bytes flow."""
-    renewed = time.monotonic()
-    async for chunk in body:
-        yield chunk
-        if time.monotonic() - renewed > lease_s / 3:
-            if not await repo.renew(pool, upload_id, token, lease_s):
-                raise LeaseLost("the upload was taken over by another request; ask for its offset again")
-            renewed = time.monotonic()
+class _Body:
+    """The request body as the store reads it: the lease is renewed every ``every_s`` while bytes flow,
+    and a cancellation of the request ends the body (``cancelled``) instead of discarding it."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], renew: Callable[[], Awaitable[bool]], *,
+                 every_s: float) -> None:
+        self._chunks = chunks
+        self._renew = renew
+        self._every_s = every_s
+        self.cancelled = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        source = aiter(self._chunks)
+        renewed = time.monotonic()
+        while True:
+            try:
+                chunk = await anext(source)
+                if time.monotonic() - renewed > self._every_s:
+                    if not await asyncio.shield(self._renew()):
+                        raise LeaseLost("the upload was taken over by another request; ask for its offset again")
+                    renewed = time.monotonic()
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if (task := asyncio.current_task()) is not None:
+                    task.uncancel()
+                self.cancelled = True
+                return
+            yield chunk
 
 
 def _remove_bytes(store: ObjectStore, row: Any) -> None:  # noqa: ANN401 - an asyncpg record

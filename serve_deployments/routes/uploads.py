@@ -14,6 +14,7 @@ arrived is stored and counted, so the client resumes from there. ``audio/resumab
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -116,9 +117,8 @@ async def _append(request: Request, ctx: Ctx, who: CurrentUser, upload_id: uuid.
     appended = await resumable.append(
         ctx.pool, object_store(ctx.settings), ctx.settings, who, upload_id, offset=offset,
         declared=tus.integer_header("Content-Length", request.headers.get("content-length")),
-        body=_received(request, idle_s=ctx.settings.resumable_lease_s / 2))
-    if appended.source is not None:
-        await start_job(ctx.settings, appended.upload.track_id)
+        body=_received(request, idle_s=ctx.settings.resumable_lease_s / 2),
+        on_complete=functools.partial(start_job, ctx.settings))
     return appended.upload
 
 
@@ -133,7 +133,8 @@ def _state(upload: resumable.ResumableUpload) -> dict[str, str]:
 
 
 async def _received(request: Request, *, idle_s: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; ends early, without error, when the client leaves or falls silent."""
+    """The body as it arrives; ends early, without error, when the client leaves or falls silent
+    (under Serve a client that leaves may also cancel the request: ``resumable.append`` handles that)."""
     stream = request.stream()
     while True:
         try:
