@@ -1,8 +1,8 @@
-"""The event worker: a Ray actor that runs the outbox relay and the event consumer groups.
+"""The event worker: a Ray actor that runs the outbox relay, the event consumer groups and periodic upkeep.
 
 It owns one asyncpg pool and one Redis client and runs the loops from ``verseflow.events`` with the
 handlers the domain packages provide; ``consumer_groups`` is the one place that says which groups
-exist and what they handle. It is a named, detached actor restarted by Ray whenever its process
+exist and what they handle, ``periodic_jobs`` what runs on a timer. It is a named, detached actor restarted by Ray whenever its process
 dies (``max_restarts=-1``); the loops start from ``__init__`` (an async actor's constructor runs on
 its event loop), so a restarted worker resumes on its own. A second worker anywhere in the cluster
 would be safe too: relays skip each other's rows and consumers share their groups.
@@ -11,6 +11,7 @@ would be safe too: relays skip each other's rows and consumers share their group
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import asyncpg
 import ray
@@ -18,13 +19,15 @@ from ray.actor import ActorHandle
 from redis.asyncio import Redis
 
 from accounts import registration, sessions
+from audio import resumable
 from verseflow import logs
 from verseflow.db import create_pool
 from verseflow.events.consumer import Consumer
-from verseflow.events.loops import TRANSIENT_ERRORS, wait_any
+from verseflow.events.loops import TRANSIENT_ERRORS, every, wait_any
 from verseflow.events.relay import OutboxRelay
 from verseflow.redis_client import create_redis
 from verseflow.settings import Settings
+from verseflow.storage import object_store
 
 ACTOR_NAME = "verseflow-event-worker"
 NAMESPACE = "verseflow"
@@ -38,6 +41,12 @@ def consumer_groups(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> lis
         Consumer(pool, redis, settings, group="accounts.registration", handlers=registration.handlers(pool)),
         Consumer(pool, redis, settings, group="accounts.sessions", handlers=sessions.handlers(redis, settings)),
     ]
+
+
+def periodic_jobs(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> list[Awaitable[None]]:
+    """Upkeep on a timer: expired resumable uploads and their bytes go."""
+    store = object_store(settings)
+    return [every(settings.resumable_sweep_interval_s, lambda: resumable.sweep_expired(pool, store), stop, log=log)]
 
 
 @ray.remote(max_restarts=-1, num_cpus=0)
@@ -72,6 +81,7 @@ class EventWorker:
         try:
             loops = [OutboxRelay(pool, redis, self._settings).run(self._stop)]
             loops += [consumer.run(self._stop) for consumer in consumer_groups(pool, redis, self._settings)]
+            loops += periodic_jobs(pool, self._settings, self._stop)
             self._ready.set()
             await asyncio.gather(*loops)
         except Exception:

@@ -20,8 +20,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.test_audio_pipeline import RATE, artist, song, wait_done
 from tests.audio_fixtures import write_audio
+from tests.test_audio_pipeline import RATE, artist, song, wait_done
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -89,14 +89,15 @@ async def test_protocol_errors(api, settings, ray_cluster, audio_file):
     assert head.status_code == 200
     assert (head.headers["upload-offset"], head.headers["upload-length"]) == ("1000", str(len(data)))
     assert head.headers["cache-control"] == "no-store" and "upload-expires" in head.headers
-    assert base64.b64decode(dict(p.split(" ") for p in head.headers["upload-metadata"].split(","))["title"]) == b"Resumed"
+    echoed = dict(pair.split(" ") for pair in head.headers["upload-metadata"].split(","))
+    assert base64.b64decode(echoed["title"]) == b"Resumed"
     stale = await patch(api.http, owner, location, 0, data[:1000])
     assert stale.status_code == 409 and stale.json()["upload_offset"] == 1000
 
     too_big = await create(api.http, owner, artist_id, settings.upload_max_bytes + 1)
     assert too_big.status_code == 413 and too_big.headers["content-type"] == "application/problem+json"
-    no_length = await api.http.post("/v1/uploads", headers={**TUS, **owner["headers"],
-                                                            "Upload-Metadata": metadata(title="x", artist_id=artist_id)})
+    no_length = await api.http.post("/v1/uploads", headers={
+        **TUS, **owner["headers"], "Upload-Metadata": metadata(title="x", artist_id=artist_id)})
     assert no_length.status_code == 400
     bad_metadata = await api.http.post("/v1/uploads", headers={**TUS, **owner["headers"], "Upload-Length": "10",
                                                                "Upload-Metadata": "title not-base64!"})
@@ -145,20 +146,220 @@ def send_half_and_hang_up(url: str, path: str, headers: dict[str, str], body: by
         time.sleep(0.5)  # the proxy has relayed what it received
 
 
-async def test_a_patch_cut_mid_body_keeps_what_arrived(api, serve_url, settings, audio_file):
+def tus_uploader(serve_url: str, owner: dict, path: Path, artist_id: str, storage_path: Path, **options):
+    """A tuspy uploader that stores its upload URL by file fingerprint, as apps do to resume later."""
+    from tusclient.client import TusClient
+    from tusclient.storage.filestorage import FileStorage
+
+    client = TusClient(f"{serve_url}/v1/uploads", headers=owner["headers"])
+    return client.uploader(str(path), metadata={"title": "Resumed upload", "artist_id": artist_id,
+                                                "filename": path.name, "filetype": "audio/flac"},
+                           store_url=True, url_storage=FileStorage(str(storage_path)), **options)
+
+
+async def finished_track(api, owner: dict, location: str) -> str:
+    head = await api.http.head(urlparse(location).path, headers={**TUS, **owner["headers"]})
+    assert head.status_code == 200 and head.headers["upload-offset"] == head.headers["upload-length"]
+    assert head.headers["location"] == f"/v1/tracks/{head.headers['x-track-id']}"
+    assert "upload-expires" not in head.headers
+    return head.headers["x-track-id"]
+
+
+async def test_tuspy_upload_stopped_at_half_resumes_and_makes_one_track(api, serve_url, pool, audio_file,
+                                                                         tmp_path, settings):
     owner, artist_id = await artist(api)
     data = audio_file.read_bytes()
-    location = (await create(api.http, owner, artist_id, len(data))).headers["location"]
+    half = len(data) // 2
+    storage = tmp_path / "tus-urls.json"
+
+    first = tus_uploader(serve_url, owner, audio_file, artist_id, storage, chunk_size=half)
+    await asyncio.to_thread(first.upload, stop_at=half)  # the app is closed halfway
+    assert first.offset == half
+    location = first.url
+
+    again = await asyncio.to_thread(tus_uploader, serve_url, owner, audio_file, artist_id, storage,
+                                    chunk_size=256 * 1024)
+    assert again.url == location and again.offset == half  # from the server's offset, not from zero
+    await asyncio.to_thread(again.upload)
+    assert again.request.response_headers["x-track-id"]
+
+    track_id = await finished_track(api, owner, location)
+    assert again.request.response_headers["x-track-id"] == track_id
+    track = await wait_done(api, track_id, owner["headers"])
+    assert track["status"] == "ready" and track["title"] == "Resumed upload", track["error"]
+    assert abs(track["analysis"]["duration_s"] - 12.0) < 0.05
+    row = await pool.fetchrow("SELECT source_bytes, source_sha256 FROM tracks WHERE id = $1", uuid.UUID(track_id))
+    assert (row["source_bytes"], row["source_sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    made = await pool.fetchval("SELECT count(*) FROM tracks WHERE artist_id = $1", uuid.UUID(artist_id))
+    assert made == 1
+    assert stored_under(settings, f"resumable/{location.rsplit('/', 1)[1]}") == []  # pieces gone
+
+
+async def test_a_patch_cut_mid_body_keeps_what_arrived(api, serve_url, settings, audio_file, tmp_path, pool):
+    owner, artist_id = await artist(api)
+    data = audio_file.read_bytes()
+    storage = tmp_path / "tus-urls.json"
+    uploader = tus_uploader(serve_url, owner, audio_file, artist_id, storage)
+    await asyncio.to_thread(lambda: uploader.set_url(uploader.create_url()))
+    location = urlparse(uploader.url).path
     half = len(data) // 2
     await asyncio.to_thread(send_half_and_hang_up, serve_url, location,
                             {**OCTETS, **owner["headers"], "Upload-Offset": "0"}, data, half)
-    started = time.monotonic()
-    deadline = time.monotonic() + 70
-    while True:
-        head = await api.http.head(location, headers={**TUS, **owner["headers"]})
-        offset = int(head.headers["upload-offset"])
-        if offset > 0 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    print("offset after cut", offset, "of", half, len(data), time.monotonic() - started)
-    assert 0 < offset <= half
+    deadline = time.monotonic() + 30
+    while (offset := int((await api.http.head(location, headers={**TUS, **owner["headers"]}))
+                         .headers["upload-offset"])) == 0:
+        assert time.monotonic() < deadline, "nothing of the cut body was kept"
+        await asyncio.sleep(0.1)
+    assert 0 < offset <= half  # what reached the server before the cut, durably
+
+    resumed = await asyncio.to_thread(tus_uploader, serve_url, owner, audio_file, artist_id, storage)
+    assert resumed.offset == offset
+    await asyncio.to_thread(resumed.upload)
+    track_id = await finished_track(api, owner, location)
+    row = await pool.fetchrow("SELECT source_sha256 FROM tracks WHERE id = $1", uuid.UUID(track_id))
+    assert row["source_sha256"] == hashlib.sha256(data).hexdigest()  # the kept prefix was the right bytes
+
+
+async def test_audio_refused_at_completion_removes_the_upload(api, settings, ray_cluster):
+    owner, artist_id = await artist(api)
+    data = b"these are my lyrics, not audio\n" * 200
+    location = (await create(api.http, owner, artist_id, len(data))).headers["location"]
+    upload_id = location.rsplit("/", 1)[1]
+    assert (await patch(api.http, owner, location, 0, data[:3000])).status_code == 204
+    assert stored_under(settings, f"resumable/{upload_id}")
+    refused = await patch(api.http, owner, location, 3000, data[3000:])
+    assert refused.status_code == 422 and refused.json()["reason"] == "not_audio"
+    assert refused.headers["tus-resumable"] == "1.0.0"
+    assert stored_under(settings, f"resumable/{upload_id}") == []
+    assert (await api.http.head(location, headers={**TUS, **owner["headers"]})).status_code == 404
+
+
+async def test_creation_with_upload(api, settings, ray_cluster, audio_file):
+    owner, artist_id = await artist(api)
+    data = audio_file.read_bytes()
+    response = await api.http.post("/v1/uploads", content=data[:5000], headers={
+        **OCTETS, **owner["headers"], "Upload-Length": str(len(data)),
+        "Upload-Metadata": metadata(title="With upload", artist_id=artist_id)})
+    assert response.status_code == 201 and response.headers["upload-offset"] == "5000"
+    done = await patch(api.http, owner, response.headers["location"], 5000, data[5000:])
+    assert done.status_code == 204 and done.headers["upload-offset"] == str(len(data))
+    assert done.headers["location"] == f"/v1/tracks/{done.headers['x-track-id']}"
+
+
+async def test_an_abandoned_upload_expires_and_its_bytes_go(api, settings, pool, audio_file):
+    from audio import resumable
+    from verseflow.storage import object_store
+
+    owner, artist_id = await artist(api)
+    data = audio_file.read_bytes()
+    location = (await create(api.http, owner, artist_id, len(data))).headers["location"]
+    upload_id = uuid.UUID(location.rsplit("/", 1)[1])
+    first = await patch(api.http, owner, location, 0, data[: len(data) // 2])
+    assert first.status_code == 204 and stored_under(settings, f"resumable/{upload_id}")
+    expires = await pool.fetchval("SELECT expires_at FROM resumable_uploads WHERE id = $1", upload_id)
+    assert abs((expires - await pool.fetchval("SELECT now()")).total_seconds() - settings.resumable_expiry_s) < 60
+
+    store = object_store(settings)
+    await resumable.sweep_expired(pool, store, now=expires - timedelta(seconds=1))  # (earlier uploads go)
+    assert stored_under(settings, f"resumable/{upload_id}")
+    assert (await api.http.head(location, headers={**TUS, **owner["headers"]})).status_code == 200
+    assert await resumable.sweep_expired(pool, store, now=expires + timedelta(seconds=1)) >= 1
+    assert stored_under(settings, f"resumable/{upload_id}") == []
+    assert await pool.fetchval("SELECT count(*) FROM resumable_upload_parts WHERE upload_id = $1", upload_id) == 0
+    assert (await api.http.head(location, headers={**TUS, **owner["headers"]})).status_code == 404
+    late = await patch(api.http, owner, location, len(data) // 2, data[len(data) // 2:])
+    assert late.status_code == 404
+
+
+async def test_an_expired_upload_is_gone_before_the_sweep(api, pool):
+    owner, artist_id = await artist(api)
+    location = (await create(api.http, owner, artist_id, 1000)).headers["location"]
+    await pool.execute("UPDATE resumable_uploads SET expires_at = now() - interval '1 second' WHERE id = $1",
+                       uuid.UUID(location.rsplit("/", 1)[1]))
+    assert (await api.http.head(location, headers={**TUS, **owner["headers"]})).status_code == 410
+    assert (await patch(api.http, owner, location, 0, b"x" * 10)).status_code == 410
+
+
+async def test_the_event_worker_sweeps_expired_uploads(ray_cluster, api, settings, pool):
+    from actors.event_worker import start_event_worker, stop_event_worker
+
+    owner, artist_id = await artist(api)
+    location = (await create(api.http, owner, artist_id, 5000)).headers["location"]
+    upload_id = uuid.UUID(location.rsplit("/", 1)[1])
+    assert (await patch(api.http, owner, location, 0, b"x" * 1000)).status_code == 204
+    await pool.execute("UPDATE resumable_uploads SET expires_at = now() - interval '1 second' WHERE id = $1",
+                       upload_id)
+    worker_settings = settings.model_copy(update={"events_stream": f"sweep-{uuid.uuid4().hex[:8]}",
+                                                  "resumable_sweep_interval_s": 0.2})
+    worker = await asyncio.to_thread(start_event_worker, worker_settings)
+    try:
+        deadline = time.monotonic() + 30
+        while await pool.fetchval("SELECT count(*) FROM resumable_uploads WHERE id = $1", upload_id):
+            assert time.monotonic() < deadline, "the worker never swept the expired upload"
+            await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(stop_event_worker, worker)
+    assert stored_under(settings, f"resumable/{upload_id}") == []
+
+
+async def test_one_patch_at_a_time(api, settings, pool):
+    from audio import resumable
+    from verseflow.storage import object_store
+
+    owner, artist_id = await artist(api)
+    location = (await create(api.http, owner, artist_id, 10_000)).headers["location"]
+    upload_id = uuid.UUID(location.rsplit("/", 1)[1])
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def slow_body():
+        yield b"a" * 1000
+        started.set()
+        await release.wait()
+        yield b"b" * 1000
+
+    first = asyncio.create_task(resumable.append(pool, object_store(settings), settings, principal(owner), upload_id,
+                                                 offset=0, body=slow_body()))
+    await asyncio.wait_for(started.wait(), 10)
+    second = await patch(api.http, owner, location, 0, b"c" * 1000)  # while the first body is still arriving
+    assert second.status_code == 423 and second.headers["content-type"] == "application/problem+json"
+    release.set()
+    assert (await first).upload.offset == 2000
+    assert (await patch(api.http, owner, location, 2000, b"d" * 1000)).headers["upload-offset"] == "3000"
+
+
+def principal(user: dict):
+    from accounts.model import Principal, Role
+
+    return Principal(user_id=uuid.UUID(user["id"]), role=Role.ARTIST)
+
+
+async def test_a_stalled_patch_loses_its_lease_and_changes_nothing(api, settings, pool):
+    """Past the lease another request may take the upload over; the stalled one then writes nothing."""
+    from audio import resumable
+    from verseflow.errors import Conflict
+    from verseflow.storage import object_store
+
+    owner, artist_id = await artist(api)
+    location = (await create(api.http, owner, artist_id, 10_000)).headers["location"]
+    upload_id = uuid.UUID(location.rsplit("/", 1)[1])
+    who = principal(owner)
+    short = settings.model_copy(update={"resumable_lease_s": 1.0})
+    store = object_store(settings)
+
+    async def stalls():
+        yield b"s" * 500
+        await asyncio.sleep(1.5)  # past the lease
+        yield b"s" * 500
+
+    async def prompt():
+        yield b"p" * 700
+
+    stalled = asyncio.create_task(resumable.append(pool, store, short, who, upload_id, offset=0, body=stalls()))
+    await asyncio.sleep(1.2)
+    taken = await resumable.append(pool, store, short, who, upload_id, offset=0, body=prompt())
+    assert taken.upload.offset == 700
+    with pytest.raises(Conflict):
+        await stalled
+    parts = await pool.fetch("SELECT start_offset, size FROM resumable_upload_parts WHERE upload_id = $1", upload_id)
+    assert [(p["start_offset"], p["size"]) for p in parts] == [(0, 700)]
+    assert len(stored_under(settings, f"resumable/{upload_id}")) == 1

@@ -7,6 +7,8 @@ pass) and must stop promptly when their stop event is set, even in the middle of
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -25,3 +27,17 @@ async def wait_any(*events: asyncio.Event, seconds: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[object]], stop: asyncio.Event, *,
+                log: logging.Logger) -> None:
+    """Run ``job`` now and then every ``seconds`` until ``stop`` is set (periodic upkeep such as
+    sweeping expired uploads); a failed run is logged and the next one comes on time."""
+    while not stop.is_set():
+        try:
+            await job()
+        except TRANSIENT_ERRORS as exc:
+            log.warning("periodic job failed, retrying in %.0f s: %r", seconds, exc)
+        except Exception:
+            log.exception("periodic job failed")
+        await wait_any(stop, seconds=seconds)
