@@ -2,10 +2,11 @@
 
 It owns one asyncpg pool and one Redis client and runs the loops from ``verseflow.events`` with the
 handlers the domain packages provide; ``consumer_groups`` is the one place that says which groups
-exist and what they handle, ``periodic_jobs`` what runs on a timer. It is a named, detached actor restarted by Ray whenever its process
-dies (``max_restarts=-1``); the loops start from ``__init__`` (an async actor's constructor runs on
-its event loop), so a restarted worker resumes on its own. A second worker anywhere in the cluster
-would be safe too: relays skip each other's rows and consumers share their groups.
+exist and what they handle, ``periodic_jobs`` what runs on a timer. It is a named, detached actor
+restarted by Ray whenever its process dies (``max_restarts=-1``); the loops start from ``__init__``
+(an async actor's constructor runs on its event loop), so a restarted worker resumes on its own. A
+second worker anywhere in the cluster would be safe too: relays skip each other's rows, consumers
+share their groups and sweeps skip rows another one holds.
 """
 
 from __future__ import annotations

@@ -63,3 +63,18 @@ def test_put_file(tmp_path: Path):
     store = LocalObjectStore(tmp_path / "store")
     assert store.put_file("x/y.bin", source).size == 3000
     assert store.local_path("x/y.bin").read_bytes() == source.read_bytes()
+
+
+async def test_compose_joins_pieces_and_delete_forgets_one(tmp_path: Path):
+    store = LocalObjectStore(tmp_path)
+    await store.put_stream("up/0", _chunks(b"abc"), max_bytes=10)
+    await store.put_stream("up/1", _chunks(b"defg"), max_bytes=10)
+    joined = store.compose("whole/source", ["up/0", "up/1"])
+    assert (joined.size, joined.sha256) == (7, hashlib.sha256(b"abcdefg").hexdigest())
+    assert store.read_bytes("whole/source") == b"abcdefg"
+    with pytest.raises(NotFound):
+        store.compose("whole/other", ["up/0", "up/missing"])
+    assert store.children("whole") == ["source"]  # a failed compose leaves nothing
+    store.delete("up/0")
+    store.delete("up/0")
+    assert store.children("up") == ["1"]
