@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio schemathesis lint clean
+.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-realtime: $(STAMP)
 bench-audio: $(STAMP) system-deps
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.audio_bench
+
+## 200 MB uploads through Serve's proxy: multipart against tus, throughput and peak RSS (see bench/README.md).
+bench-uploads: $(STAMP)
+	$(BIN)/python -m bench.uploads
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)
