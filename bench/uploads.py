@@ -2,7 +2,7 @@
 
     python -m bench.uploads                 # 50 MB and 200 MB, every route (make bench-uploads)
     python -m bench.uploads --sizes 200     # one size
-    python -m bench.uploads --smoke         # 4 MB: checks that the benchmark runs (make test does)
+    python -m bench.uploads --smoke         # 4 MB, one platform: checks that it runs (make test does)
 
 What runs: a fresh database on the PostgreSQL server of ``VERSEFLOW_DATABASE_URL`` (default: the
 local test server), Redis from ``VERSEFLOW_REDIS_URL`` under a key prefix of this run, media in a
@@ -18,6 +18,8 @@ For each size, a WAV file of that many bytes (valid audio: the upload's decode c
 - ``tus``: tuspy, the whole file in one PATCH (Uppy's and tus-js-client's default);
 - ``tus-8MiB``: tuspy with 8 MiB chunks, one PATCH each (1 MiB in smoke mode).
 
+Each upload gets a platform of its own (a fresh proxy and replica: RSS rarely shrinks, so a process
+that already held a large body would hide the next one's growth); ``--shared`` runs them all on one.
 Each route's time runs from the first request to the answer that the track exists (for tus: the
 creation, every PATCH, the join of the pieces and the decode check). While it runs, the resident
 memory (RSS) of Serve's proxy actor and of the api replica is sampled every 10 ms (psutil; the
@@ -44,7 +46,7 @@ import time
 import uuid
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -101,14 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     measures: list[Measure] = []
     try:
         asyncio.run(_prepare(admin_url, database, settings))
-        with _platform(settings, RESULTS / f"uploads-{stamp}.log") as (base_url, processes):
-            owner = _artist(base_url)
+        with ExitStack() as shared:
+            log_path = RESULTS / f"uploads-{stamp}.log"
+            platform = None if args.fresh else shared.enter_context(_platform(settings, log_path))
+            owner: dict[str, str] | None = None
             for size_mb in args.sizes:
                 path = _wav(scratch / f"upload-{size_mb}mb.wav", size_mb * MB)
                 digest = _sha256(path)
                 measures.append(_disk_baseline(path, scratch / "media"))
                 for route in ROUTES:
-                    measure = _upload(route, base_url, owner, path, processes, args.chunk_mib)
+                    with nullcontext(platform) if platform else _platform(settings, log_path) as (url, processes):
+                        owner = owner or _artist(url)
+                        measure = _upload(route, url, owner, path, processes, args.chunk_mib)
                     measure.ok = measure.ok and asyncio.run(_source_matches(settings, measure.note, digest))
                     measures.append(measure)
                     say(f"{route} {size_mb} MB: {measure.mb_per_s:.1f} MB/s" + ("" if measure.ok else " FAILED"))
@@ -132,10 +138,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=lambda text: [int(s) for s in text.split(",")], default=[50, 200],
                         help="upload sizes in MB (10^6 bytes), comma-separated")
     parser.add_argument("--chunk-mib", type=int, default=8, help="PATCH size of the chunked tus route")
-    parser.add_argument("--smoke", action="store_true", help="4 MB, 1 MiB chunks: seconds, for make test")
+    parser.add_argument("--shared", dest="fresh", action="store_false",
+                        help="one platform for every upload (faster; RSS growth then depends on what ran before)")
+    parser.add_argument("--smoke", action="store_true", help="4 MB, 1 MiB chunks, one platform: for make test")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.sizes, args.chunk_mib = [4], 1
+        args.sizes, args.chunk_mib, args.fresh = [4], 1, False
     return args
 
 

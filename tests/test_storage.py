@@ -78,3 +78,6 @@ async def test_compose_joins_pieces_and_delete_forgets_one(tmp_path: Path):
     store.delete("up/0")
     store.delete("up/0")
     assert store.children("up") == ["1"]
+    alone = store.compose("whole/moved", ["up/1"])  # one part is moved, not copied
+    assert (alone.size, alone.sha256) == (4, hashlib.sha256(b"defg").hexdigest())
+    assert store.read_bytes("whole/moved") == b"defg" and store.children("up") == []

@@ -82,8 +82,20 @@ class LocalObjectStore:
         return concatenate(self._path(key), [source], key)
 
     def compose(self, key: str, parts: list[str]) -> StoredObject:
-        """One object made of ``parts`` end to end (a resumable upload's pieces), written atomically."""
-        return concatenate(self._path(key), [self.local_path(part) for part in parts], key)
+        """One object made of ``parts`` end to end (a resumable upload's pieces), written atomically.
+
+        A single part (an upload sent in one request) is moved, not copied: the part is gone after."""
+        sources = [self.local_path(part) for part in parts]
+        if len(sources) != 1:
+            return concatenate(self._path(key), sources, key)
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(sources[0], target)
+        digest = hashlib.sha256()
+        with target.open("rb") as reader:
+            while block := reader.read(1 << 20):
+                digest.update(block)
+        return StoredObject(key=key, size=target.stat().st_size, sha256=digest.hexdigest())
 
     def local_path(self, key: str) -> Path:
         path = self._path(key)
