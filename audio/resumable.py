@@ -201,7 +201,9 @@ async def _record(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, wh
 async def _complete(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
                     upload: ResumableUpload, token: uuid.UUID, last_key: str) -> AudioInfo:
     """Join the pieces into the track's source and accept it like a multipart upload."""
-    await repo.renew(pool, upload.id, token, settings.resumable_lease_s)  # the join and the check run under it
+    if not await repo.renew(pool, upload.id, token, settings.resumable_lease_s):  # the join and check run under it
+        await asyncio.to_thread(store.delete, last_key)
+        raise LeaseLost("the upload was taken over by another request; ask for its offset again")
     pieces = await repo.part_keys(pool, upload.id)
     if sum(p["size"] for p in pieces) != upload.offset:
         raise RuntimeError(f"resumable upload {upload.id}: stored pieces do not add up to its offset")

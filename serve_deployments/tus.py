@@ -26,7 +26,7 @@ EXTENSIONS = "creation,creation-with-upload,termination,expiration"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 
 _KEY = re.compile(r"^[^\s,]+$")
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_DIGITS = re.compile(r"^[0-9]{1,18}$")  # within PostgreSQL's bigint
 
 
 class TusRoute(APIRoute):
@@ -66,6 +66,8 @@ def parse_metadata(header: str, *, max_bytes: int) -> dict[str, str]:
             pairs[key] = base64.b64decode(value.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             raise MalformedRequest(f"Upload-Metadata: the value of {key!r} is not base64-encoded UTF-8") from None
+        if "\x00" in pairs[key]:
+            raise MalformedRequest(f"Upload-Metadata: the value of {key!r} contains a NUL character")
     return pairs
 
 
@@ -74,7 +76,7 @@ def integer_header(name: str, value: str | None) -> int | None:
     if value is None:
         return None
     if not _DIGITS.match(value.strip()):
-        raise MalformedRequest(f"{name} must be a non-negative integer")
+        raise MalformedRequest(f"{name} must be a non-negative integer of at most 18 digits")
     return int(value)
 
 

@@ -80,6 +80,7 @@ async def test_protocol_errors(api, settings, ray_cluster, audio_file):
     assert wrong_offset.status_code == 409 and wrong_offset.json()["upload_offset"] == 0
     no_offset = await api.http.patch(location, content=b"x", headers={**OCTETS, **owner["headers"]})
     assert no_offset.status_code == 400
+    assert (await patch(api.http, owner, location, 10**20, b"x")).status_code == 400  # beyond bigint: refused
     beyond = await patch(api.http, owner, location, 0, data + b"extra")
     assert beyond.status_code == 413 and beyond.headers["tus-resumable"] == "1.0.0"
 
@@ -102,6 +103,10 @@ async def test_protocol_errors(api, settings, ray_cluster, audio_file):
     bad_metadata = await api.http.post("/v1/uploads", headers={**TUS, **owner["headers"], "Upload-Length": "10",
                                                                "Upload-Metadata": "title not-base64!"})
     assert bad_metadata.status_code == 400
+    nul = await api.http.post("/v1/uploads", headers={**TUS, **owner["headers"], "Upload-Length": "10",
+                                                      "Upload-Metadata": metadata(title="x", artist_id=artist_id,
+                                                                                  filename="a\x00b")})
+    assert nul.status_code == 400
     no_title = await api.http.post("/v1/uploads", headers={**TUS, **owner["headers"], "Upload-Length": "10",
                                                            "Upload-Metadata": metadata(artist_id=artist_id)})
     assert no_title.status_code == 422

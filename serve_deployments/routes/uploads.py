@@ -138,7 +138,8 @@ async def _received(request: Request, *, idle_s: float) -> AsyncIterator[bytes]:
     stream = request.stream()
     while True:
         try:
-            chunk = await asyncio.wait_for(anext(stream), idle_s)
+            async with asyncio.timeout(idle_s):
+                chunk = await anext(stream)
         except (StopAsyncIteration, ClientDisconnect, TimeoutError):
             return
         if chunk:
