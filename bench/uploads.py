@@ -18,8 +18,10 @@ For each size, a WAV file of that many bytes (valid audio: the upload's decode c
 - ``tus``: tuspy, the whole file in one PATCH (Uppy's and tus-js-client's default);
 - ``tus-8MiB``: tuspy with 8 MiB chunks, one PATCH each (1 MiB in smoke mode).
 
-Each upload gets a platform of its own (a fresh proxy and replica: RSS rarely shrinks, so a process
-that already held a large body would hide the next one's growth); ``--shared`` runs them all on one.
+Each route gets a platform of its own (a fresh proxy and replica, warmed up by a 1 MB upload of the
+same route), and runs its sizes smallest first; RSS growth is counted from the warmed-up process, so
+the peak of a larger upload is not hidden by memory a process kept from a smaller one (RSS rarely
+shrinks). ``--shared`` runs every route on one platform (faster; growth then depends on what ran before).
 Each route's time runs from the first request to the answer that the track exists (for tus: the
 creation, every PATCH, the join of the pieces and the decode check). While it runs, the resident
 memory (RSS) of Serve's proxy actor and of the api replica is sampled every 10 ms (psutil; the
@@ -103,29 +105,33 @@ def main(argv: list[str] | None = None) -> int:
     measures: list[Measure] = []
     try:
         asyncio.run(_prepare(admin_url, database, settings))
+        files = {size_mb: _wav(scratch / f"upload-{size_mb}mb.wav", size_mb * MB) for size_mb in args.sizes}
+        digests = {size_mb: _sha256(path) for size_mb, path in files.items()}
+        warm_up = _wav(scratch / "warm-up.wav", MB)
+        measures += [_disk_baseline(path, scratch / "media") for path in files.values()]
         with ExitStack() as shared:
             log_path = RESULTS / f"uploads-{stamp}.log"
             platform = None if args.fresh else shared.enter_context(_platform(settings, log_path))
             owner: dict[str, str] | None = None
-            for size_mb in args.sizes:
-                path = _wav(scratch / f"upload-{size_mb}mb.wav", size_mb * MB)
-                digest = _sha256(path)
-                measures.append(_disk_baseline(path, scratch / "media"))
-                for route in ROUTES:
-                    with nullcontext(platform) if platform else _platform(settings, log_path) as (url, processes):
-                        owner = owner or _artist(url)
-                        measure = _upload(route, url, owner, path, processes, args.chunk_mib)
-                    measure.ok = measure.ok and asyncio.run(_source_matches(settings, measure.note, digest))
-                    measures.append(measure)
-                    say(f"{route} {size_mb} MB: {measure.mb_per_s:.1f} MB/s" + ("" if measure.ok else " FAILED"))
-                    for folder in ("uploads", "resumable"):
-                        shutil.rmtree(scratch / "media" / folder, ignore_errors=True)
-                path.unlink()
+            for route in ROUTES:
+                with nullcontext(platform) if platform else _platform(settings, log_path) as (url, processes):
+                    owner = owner or _artist(url)
+                    _upload(route, url, owner, warm_up, processes, args.chunk_mib)  # imports, pools, first requests
+                    warmed = {role: p.memory_info().rss for role, p in processes.items()}
+                    for size_mb, path in files.items():
+                        measure = _upload(route, url, owner, path, processes, args.chunk_mib, rss_before=warmed)
+                        measure.ok = measure.ok and asyncio.run(_source_matches(settings, measure.note,
+                                                                                digests[size_mb]))
+                        measures.append(measure)
+                        say(f"{route} {size_mb} MB: {measure.mb_per_s:.1f} MB/s" + ("" if measure.ok else " FAILED"))
+                        for folder in ("uploads", "resumable"):
+                            shutil.rmtree(scratch / "media" / folder, ignore_errors=True)
     finally:
         asyncio.run(clean_up(admin_url, settings, database))
         shutil.rmtree(scratch, ignore_errors=True)
 
     print(_report(measures, load_before))
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     result_file = RESULTS / f"uploads-{stamp}.json"
     result_file.write_text(json.dumps({"load_before": load_before, "measures": [
         asdict(m) | {"mb_per_s": m.mb_per_s} for m in measures]}, indent=2))
@@ -242,7 +248,7 @@ def _disk_baseline(path: Path, media: Path) -> Measure:
 
 
 def _upload(route: str, base_url: str, owner: dict[str, str], path: Path, processes: dict[str, psutil.Process],
-            chunk_mib: int) -> Measure:
+            chunk_mib: int, *, rss_before: dict[str, int] | None = None) -> Measure:
     size = path.stat().st_size
     run: Callable[[], str] = {
         "multipart": lambda: _multipart(base_url, owner, path),
@@ -257,8 +263,8 @@ def _upload(route: str, base_url: str, owner: dict[str, str], path: Path, proces
         except Exception as exc:  # noqa: BLE001 - reported, and the exit status says so
             track_id, ok = f"{exc!r}"[:300], False
         elapsed = time.perf_counter() - started
-    return Measure(name, size, elapsed, peak_rss=sample.peak, rss_before=sample.before, cpu_s=sample.cpu_s(),
-                   ok=ok, note=track_id)
+    return Measure(name, size, elapsed, peak_rss=sample.peak, rss_before=rss_before or sample.before,
+                   cpu_s=sample.cpu_s(), ok=ok, note=track_id)
 
 
 def _multipart(base_url: str, owner: dict[str, str], path: Path) -> str:
@@ -344,7 +350,7 @@ def _report(measures: list[Measure], load_before: tuple[float, float, float]) ->
              "| CPU s proxy / replica |",
              "|---|---|---|---|---|---|---|"]
     baseline = {}
-    for m in measures:
+    for m in sorted(measures, key=lambda m: (m.size, m.route != "disk")):
         if m.route == "disk":
             baseline[m.size] = m.mb_per_s
             lines.append(f"| disk (baseline) | {m.size // MB} | {m.mb_per_s:.1f} | 1.00 | | | |")
