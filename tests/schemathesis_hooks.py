@@ -18,6 +18,8 @@ import httpx
 import schemathesis
 
 BASE_URL = os.environ.get("VERSEFLOW_FUZZ_URL", "http://127.0.0.1:8000")
+# tus PATCH bodies (/v1/uploads) are raw bytes, as application/octet-stream ones are.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
 
 @schemathesis.auth(refresh_interval=None)
