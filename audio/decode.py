@@ -9,6 +9,7 @@ corrupt, empty, too long.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,7 +64,18 @@ class DecodedAudio:
 
 
 MIN_AUDIO_S = 0.1  # less than this is an empty upload
-_SLACK_S = 0.1  # encoder priming and padding: a 600 s file may decode to 600.05 s
+SLACK_S = 0.1  # encoder priming and padding: a 600 s file may decode to 600.05 s
+
+
+def seconds_text(seconds: float, *, up: bool = False) -> str:
+    """A length for a message, to the millisecond, trailing zeros dropped; rounded down unless ``up``.
+
+    Rounding away from the limit keeps a refusal truthful: a clip of 4.8996 s printed as "4.9" next
+    to "4.9 s accepted" would contradict itself (as "5.0 s long; needs 5 s" once did), so a length
+    found too short is rounded down and one found too long is rounded up.
+    """
+    milliseconds = math.ceil(seconds * 1000 - 1e-6) if up else math.floor(seconds * 1000 + 1e-6)
+    return f"{milliseconds / 1000:.3f}".rstrip("0").rstrip(".")
 
 
 def probe(path: Path) -> AudioInfo:
@@ -79,7 +91,7 @@ def check(path: Path, *, max_duration_s: float, probe_s: float = 3.0) -> AudioIn
     the transcoding job's full :func:`decode` still enforces every rule on all the samples (a file
     damaged further in, or longer than it declares, fails the job with the same reasons).
     """
-    with _opened(path, max_duration_s) as (container, stream, info):
+    with _opened(path, max_duration_s, SLACK_S) as (container, stream, info):
         decoded = 0.0
         try:
             for frame in container.decode(stream):
@@ -94,20 +106,22 @@ def check(path: Path, *, max_duration_s: float, probe_s: float = 3.0) -> AudioIn
     return info
 
 
-def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_channels: int = 8) -> DecodedAudio:
+def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_channels: int = 8,
+           slack_s: float = SLACK_S) -> DecodedAudio:
     """Decode the first audio stream to float32 planar PCM, resampled to ``rate`` if given.
 
-    Stops as soon as the decoded audio exceeds ``max_duration_s`` (a container may lie about its
-    duration, so the limit is enforced on samples, not on metadata).
+    Stops as soon as the decoded audio exceeds ``max_duration_s`` by more than ``slack_s`` (a
+    container may lie about its duration, so the limit is enforced on samples, not on metadata;
+    the slack absorbs what codecs add, so a file cut to exactly the limit is not refused).
     """
-    with _opened(path, max_duration_s) as (container, stream, info):
+    with _opened(path, max_duration_s, slack_s) as (container, stream, info):
         channels = min(max(info.channels, 1), max_channels)
         out_rate = rate or info.rate
         layout = "mono" if channels == 1 else "stereo" if channels == 2 else av.AudioLayout(channels).name
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
         chunks: list[np.ndarray] = []
         total = 0
-        limit = int((max_duration_s + _SLACK_S) * out_rate)
+        limit = int((max_duration_s + slack_s) * out_rate)
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # the resampler keeps its own clock; broken timestamps must not stop it
@@ -116,7 +130,7 @@ def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_ch
                     chunks.append(chunk)
                     total += chunk.shape[1]
                 if total > limit:
-                    raise AudioRejected("too_long", f"audio is longer than the limit of {max_duration_s:.0f} s")
+                    raise _too_long("audio is longer than allowed", max_duration_s, slack_s)
             for converted in resampler.resample(None):
                 chunks.append(converted.to_ndarray())
         except (av.error.InvalidDataError, av.error.EOFError) as exc:
@@ -133,16 +147,20 @@ def decode(path: Path, *, max_duration_s: float, rate: int | None = None, max_ch
 
 
 @contextmanager
-def _opened(path: Path, max_duration_s: float) -> Iterator[tuple[av.container.InputContainer,
-                                                                 av.audio.stream.AudioStream, AudioInfo]]:
+def _opened(path: Path, max_duration_s: float,
+            slack_s: float) -> Iterator[tuple[av.container.InputContainer, av.audio.stream.AudioStream, AudioInfo]]:
     """The open container, its first audio stream and what it declares, refused if declared too long."""
     with _open(path) as container:
         stream = _audio_stream(container)
         info = _info(container, stream)
-        if info.duration_s is not None and info.duration_s > max_duration_s + _SLACK_S:
-            raise AudioRejected("too_long",
-                                f"audio is {info.duration_s:.0f} s long; the limit is {max_duration_s:.0f} s")
+        if info.duration_s is not None and info.duration_s > max_duration_s + slack_s:
+            raise _too_long(f"audio is {seconds_text(info.duration_s, up=True)} s long", max_duration_s, slack_s)
         yield container, stream, info
+
+
+def _too_long(what: str, max_duration_s: float, slack_s: float) -> AudioRejected:
+    return AudioRejected("too_long", f"{what}; the limit is {seconds_text(max_duration_s)} s "
+                                     f"({seconds_text(max_duration_s + slack_s)} s accepted)")
 
 
 def _empty() -> AudioRejected:

@@ -114,11 +114,19 @@ async def find_matches(pool: asyncpg.Pool, full: fingerprint.Fingerprint, *, exc
     return sorted(best.values(), key=lambda m: -m["score"])
 
 
-def clip_fingerprint(path: Path, *, min_s: float, max_s: float) -> fingerprint.Fingerprint:
-    """The fingerprint of an identification clip, which must last ``min_s`` to ``max_s`` seconds."""
-    clip = decode.decode(path, max_duration_s=max_s)
-    if clip.duration_s < min_s:
-        raise InvalidInput(f"the clip is {clip.duration_s:.1f} s long; identification needs {min_s:.0f} s or more")
+def clip_fingerprint(path: Path, *, min_s: float, max_s: float, tolerance_s: float) -> fingerprint.Fingerprint:
+    """The fingerprint of an identification clip, which must last ``min_s`` to ``max_s`` seconds
+    give or take ``tolerance_s``.
+
+    A clip cut to exactly 5 s rarely decodes to exactly 5 s: apps round cuts to frames (4.99 s),
+    and lossy codecs add and trim priming and padding (an MP3 may decode a few milliseconds short or
+    long). The tolerance absorbs that at both ends, so the limits users read are the limits they meet.
+    """
+    clip = decode.decode(path, max_duration_s=max_s, slack_s=tolerance_s)
+    shortest = min_s - tolerance_s
+    if clip.duration_s < shortest - 1e-9:  # a float difference (0.3 - 0.1) must not refuse the threshold
+        raise InvalidInput(f"the clip is {decode.seconds_text(clip.duration_s)} s long; identification needs at "
+                           f"least {decode.seconds_text(min_s)} s ({decode.seconds_text(shortest)} s accepted)")
     return fingerprint.extract(clip.samples, clip.rate)
 
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     media_base_url: str = Field("", description="prefix of signed media URLs (a CDN); empty means same origin")
     identify_min_clip_s: float = Field(5.0, gt=0, description="shortest clip /v1/fingerprint/identify accepts")
     identify_max_clip_s: float = Field(60.0, gt=0, description="longest clip /v1/fingerprint/identify analyses")
+    identify_clip_tolerance_s: float = Field(0.1, ge=0, description="clips this much shorter than the shortest or "
+                                                                    "longer than the longest still pass: codec delay, "
+                                                                    "padding and frame rounding")
     identify_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest identify upload")
     identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
     fingerprint_min_matches: int = Field(40, ge=5, description="landmarks agreeing on an offset for a match")

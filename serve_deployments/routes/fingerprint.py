@@ -34,7 +34,8 @@ async def identify(request: Request, ctx: Ctx, who: CurrentUser):
     with tempfile.TemporaryDirectory(dir=object_store(settings).staging_dir()) as scratch:
         clip_path = await _receive_clip(request, ctx, LocalObjectStore(Path(scratch)))
         clip = await asyncio.to_thread(service.clip_fingerprint, clip_path, min_s=settings.identify_min_clip_s,
-                                       max_s=settings.identify_max_clip_s)
+                                       max_s=settings.identify_max_clip_s,
+                                       tolerance_s=settings.identify_clip_tolerance_s)
     candidates = await service.identify(ctx.pool, clip, min_matches=settings.fingerprint_min_matches)
     return {"match": candidates[0] if candidates else None, "candidates": candidates}
 
