@@ -33,6 +33,7 @@ from rooms.model import (
     RoomRole,
     can_control_playback,
     can_edit_document,
+    read_only_document_reason,
 )
 from rooms.protocol import dumps, now_ms
 from rooms.yjs import SharedDocument
@@ -156,7 +157,8 @@ class RoomHostCore:
             if room is None or member is None:
                 raise NotJoined("document not open on this connection")
             doc = await self._document(room_id)
-            reaction = doc.receive(_doc_conn(endpoint), frame, can_write=can_edit_document(member.role))
+            reaction = doc.receive(_doc_conn(endpoint), frame, can_write=can_edit_document(member.role),
+                                   read_only_reason=read_only_document_reason(member.role))
             if reaction.update is not None:
                 count = await yjs_store.append_update(self._pool, room_id, reaction.update)
                 if count >= self._settings.yjs_compact_every:

@@ -52,6 +52,12 @@ def can_edit_document(role: RoomRole) -> bool:
     return role in (RoomRole.HOST, RoomRole.COLLABORATOR)
 
 
+def read_only_document_reason(role: RoomRole) -> str:
+    """What a stock Yjs client is told (y-protocols' permission-denied) when ``role`` may not edit."""
+    return (f"read-only: a room {role.value} cannot edit the room's document (its host and collaborators can); "
+            "edits from this connection are not saved or shared")
+
+
 def can_manage_members(role: RoomRole) -> bool:
     return role is RoomRole.HOST
 

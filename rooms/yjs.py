@@ -5,7 +5,9 @@ the session notes (a ``Y.Text`` named ``"notes"``). Browsers edit it with stock 
 ``y-websocket`` clients, so this module speaks their binary protocol byte for byte:
 
 * ``[0, 0, state vector]`` sync step 1, ``[0, 1, update]`` sync step 2, ``[0, 2, update]`` update;
-* ``[1, awareness update]`` presence (who is here, cursors), ``[3]`` query awareness.
+* ``[1, awareness update]`` presence (who is here, cursors), ``[3]`` query awareness;
+* ``[2, 0, reason]`` y-protocols' auth message "permission denied", sent (never received) when a
+  read-only connection first tries to change the document.
 
 Why a synchronous object and not pycrdt-websocket: the room's host actor owns the only copy of the
 document and feeds it one frame at a time, so there is nothing to lock and no room-creation race
@@ -42,6 +44,9 @@ from pycrdt import (
 )
 
 QUERY_AWARENESS = 3  # y-websocket's messageQueryAwareness; pycrdt's YMessageType stops at 1
+AUTH = 2  # y-websocket's messageAuth (y-protocols/auth.js)
+PERMISSION_DENIED = 0  # y-protocols/auth.js messagePermissionDenied, the auth protocol's only message
+READ_ONLY_REASON = "read-only: edits from this connection are not saved or shared"
 EMPTY_UPDATE = b"\x00\x00"  # no structs, empty delete set
 _MAX_VARUINT_BYTES = 10  # 70 bits: far beyond any Yjs client ID, clock or length
 
@@ -134,6 +139,12 @@ def _awareness_frame(entries: Iterable[tuple[int, int, str]]) -> bytes:
     return create_awareness_message(body)
 
 
+def permission_denied_message(reason: str) -> bytes:
+    """y-protocols/auth.js ``writePermissionDenied`` framed as y-websocket reads it:
+    varUint(2) varUint(0) varString(reason), the string's length counting UTF-8 bytes."""
+    return write_var_uint(AUTH) + write_var_uint(PERMISSION_DENIED) + write_message(reason.encode())
+
+
 class SharedDocument:
     """One room's document plus the awareness states of its connected clients."""
 
@@ -143,6 +154,7 @@ class SharedDocument:
         self._playlist = self._doc.get("playlist", type=Array)
         self._notes = self._doc.get("notes", type=Text)
         self._presence: dict[int, _Presence] = {}  # awareness client ID -> latest announcement
+        self._denied: set[str] = set()  # read-only connections already told their edits are refused
         self._changes: list[bytes] = []  # updates emitted by the transaction being applied
         # Updates whose structs still wait for missing predecessors. The document keeps them
         # internally but leaves them out of get_update(), so snapshot() must add them back.
@@ -181,8 +193,13 @@ class SharedDocument:
             frames.append(self._all_awareness())
         return frames
 
-    def receive(self, conn_id: str, frame: bytes | bytearray | memoryview, *, can_write: bool) -> Reaction:
-        """Handle one frame from `conn_id`; raises InvalidFrame, leaving all state as it was."""
+    def receive(self, conn_id: str, frame: bytes | bytearray | memoryview, *, can_write: bool,
+                read_only_reason: str = READ_ONLY_REASON) -> Reaction:
+        """Handle one frame from `conn_id`; raises InvalidFrame, leaving all state as it was.
+
+        Without ``can_write`` the connection's updates are dropped, and the first one that would
+        have changed the document is answered with a permission-denied message carrying
+        ``read_only_reason`` (see :meth:`_refuse`)."""
         if isinstance(frame, str):
             raise InvalidFrame("text frame: the y-websocket protocol is binary")
         frame = bytes(frame)  # pycrdt takes bytes only; transports may hand over bytearray or memoryview
@@ -195,8 +212,9 @@ class SharedDocument:
             if step == YSyncMessageType.SYNC_STEP1:
                 return Reaction(reply=[self._step2(payload)])
             if step in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
-                # A read-only listener's edits are dropped, not answered: it still receives everything.
-                if not can_write or not self._apply(payload):
+                if not can_write:
+                    return self._refuse(conn_id, payload, read_only_reason)
+                if not self._apply(payload):
                     return Reaction()
                 return Reaction(broadcast=[create_update_message(payload)], update=payload)
             raise InvalidFrame(f"unknown sync message type {step}")
@@ -209,6 +227,47 @@ class SharedDocument:
             reader.end("query-awareness message")
             return Reaction(reply=[self._all_awareness()])
         raise InvalidFrame(f"unsupported message type {kind}")
+
+    def _refuse(self, conn_id: str, update: bytes, reason: str) -> Reaction:
+        """A read-only connection's update: dropped, and the first real edit is answered once.
+
+        A stock client applies its edits locally before sending them, so a dropped edit leaves it
+        diverged from everyone else; y-websocket reports y-protocols' permission-denied message
+        (``permissionDeniedHandler``), so it learns why instead of diverging in silence. Once per
+        connection: an editor retrying on every keystroke gets one notice, not a stream of them.
+        Updates that change nothing (the step 2 every client sends on connect) are not edits.
+        """
+        if conn_id in self._denied or not self._would_change(update):
+            return Reaction()
+        self._denied.add(conn_id)
+        return Reaction(reply=[permission_denied_message(reason)])
+
+    def _would_change(self, update: bytes) -> bool:
+        """Whether applying ``update`` would change the document, without applying it.
+
+        New content is read off the update against our state vector. Deletions are not (a state
+        vector does not cover them) and a client's sync step 2 repeats every deletion it has seen,
+        so an update that only deletes is tried on a throwaway copy; that copy is built only for
+        such updates of not-yet-refused read-only connections. (A struct this document keeps
+        pending counts as new: at worst a listener hears the notice once without having edited.)
+        """
+        try:
+            news = get_update(update, self._doc.get_state())
+        except ValueError as exc:
+            raise InvalidFrame(f"not a Yjs update: {exc}") from None
+        if _has_structs(news):
+            return True
+        if news == EMPTY_UPDATE:
+            return False
+        probe = Doc()
+        probe.apply_update(self.snapshot())
+        changes: list[bytes] = []
+        probe.observe(lambda event: changes.append(event.update))
+        try:
+            probe.apply_update(update)
+        except ValueError as exc:
+            raise InvalidFrame(f"not a Yjs update: {exc}") from None
+        return any(change != EMPTY_UPDATE for change in changes)
 
     def _step2(self, state_vector: bytes) -> bytes:
         try:
@@ -239,6 +298,7 @@ class SharedDocument:
 
     def disconnect(self, conn_id: str) -> list[bytes]:
         """Forget a closed connection; frames telling the others its clients left (same clock + null)."""
+        self._denied.discard(conn_id)
         gone = [(cid, p.clock) for cid, p in self._presence.items() if p.conn_id == conn_id]
         for client_id, _ in gone:
             del self._presence[client_id]

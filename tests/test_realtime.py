@@ -281,20 +281,23 @@ async def test_private_rooms_invites_and_kicks(api, realtime):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_stock_yjs_clients_converge_through_the_room_document(api, realtime, room, transport):
-    """Two npm ``yjs`` + ``y-websocket`` peers under node edit the room's document together."""
+    """Two npm ``yjs`` + ``y-websocket`` peers under node edit the room's document together; a third,
+    a listener, edits too and its stock client reports y-protocols' permission denied."""
+    from rooms.model import RoomRole, read_only_document_reason
     from tests.yjs_support import ensure_node_modules, run_peers
 
     ensure_node_modules()
-    collaborator = await api.user()
+    collaborator, listener = await api.user(), await api.user()
     response = await api.http.put(f"/v1/rooms/{room['id']}/members/{collaborator['id']}",
                                   json={"role": "collaborator"}, headers=room["host"]["headers"])
     assert response.status_code == 200
-    tokens = [room["host"]["access_token"], collaborator["access_token"]]
-    results = await run_peers(realtime[f"{transport}_yjs"], room["id"], tokens, names=["host", "guest"],
-                              expect_peers=1, expect_tracks=2)
+    tokens = [room["host"]["access_token"], collaborator["access_token"], listener["access_token"]]
+    results = await run_peers(realtime[f"{transport}_yjs"], room["id"], tokens, names=["host", "guest", "listener"],
+                              expect_peers=1, expect_tracks=2, denied=[2])
     assert results[0]["playlist"] == results[1]["playlist"]
     assert sorted(entry["track"] for entry in results[0]["playlist"]) == ["guest", "host"]
     assert results[0]["notes"] == results[1]["notes"]
+    assert [r["permission_denied"] for r in results] == [[], [], [read_only_document_reason(RoomRole.LISTENER)]]
     from actors.room_host import room_host_for
     from verseflow.settings import get_settings
 

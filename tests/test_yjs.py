@@ -31,7 +31,7 @@ from pycrdt import (
 from websockets.asyncio.server import ServerConnection, serve
 
 from rooms import yjs_store
-from rooms.yjs import InvalidFrame, Reaction, SharedDocument
+from rooms.yjs import READ_ONLY_REASON, InvalidFrame, Reaction, SharedDocument
 from tests.yjs_support import run_peers
 
 # --------------------------------------------------------------------------- pure: fake clients
@@ -47,9 +47,14 @@ class FakeClient:
         self.playlist = self.doc.get("playlist", type=Array)
         self.notes = self.doc.get("notes", type=Text)
         self.awareness = Awareness(self.doc)
+        self.denied: list[str] = []  # reasons of the permission-denied messages received, as y-websocket reports them
 
     def handle(self, frame: bytes) -> list[bytes]:
         """Apply a frame from the server; frames to send back (step 2 answering a step 1)."""
+        if frame[0] == 2:  # y-protocols/auth.js readAuthMessage: [2, 0 = permission denied, varString reason]
+            assert frame[1] == 0, frame
+            self.denied.append(read_message(frame[2:]).decode())
+            return []
         if frame[0] == 0:
             reply = handle_sync_message(frame[1:], self.doc)  # takes [step, ...], returns a whole [0, 1, ...] frame
             return [reply] if reply else []
@@ -167,11 +172,55 @@ def test_a_read_only_client_edits_nothing_but_hears_everything():
     assert room.server.to_json() == {"playlist": [], "notes": ""}
     assert alice.to_json() == {"playlist": [], "notes": ""}
     assert room.persisted == []
-    assert room.server.receive("r", reader.edit("again"), can_write=False) == Reaction()
+    assert reader.denied == [READ_ONLY_REASON]
 
     room.send("a", alice.edit("alice"))
     room.run()
     assert {"track": "alice"} in reader.to_json()["playlist"]
+
+
+def _delete_first_note_char(client: FakeClient) -> bytes:
+    before = client.doc.get_state()
+    del client.notes[0:1]
+    return create_update_message(client.doc.get_update(before))
+
+
+def test_a_read_only_edit_is_refused_aloud_once_per_connection():
+    room, alice = _room_with_alice()
+    room.send("a", _delete_first_note_char(alice))  # the document now has a delete set
+    room.run()
+    shared, persisted = room.server.to_json(), len(room.persisted)
+    first = room.join("r", can_write=False)
+    room.run()
+    # Reconnecting with the same Y.Doc (as y-websocket does), its step 2 repeats the deletion it was
+    # sent: that changes nothing, so it is not an edit.
+    room.leave("r")
+    reader = room.join("r", can_write=False, doc=first.doc)
+    room.run()
+    everything = bytes([0, 1]) + write_message(reader.doc.get_update())
+    assert room.server.receive("r", everything, can_write=False) == Reaction()
+    assert reader.denied == [] and len(room.persisted) == persisted
+
+    refusal = room.server.receive("r", reader.edit("intruder"), can_write=False, read_only_reason="lecture seule ✋")
+    reason = "lecture seule ✋".encode()
+    assert refusal == Reaction(reply=[bytes([2, 0, len(reason)]) + reason])  # varString counts UTF-8 bytes
+    assert room.server.to_json() == shared and len(room.persisted) == persisted
+    assert room.server.receive("r", reader.edit("again"), can_write=False) == Reaction()  # once per connection
+    assert room.server.receive("r", _delete_first_note_char(reader), can_write=False) == Reaction()
+    assert room.server.to_json() == shared
+
+    # A new connection is told again, and an edit that only deletes is an edit too.
+    room.leave("r")
+    second = room.join("r2", can_write=False)
+    room.run()
+    room.send("r2", _delete_first_note_char(second))
+    room.send("r2", _delete_first_note_char(second))
+    room.run()
+    assert second.denied == [READ_ONLY_REASON]
+    assert room.server.to_json() == shared == alice.to_json() and len(room.persisted) == persisted
+    # A writer's delete-only update is applied, never refused.
+    assert room.server.receive("a", _delete_first_note_char(alice), can_write=True).reply == []
+    assert room.server.to_json() == alice.to_json() != shared
 
 
 def test_awareness_announce_query_and_disconnect():
@@ -434,15 +483,18 @@ async def test_stock_yjs_clients_converge_through_shared_document():
         port = ws_server.sockets[0].getsockname()[1]
         room = str(uuid.uuid4())
         results = await run_peers(
-            f"ws://127.0.0.1:{port}/v1/yjs", room, ["alice-token", "bob-token", "reader-token"],
-            names=["alice", "bob", "carol"], readonly=[2],
+            f"ws://127.0.0.1:{port}/v1/yjs", room, ["alice-token", "bob-token", "reader-token", "reader-2-token"],
+            names=["alice", "bob", "carol", "dave"], readonly=[2], denied=[3],
         )
-    first, *others = results
+    first, second, carol, dave = results
     assert sorted(t["track"] for t in first["playlist"]) == ["alice", "bob"]
     assert sorted(first["notes"].split(";")) == ["", "alice", "bob"]
-    assert all(r["playlist"] == first["playlist"] and r["notes"] == first["notes"] for r in others)
-    assert [r["awareness_peers"] for r in results] == [2, 2, 2]
+    assert all(r["playlist"] == first["playlist"] and r["notes"] == first["notes"] for r in (second, carol))
+    assert [r["awareness_peers"] for r in results] == [3, 3, 3, 3]
     assert server.docs[room].to_json() == {"playlist": first["playlist"], "notes": first["notes"]}
+    # dave edited read-only: the stock provider reported the refusal (once), and only his copy has his edit
+    assert [r["permission_denied"] for r in results] == [[], [], [], [READ_ONLY_REASON]]
+    assert sorted(t["track"] for t in dave["playlist"]) == ["alice", "bob", "dave"]
     # what a stock client sends as soon as the socket opens: sync step 1, then its awareness state
     for frames in server.received:
         assert frames[0][:2] == b"\x00\x00" and frames[1][:1] == b"\x01"

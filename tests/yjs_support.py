@@ -51,18 +51,21 @@ async def run_peers(
     expect_peers: int | None = None,
     expect_tracks: int | None = None,
     readonly: Collection[int] = (),
+    denied: Collection[int] = (),
 ) -> list[dict]:
     """Run one yjs_peer.mjs per token at once against `url` (e.g. ws://127.0.0.1:8000/v1/yjs).
 
     Each peer adds its name to the playlist and notes (unless its index is in `readonly`) and
     waits for `expect_tracks` playlist entries (default: one per writing peer) and `expect_peers`
-    awareness users (default: all peers). Returns each peer's final JSON, in token order; raises
-    AssertionError with every peer's stderr if any fails or the whole run exceeds `timeout`.
+    awareness users (default: all peers). A peer in `denied` is one the server refuses: it edits
+    anyway and also waits for the stock client to report permission denied (its
+    ``"permission_denied"`` lists the reasons). Returns each peer's final JSON, in token order;
+    raises AssertionError with every peer's stderr if any fails or the whole run exceeds `timeout`.
     """
     ensure_node_modules()
     names = names or [f"peer{i}" for i in range(len(tokens))]
     expect_peers = len(tokens) if expect_peers is None else expect_peers
-    expect_tracks = len(tokens) - len(readonly) if expect_tracks is None else expect_tracks
+    expect_tracks = len(tokens) - len(readonly) - len(denied) if expect_tracks is None else expect_tracks
     peer_timeout = max(5.0, min(20.0, timeout * 0.75))  # let peers report their state before we kill them
     procs = []
     for i, (token, name) in enumerate(zip(tokens, names, strict=True)):
@@ -71,6 +74,8 @@ async def run_peers(
                 "--timeout", str(peer_timeout)]
         if i in readonly:
             args.append("--readonly")
+        if i in denied:
+            args.append("--denied")
         procs.append(await asyncio.create_subprocess_exec(
             "node", str(PEER_SCRIPT), *args, cwd=JS_DIR,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))

@@ -1,15 +1,20 @@
 // One stock yjs + y-websocket client, driven by tests/yjs_support.py.
 //
 //   node yjs_peer.mjs --url ws://HOST:PORT/v1/yjs --room ROOM_ID --token TOKEN --name NAME \
-//        [--expect-peers N] [--expect-tracks T] [--readonly] [--timeout SECONDS]
+//        [--expect-peers N] [--expect-tracks T] [--readonly | --denied] [--timeout SECONDS]
 //
 // Connects a WebsocketProvider to URL/ROOM_ID?token=TOKEN, waits for 'sync', sets the awareness
 // state {user: NAME} and (unless --readonly) adds {"track": NAME} to the Y.Array "playlist" and
 // "NAME;" to the Y.Text "notes" in one transaction. It then waits until the playlist holds T
 // entries (default N) and it has seen N awareness users counting itself (default 1), prints
-//   {"playlist": [...], "notes": "...", "awareness_peers": k}
+//   {"playlist": [...], "notes": "...", "awareness_peers": k, "permission_denied": [reason, ...]}
 // (k = other users seen) as one JSON line and exits 0. Exits 1 with a message on stderr on timeout,
 // connection error or a connection closed before that.
+//
+// --denied: a peer the server treats as read-only that edits anyway (twice: two update messages)
+// and also waits until the stock provider has reported a permission-denied auth message. y-websocket
+// hands that to its permissionDeniedHandler, which console.warns it; the reasons it warned are
+// listed in "permission_denied". Its own entry stays in its local playlist, so it waits for T + 1.
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { WebsocketProvider } from 'y-websocket'
@@ -24,6 +29,7 @@ const { values: args } = parseArgs({
     'expect-peers': { type: 'string', default: '1' },
     'expect-tracks': { type: 'string' },
     readonly: { type: 'boolean', default: false },
+    denied: { type: 'boolean', default: false },
     timeout: { type: 'string', default: '20' }
   }
 })
@@ -35,7 +41,8 @@ for (const required of ['url', 'room', 'name']) {
 }
 const name = args.name
 const expectPeers = Number(args['expect-peers'])
-const expectTracks = args['expect-tracks'] === undefined ? expectPeers : Number(args['expect-tracks'])
+const expectTracks = (args['expect-tracks'] === undefined ? expectPeers : Number(args['expect-tracks'])) +
+  (args.denied ? 1 : 0)
 
 const doc = new Y.Doc()
 const playlist = doc.getArray('playlist')
@@ -46,8 +53,23 @@ const provider = new WebsocketProvider(args.url, args.room, doc, {
   disableBc: true // every byte must go through the server under test
 })
 const othersSeen = new Set() // awareness client IDs of other users, ever seen (they may leave first)
+const denials = [] // reasons of the permission-denied messages the stock provider reported
 let edited = false
 let finished = false
+
+// y-websocket's permissionDeniedHandler is console.warn(`Permission denied to access ${url}.\n${reason}`).
+const warn = console.warn
+const deniedPrefix = 'Permission denied to access '
+console.warn = (...parts) => {
+  const text = parts.join(' ')
+  const split = text.indexOf('.\n')
+  if (text.startsWith(deniedPrefix) && split >= 0) {
+    denials.push(text.slice(split + 2))
+    check()
+    return
+  }
+  warn(...parts)
+}
 
 const fail = (message) => {
   if (finished) return
@@ -61,8 +83,14 @@ const fail = (message) => {
 
 const check = () => {
   if (finished || !edited || playlist.length < expectTracks || othersSeen.size + 1 < expectPeers) return
+  if (args.denied && denials.length === 0) return
   finished = true
-  const result = { playlist: playlist.toJSON(), notes: notes.toString(), awareness_peers: othersSeen.size }
+  const result = {
+    playlist: playlist.toJSON(),
+    notes: notes.toString(),
+    awareness_peers: othersSeen.size,
+    permission_denied: denials
+  }
   process.stdout.write(JSON.stringify(result) + '\n')
   clearTimeout(timer)
   const ws = provider.ws
@@ -88,6 +116,7 @@ provider.on('sync', (synced) => {
       notes.insert(notes.length, `${name};`)
     })
   }
+  if (args.denied) doc.transact(() => notes.insert(notes.length, '!')) // a second refused update
   edited = true
   check()
 })
