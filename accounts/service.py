@@ -35,11 +35,16 @@ def _user(row: asyncpg.Record) -> User:
 async def register(
     pool: asyncpg.Pool, settings: Settings, *, email: str, password: str, display_name: str, role: Role
 ) -> User:
-    """Create an account (the saga's first step); ``user.registered`` drives the rest."""
+    """Create an account (the saga's first step); ``user.registered`` drives the rest.
+
+    ``role`` is one the user may choose; an e-mail listed in ``settings.admin_emails`` gets admin instead.
+    """
     if role not in SELF_SERVICE_ROLES:
         raise Forbidden("this role cannot be chosen at registration")
     if len(password) < settings.password_min_length:
         raise InvalidInput(f"password must be at least {settings.password_min_length} characters")
+    if email.lower() in settings.admin_emails:  # VERSEFLOW_ADMIN_EMAILS: the operator's first administrators
+        role = Role.ADMIN
     password_hash = await asyncio.to_thread(security.hash_password, password)
     user_id = uuid.uuid4()
     try:
@@ -224,6 +229,13 @@ async def set_role(
     """Admins grant roles; nobody else can. Tokens carrying the old role stop working at once."""
     if not actor.is_admin:
         raise Forbidden("only administrators can change roles")
+    return await change_role(pool, redis, settings, user_id, role)
+
+
+async def change_role(pool: asyncpg.Pool, redis: Redis, settings: Settings, user_id: uuid.UUID, role: Role) -> User:
+    """The role change itself, for callers that have authorized it: :func:`set_role` (an admin over the
+    API) and the operator's ``verseflow admin`` command, so both emit ``user.role_changed`` and cut off
+    the tokens that carry the old role in the same way."""
     async with transaction(pool) as conn:
         row = await conn.fetchrow(
             f"UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {_USER_COLUMNS}",
@@ -234,6 +246,48 @@ async def set_role(
         await emit(conn, "user.role_changed", user_id, user_id=user_id, role=role.value)
     await revoke_access_tokens(redis, settings, user_id)
     return _user(row)
+
+
+# --- operators (``verseflow admin``) ------------------------------------------------------------
+# Whoever can reach the database is trusted: these take no Principal, and nothing over HTTP calls them.
+
+
+async def find_user_by_email(pool: asyncpg.Pool, email: str) -> User:
+    """The account with this e-mail (case-insensitive, as logins are); NotFound otherwise."""
+    row = await pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE lower(email) = lower($1)", email)
+    if row is None:
+        raise NotFound(f"no account has the e-mail {email}")
+    return _user(row)
+
+
+async def grant_admin(pool: asyncpg.Pool, redis: Redis, settings: Settings, email: str) -> tuple[User, bool]:
+    """Make an account an administrator; the user and whether anything changed (granting twice is a no-op)."""
+    user = await find_user_by_email(pool, email)
+    if user.status != "active":
+        raise Conflict(f"the account {user.email} is disabled")
+    if user.role is Role.ADMIN:
+        return user, False
+    return await change_role(pool, redis, settings, user.id, Role.ADMIN), True
+
+
+async def revoke_admin(pool: asyncpg.Pool, redis: Redis, settings: Settings, email: str, *,
+                       role: Role = Role.LISTENER) -> tuple[User, bool]:
+    """Turn an administrator back into ``role``; the user and whether anything changed.
+
+    An account that is not an administrator is left as it is (an artist does not become a listener).
+    """
+    if role not in SELF_SERVICE_ROLES:
+        raise InvalidInput(f"an administrator can only become one of {sorted(SELF_SERVICE_ROLES)}")
+    user = await find_user_by_email(pool, email)
+    if user.role is not Role.ADMIN:
+        return user, False
+    return await change_role(pool, redis, settings, user.id, role), True
+
+
+async def list_admins(pool: asyncpg.Pool) -> list[User]:
+    """Every administrator account (disabled ones included, flagged by their status), oldest first."""
+    rows = await pool.fetch(f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' ORDER BY created_at, email")
+    return [_user(r) for r in rows]
 
 
 async def _store_refresh_token(

@@ -1,5 +1,6 @@
 """End to end: `verseflow up` with no database or Redis URL brings up embedded PostgreSQL and Redis
-under var/, Ray and Serve; data survives a restart; SIGINT leaves no process behind."""
+under var/, Ray and Serve; data survives a restart; SIGINT leaves no process behind. `verseflow admin`
+finds the same embedded servers: joined while the platform runs, started and stopped while it does not."""
 
 from __future__ import annotations
 
@@ -20,16 +21,26 @@ from tests.conftest import free_port
 START_TIMEOUT_S = 180
 
 
-def _launch(var_dir: Path, port: int) -> subprocess.Popen:
+def _environment(var_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERSEFLOW_")}
-    env.update({
-        "VERSEFLOW_VAR_DIR": str(var_dir),
+    env["VERSEFLOW_VAR_DIR"] = str(var_dir)
+    return env
+
+
+def _launch(var_dir: Path, port: int) -> subprocess.Popen:
+    env = _environment(var_dir) | {
         "VERSEFLOW_HTTP_PORT": str(port),
         "VERSEFLOW_RAY_DASHBOARD": "false",
         "VERSEFLOW_RAY_METRICS_PORT": str(free_port()),
-    })
+    }
     return subprocess.Popen([sys.executable, "-m", "verseflow.cli", "up"], env=env, cwd=Path(__file__).parents[1],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _admin(var_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``verseflow admin ...`` with the same environment as the platform: no URLs, the same var/."""
+    return subprocess.run([sys.executable, "-m", "verseflow.cli", "admin", *args], env=_environment(var_dir),
+                          cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
 
 
 def _wait_ready(proc: subprocess.Popen, base: str) -> None:
@@ -81,10 +92,22 @@ def test_make_up_embedded_end_to_end(tmp_path):
         created = httpx.post(f"{base}/v1/auth/register", json={
             "email": email, "password": "embedded password", "display_name": "E", "role": "listener"})
         assert created.status_code == 201
+        granted = _admin(var_dir, "grant", email)  # joins the running embedded PostgreSQL and Redis
+        assert granted.returncode == 0, granted.stderr
+        time.sleep(1.05)  # whole-second iat: sign in after the grant's token cut-off
+        login = httpx.post(f"{base}/v1/auth/token", data={"username": email, "password": "embedded password"})
+        me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+        assert me.json()["role"] == "admin"
+        assert httpx.get(f"{base}/ready").status_code == 200  # leaving did not stop the platform's servers
     finally:
         started = _stop(first)
     assert first.returncode == 0, first.stdout.read()
     assert not _alive(started), _alive(started)
+    assert not (var_dir / "postgres" / "postmaster.pid").exists()
+
+    listed = _admin(var_dir, "list")  # the platform is down: starts both servers for itself, then stops them
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(f"{email}\t")
     assert not (var_dir / "postgres" / "postmaster.pid").exists()
 
     second = _launch(var_dir, port)

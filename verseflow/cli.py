@@ -1,7 +1,9 @@
-"""The ``verseflow`` command: ``up``, ``migrate``, ``status``.
+"""The ``verseflow`` command: ``up``, ``migrate``, ``status``, ``admin``.
 
-Subcommands stay thin: each calls into the launcher or the kernel. New capabilities (workers,
-imports, admin tasks) add a subcommand here.
+Subcommands stay thin: each calls into the launcher, the kernel or a domain use case. New
+capabilities (workers, imports, admin tasks) add a subcommand here. Commands that need the data
+services find them as ``make up`` does (:func:`running_services`), so they work the same against
+the embedded PostgreSQL and Redis under ``var/`` and against configured ones.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import json
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 from verseflow import migrations
 from verseflow.settings import Settings, get_settings
@@ -34,20 +38,46 @@ def cmd_up(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    settings = get_settings()
-    embedded = None
-    if not settings.database_url:
-        from verseflow.embedded import EmbeddedPostgres
+class ServicesMissing(RuntimeError):
+    """The embedded data services this command would use were never created (``make up`` never ran)."""
 
-        embedded = EmbeddedPostgres(settings.var_dir / "postgres")
-        settings = settings.model_copy(update={"database_url": embedded.start(), "redis_url": "unused://"})
-    try:
+
+@contextmanager
+def running_services(settings: Settings, *, redis: bool = True, create: bool = True) -> Iterator[Settings]:
+    """``settings`` with the URLs of running data services, for one command.
+
+    Configured URLs are used as they are. Otherwise the embedded servers under ``var_dir`` are
+    joined while ``make up`` runs them, or started for this command and stopped after it (pgserver
+    counts its users, so leaving never stops a server the platform still uses). With ``create``
+    false, a missing embedded database is an error rather than a new empty one.
+    """
+    from verseflow.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    updates: dict[str, str] = {}
+    with ExitStack() as stack:
+        if not settings.database_url:
+            postgres = EmbeddedPostgres(settings.var_dir / "postgres")
+            if not create and not postgres.exists():
+                raise ServicesMissing(f"no embedded database in {postgres.data_dir}: run `make up` once, or set "
+                                      "VERSEFLOW_DATABASE_URL")
+            updates["database_url"] = postgres.start()
+            stack.callback(postgres.stop)
+        if not redis:
+            updates["redis_url"] = settings.redis_url or "unused://"
+        elif not settings.redis_url:
+            embedded_redis = EmbeddedRedis(settings.var_dir / "redis")
+            url = embedded_redis.running_url()
+            if url is None:
+                url = embedded_redis.start()
+                stack.callback(embedded_redis.stop)
+            updates["redis_url"] = url
+        yield settings.model_copy(update=updates)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    with running_services(get_settings(), redis=False) as settings:
         applied = asyncio.run(run_migrations(settings))
-        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
-    finally:
-        if embedded:
-            embedded.stop()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 
 
@@ -67,6 +97,88 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if code == 200 else 1
 
 
+# --- verseflow admin: the first administrator (and later ones) --------------------------------
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    """Grant, revoke or list administrators; exit 1 with the reason on stderr when it cannot."""
+    import asyncpg
+    import redis
+
+    from verseflow.errors import DomainError
+
+    try:
+        with running_services(get_settings(), create=False) as settings:
+            lines = asyncio.run(run_admin(settings, args.action, email=getattr(args, "email", None),
+                                          role=getattr(args, "role", None)))
+    except (DomainError, ServicesMissing) as exc:
+        print(f"verseflow admin {args.action}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError, redis.RedisError) as exc:
+        print(f"verseflow admin {args.action}: PostgreSQL or Redis failed: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    if args.action == "list" and not lines:
+        print("no administrators yet: `verseflow admin grant EMAIL` makes the first", file=sys.stderr)
+    return 0
+
+
+async def run_admin(settings: Settings, action: str, *, email: str | None = None, role: str | None = None) -> list[str]:
+    """One ``verseflow admin`` action through the accounts use cases (the same role change as
+    ``PUT /v1/users/{id}/role``: ``user.role_changed`` is emitted and the user's tokens are cut off);
+    returns the lines to print."""
+    import asyncpg
+
+    from accounts import service as accounts
+    from accounts.model import Role
+    from verseflow.db import create_pool
+    from verseflow.errors import DomainError
+    from verseflow.redis_client import create_redis
+
+    pool = await create_pool(settings, min_size=1, max_size=2)
+    redis = create_redis(settings)
+    try:
+        if action == "list":
+            return [f"{u.email}\t{u.id}\t{u.display_name}" + ("" if u.status == "active" else f"\t({u.status})")
+                    for u in await accounts.list_admins(pool)]
+        assert email is not None
+        if action == "grant":
+            user, changed = await accounts.grant_admin(pool, redis, settings, email)
+            if not changed:
+                return [f"{user.email} is already an administrator"]
+            return [f"{user.email} is now an administrator; their current access tokens stopped working, so they "
+                    "sign in again (or refresh) to use it"]
+        user, changed = await accounts.revoke_admin(pool, redis, settings, email, role=Role(role))
+        if not changed:
+            return [f"{user.email} is not an administrator ({user.role}); nothing changed"]
+        return [f"{user.email} is no longer an administrator (now {user.role}); their current access tokens "
+                "stopped working"]
+    except asyncpg.UndefinedTableError:
+        raise DomainError("the database has no accounts yet: run `verseflow migrate` (or `make up`) first") from None
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def _admin_parser(sub: argparse._SubParsersAction) -> None:
+    admin = sub.add_parser("admin", help="grant, revoke or list administrators (the first one is made here)",
+                           description="Administrators are granted by an administrator; the first one, by whoever "
+                                       "runs this against the platform's database.")
+    actions = admin.add_subparsers(dest="action", required=True)
+    grant = actions.add_parser("grant", help="make the account with this e-mail an administrator")
+    grant.add_argument("email")
+    revoke = actions.add_parser("revoke", help="turn an administrator back into a listener (or --role artist)")
+    revoke.add_argument("email")
+    revoke.add_argument("--role", choices=["listener", "artist"], default="listener",
+                        help="what the account becomes (default: listener)")
+    actions.add_parser("list", help="e-mail, id and name of every administrator, tab-separated")
+    admin.set_defaults(func=cmd_admin)
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="verseflow", description="Run and operate VerseFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="ask the running platform whether it is ready")
     status.add_argument("--timeout", type=float, default=5.0)
     status.set_defaults(func=cmd_status)
+    _admin_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

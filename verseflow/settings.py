@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     login_attempts_per_account: int = Field(10, ge=1)
     login_attempts_per_ip: int = Field(50, ge=1)
     login_window_s: int = Field(300, ge=1)
+    # The first administrators: accounts registering with one of these e-mails (comma-separated in
+    # VERSEFLOW_ADMIN_EMAILS) are made admins. E-mail ownership is not verified, so whoever registers
+    # a listed address first gets admin: README "The first administrator" says when that is safe.
+    admin_emails: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), description="e-mails made admin at registration (unverified: see README)")
 
     # Events.
     events_stream: str = "events"
@@ -132,6 +137,16 @@ class Settings(BaseSettings):
 
     # Feature flags: a flag missing here is off.
     features: dict[str, bool] = Field(default_factory=lambda: {"search": True, "registration": True})
+
+    @field_validator("admin_emails", mode="before")
+    @classmethod
+    def _split_emails(cls, value: object) -> object:
+        """``a@x.org, b@y.org`` from the environment; e-mails compare case-insensitively, as logins do."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(e.strip().lower() for e in value if e.strip())
+        return value
 
     def media_dir(self) -> Path:
         return self.storage_dir or self.var_dir / "media"
