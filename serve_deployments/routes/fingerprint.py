@@ -18,7 +18,9 @@ router = APIRouter(prefix="/v1/fingerprint", tags=["audio"])
 
 _CLIP_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary", "description": "a clip of 5 s or more"}}}}}}
+    "properties": {"file": {"type": "string", "format": "binary",
+                            "description": "a clip of 5 to 60 s, give or take VERSEFLOW_IDENTIFY_CLIP_TOLERANCE_S "
+                                           "(0.1 s) for codec rounding"}}}}}}
 
 
 @router.post("/identify", response_model=IdentifyOut, max_body_size=1 << 50,
