@@ -18,6 +18,7 @@ from serve_deployments import problems
 from serve_deployments.deps import Context
 from serve_deployments.middleware import RequestContextMiddleware
 from serve_deployments.routes import (
+    app_passwords,
     artists,
     auth,
     fingerprint,
@@ -26,6 +27,7 @@ from serve_deployments.routes import (
     plays,
     rooms,
     search,
+    subsonic,
     tracks,
     uploads,
     users,
@@ -37,7 +39,8 @@ from verseflow.redis_client import create_redis
 from verseflow.settings import Settings, get_settings
 
 ROUTERS = [health.router, auth.router, users.router, artists.router, tracks.router, playlists.router,
-           search.router, rooms.router, fingerprint.router, plays.router, uploads.router]
+           search.router, rooms.router, fingerprint.router, plays.router, uploads.router,
+           app_passwords.router, subsonic.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -374,3 +374,19 @@ def validated(model: type[BaseModel], data: Any) -> Any:  # noqa: ANN401 - an in
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+
+
+class AppPasswordIn(Strict):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class AppPasswordOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class AppPasswordCreatedOut(AppPasswordOut):
+    password: str = Field(description="shown once: use it as the Subsonic password (p, t+s) or as the apiKey")
+    username: str = Field(description="the Subsonic username: the account's e-mail")

@@ -25,3 +25,17 @@ async def hit(redis: Redis, key: str, *, limit: int, window_s: int) -> None:
 
 async def reset(redis: Redis, key: str) -> None:
     await redis.delete(key)
+
+
+async def exceeded(redis: Redis, key: str, *, limit: int) -> int | None:
+    """Seconds until ``key``'s window closes if its ``limit`` is already used up, else None.
+
+    For limits on failures only (Subsonic clients sign every request, so only the failed ones count):
+    check with this first, and ``hit`` after a failure."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.ttl(key)
+        count, ttl = await pipe.execute()
+    if count is not None and int(count) >= limit:
+        return max(1, int(ttl))
+    return None

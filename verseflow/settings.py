@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     admin_emails: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), description="e-mails made admin at registration (unverified: see README)")
 
+    # App passwords and the Subsonic API (accounts/app_passwords.py, subsonic/).
+    app_passwords_max: int = Field(20, ge=1, description="app passwords one account may hold")
+    subsonic_token_auth: bool = Field(True, description="accept t+s (md5 of an app password and a salt); "
+                                                        "off: error 41, clients use apiKey or p")
+    subsonic_password_auth: bool = Field(True, description="accept p (an app password in the URL); off: error 42")
+    subsonic_list_max: int = Field(500, ge=1, description="largest page of search3, album lists, random songs")
+    subsonic_cover_size_max: int = Field(1024, ge=16, description="largest generated cover, in pixels")
+
     # Events.
     events_stream: str = "events"
     events_stream_maxlen: int = Field(1_000_000, ge=1000)

@@ -1,0 +1,1 @@
+"""The OpenSubsonic API: the player apps people already use, on VerseFlow's catalog, playlists and plays."""

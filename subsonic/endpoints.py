@@ -1,0 +1,253 @@
+"""The Subsonic methods: one plain async function per method, looked up by name in ``METHODS``.
+
+A handler takes the ``Call`` (dependencies, parameters, the authenticated caller) and returns the
+payload to put in the envelope, or a ``Binary`` for the methods that answer with bytes (``stream``,
+``download``, ``getCoverArt``); the HTTP adapter (``serve_deployments/routes/subsonic.py``) does the
+rest. Methods in ``PUBLIC`` answer without credentials.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from subsonic import browse, ids
+from subsonic.auth import Caller
+from subsonic.protocol import GENERIC, NOT_AUTHORIZED, Params, SubsonicError
+from verseflow.settings import Settings
+from verseflow.storage import ObjectStore
+
+EXTENSIONS = [{"name": "formPost", "versions": [1]}, {"name": "apiKeyAuthentication", "versions": [1]}]
+
+
+@dataclass(frozen=True)
+class Call:
+    pool: asyncpg.Pool
+    redis: Redis
+    settings: Settings
+    store: ObjectStore
+    params: Params
+    caller: Caller | None
+
+    @property
+    def who(self) -> Any:
+        assert self.caller is not None  # every method outside PUBLIC runs after authentication
+        return self.caller.principal
+
+    def page(self, name: str, default: int) -> int:
+        return self.params.integer(name, default, low=0, high=self.settings.subsonic_list_max)
+
+    def offset(self, name: str) -> int:
+        return self.params.integer(name, 0, low=0, high=1_000_000)
+
+
+@dataclass(frozen=True)
+class Binary:
+    """Bytes to answer with: a stored object (served with Range) or bytes made here."""
+
+    content_type: str
+    key: str | None = None
+    data: bytes | None = None
+    filename: str | None = None
+
+
+Payload = dict[str, Any] | Binary
+Handler = Callable[[Call], Awaitable[Payload]]
+
+
+async def ping(call: Call) -> Payload:
+    return {}
+
+
+async def get_license(call: Call) -> Payload:
+    return {"license": {"valid": True, "email": call.caller.username if call.caller else None}}
+
+
+async def get_extensions(call: Call) -> Payload:
+    return {"openSubsonicExtensions": EXTENSIONS}
+
+
+async def token_info(call: Call) -> Payload:
+    return {"tokenInfo": {"username": call.caller.username}}
+
+
+async def get_user(call: Call) -> Payload:
+    """The caller's own account (or any, for an admin): Subsonic roles mapped from VerseFlow's."""
+    username = call.params.require("username")
+    caller = call.caller
+    if username.lower() != caller.username.lower():
+        if not caller.principal.is_admin:
+            raise SubsonicError(NOT_AUTHORIZED, "you may only read your own user")
+        row = await call.pool.fetchrow("SELECT email, role FROM users WHERE lower(email) = lower($1) "
+                                       "AND status = 'active'", username)
+        if row is None:
+            raise SubsonicError(70, "user not found")
+        username, role = row["email"], row["role"]
+    else:
+        username, role = caller.username, caller.principal.role.value
+    admin = role == "admin"
+    return {"user": {
+        "username": username, "email": username, "scrobblingEnabled": True, "adminRole": admin,
+        "settingsRole": True, "downloadRole": True, "uploadRole": role in ("artist", "admin"),
+        "playlistRole": True, "coverArtRole": False, "commentRole": False, "podcastRole": False,
+        "streamRole": True, "jukeboxRole": False, "shareRole": False, "videoConversionRole": False,
+        "folder": [browse.MUSIC_FOLDER_ID],
+    }}
+
+
+async def get_music_folders(call: Call) -> Payload:
+    return {"musicFolders": {"musicFolder": [{"id": browse.MUSIC_FOLDER_ID, "name": "VerseFlow"}]}}
+
+
+async def get_indexes(call: Call) -> Payload:
+    index = await browse.artists_index(call.pool, call.who)
+    return {"indexes": {"ignoredArticles": browse.IGNORED_ARTICLES, "lastModified": int(time.time() * 1000),
+                        "index": index}}
+
+
+async def get_artists(call: Call) -> Payload:
+    return {"artists": {"ignoredArticles": browse.IGNORED_ARTICLES,
+                        "index": await browse.artists_index(call.pool, call.who)}}
+
+
+async def get_artist(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"), "artist")
+    return {"artist": await browse.get_artist(call.pool, call.who, item.uuid)}
+
+
+async def get_album(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"), "album", "singles", "track")
+    return {"album": await browse.get_album(call.pool, call.who, item)}
+
+
+async def get_song(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"), "track")
+    return {"song": await browse.get_song(call.pool, call.who, item.uuid)}
+
+
+async def get_music_directory(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"), "artist", "album", "singles", "track")
+    return {"directory": await browse.directory(call.pool, call.who, item)}
+
+
+async def get_genres(call: Call) -> Payload:
+    return {"genres": {"genre": await browse.genres(call.pool)}}
+
+
+async def _album_list(call: Call, *, directory: bool) -> list[dict[str, Any]]:
+    kind = call.params.require("type")
+    size, offset = call.page("size", 10), call.offset("offset")
+    if kind == "byYear":
+        low = call.params.integer("fromYear", 0)
+        high = call.params.integer("toYear", 9999)
+        order = "release_date DESC NULLS LAST" if low > high else "release_date NULLS LAST"
+        where = ("release_date IS NOT NULL AND extract(year FROM release_date) "
+                 "BETWEEN least($2::int, $3::int) AND greatest($2::int, $3::int)")
+        return await browse.albums(call.pool, call.who, where=where, args=(low, high),
+                                   order=order + ", album_key", limit=size, offset=offset, directory=directory)
+    if kind == "byGenre":
+        genre = call.params.require("genre")
+        return await browse.albums(call.pool, call.who, where="genre = $2", args=(genre,),
+                                   order="lower(name), album_key", limit=size, offset=offset, directory=directory)
+    if kind not in browse.ALBUM_LISTS:
+        raise SubsonicError(GENERIC, f"unknown album list type {kind[:40]!r}")
+    where, order = browse.ALBUM_LISTS[kind]
+    return await browse.albums(call.pool, call.who, where=where, order=order, limit=size, offset=offset,
+                               directory=directory)
+
+
+async def get_album_list(call: Call) -> Payload:
+    return {"albumList": {"album": await _album_list(call, directory=True)}}
+
+
+async def get_album_list2(call: Call) -> Payload:
+    return {"albumList2": {"album": await _album_list(call, directory=False)}}
+
+
+async def _search(call: Call) -> dict[str, Any]:
+    """``search2``/``search3``: a substring of names and titles; an empty query (or ``""``) lists
+    everything, paged, which is how Symfonium and others sync a whole library."""
+    query = (call.params.get("query") or "").strip()
+    if query in ('""', "''", "*"):
+        query = ""
+    pattern = browse.like(query)
+    who, pool = call.who, call.pool
+    found: dict[str, Any] = {}
+    if (count := call.page("artistCount", 20)) > 0:
+        found["artist"] = await browse.artists(pool, who, where="name ILIKE $2", args=(pattern,), limit=count,
+                                               offset=call.offset("artistOffset"))
+    if (count := call.page("albumCount", 20)) > 0:
+        found["album"] = await browse.albums(pool, who, where="name ILIKE $2 OR artist_name ILIKE $2",
+                                             args=(pattern,), order="lower(name), album_key", limit=count,
+                                             offset=call.offset("albumOffset"))
+    if (count := call.page("songCount", 20)) > 0:
+        found["song"] = await browse.songs(
+            pool, who, where="title ILIKE $2 OR artist_name ILIKE $2 OR album_title ILIKE $2", args=(pattern,),
+            order="created_at, id", limit=count, offset=call.offset("songOffset"))
+    return found
+
+
+async def search2(call: Call) -> Payload:
+    return {"searchResult2": await _search(call)}
+
+
+async def search3(call: Call) -> Payload:
+    return {"searchResult3": await _search(call)}
+
+
+async def get_random_songs(call: Call) -> Payload:
+    clauses, args = [], []
+    if genre := call.params.get("genre"):
+        args.append(genre)
+        clauses.append(f"genre = ${len(args) + 1}")
+    for name, op in (("fromYear", ">="), ("toYear", "<=")):
+        if (year := call.params.integer(name)) is not None:
+            args.append(year)
+            clauses.append(f"extract(year FROM release_date) {op} ${len(args) + 1}")
+    songs = await browse.songs(call.pool, call.who, where=" AND ".join(clauses) or "TRUE", args=tuple(args),
+                               order="random()", limit=call.page("size", 10))
+    return {"randomSongs": {"song": songs}}
+
+
+async def get_songs_by_genre(call: Call) -> Payload:
+    genre = call.params.require("genre")
+    songs = await browse.songs(call.pool, call.who, where="genre = $2", args=(genre,), order="created_at, id",
+                               limit=call.page("count", 10), offset=call.offset("offset"))
+    return {"songsByGenre": {"song": songs}}
+
+
+async def get_scan_status(call: Call) -> Payload:
+    count = await call.pool.fetchval("SELECT count(*) FROM tracks WHERE status = 'ready'")
+    return {"scanStatus": {"scanning": False, "count": count}}
+
+
+METHODS: dict[str, Handler] = {
+    "ping": ping,
+    "getLicense": get_license,
+    "getOpenSubsonicExtensions": get_extensions,
+    "tokenInfo": token_info,
+    "getUser": get_user,
+    "getMusicFolders": get_music_folders,
+    "getIndexes": get_indexes,
+    "getArtists": get_artists,
+    "getArtist": get_artist,
+    "getAlbum": get_album,
+    "getSong": get_song,
+    "getMusicDirectory": get_music_directory,
+    "getGenres": get_genres,
+    "getAlbumList": get_album_list,
+    "getAlbumList2": get_album_list2,
+    "search2": search2,
+    "search3": search3,
+    "getRandomSongs": get_random_songs,
+    "getSongsByGenre": get_songs_by_genre,
+    "getScanStatus": get_scan_status,
+}
+
+#: Answered without credentials (the spec: clients call these before signing in).
+PUBLIC = frozenset({"getOpenSubsonicExtensions"})
