@@ -11,14 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
-from subsonic import browse, ids
+from audio import service as audio
+from catalog import playlists
+from subsonic import browse, ids, library, media
 from subsonic.auth import Caller
-from subsonic.protocol import GENERIC, NOT_AUTHORIZED, Params, SubsonicError
+from subsonic.protocol import GENERIC, MISSING_PARAMETER, NOT_AUTHORIZED, Params, SubsonicError
 from verseflow.settings import Settings
 from verseflow.storage import ObjectStore
 
@@ -226,6 +229,150 @@ async def get_scan_status(call: Call) -> Payload:
     return {"scanStatus": {"scanning": False, "count": count}}
 
 
+async def stream(call: Call) -> Payload:
+    """The MP3 rung ``maxBitRate`` and the caller's entitlement allow (HTTP Range is served)."""
+    item = ids.decode(call.params.require("id"), "track")
+    track = await audio.visible_track(call.pool, call.who, item.uuid)
+    rung = media.mp3_rung(track, call.who, call.params.integer("maxBitRate", 0, low=0))
+    return Binary("audio/mpeg", key=media.rung_key(track, rung))
+
+
+async def download(call: Call) -> Payload:
+    """The best rung the caller may have (the uploaded source is the artist's, not a listener's)."""
+    item = ids.decode(call.params.require("id"), "track")
+    track = await audio.visible_track(call.pool, call.who, item.uuid)
+    rung = media.mp3_rung(track, call.who, None)
+    safe = "".join(c for c in track["title"] if c.isalnum() or c in " -_")[:100].strip() or "track"
+    return Binary("audio/mpeg", key=media.rung_key(track, rung), filename=f"{safe}.mp3")
+
+
+async def get_cover_art(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"))
+    size = call.params.integer("size", 300, low=16, high=call.settings.subsonic_cover_size_max)
+    return Binary("image/png", data=media.cover_png(str(item), size))
+
+
+def _star_items(params: Params) -> list[ids.ItemId]:
+    items = [ids.decode(x, "artist", "album", "singles", "track") for x in params.all("id")]
+    items += [ids.decode(x, "album", "singles") for x in params.all("albumId")]
+    items += [ids.decode(x, "artist") for x in params.all("artistId")]
+    if not items:
+        raise SubsonicError(MISSING_PARAMETER, "required parameter 'id', 'albumId' or 'artistId' is missing")
+    return items
+
+
+async def star(call: Call) -> Payload:
+    await library.set_stars(call.pool, call.who, _star_items(call.params), starred=True)
+    return {}
+
+
+async def unstar(call: Call) -> Payload:
+    await library.set_stars(call.pool, call.who, _star_items(call.params), starred=False)
+    return {}
+
+
+async def set_rating(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"), "artist", "album", "singles", "track")
+    rating = call.params.integer("rating")
+    if rating is None:
+        raise SubsonicError(MISSING_PARAMETER, "required parameter 'rating' is missing")
+    if not 0 <= rating <= 5:
+        raise SubsonicError(GENERIC, "rating must be 0 (remove) to 5")
+    await library.set_rating(call.pool, call.who, item, rating)
+    return {}
+
+
+async def get_starred(call: Call) -> Payload:
+    return {"starred": await library.starred(call.pool, call.who, directory=True,
+                                              limit=call.settings.subsonic_list_max)}
+
+
+async def get_starred2(call: Call) -> Payload:
+    return {"starred2": await library.starred(call.pool, call.who, directory=False,
+                                               limit=call.settings.subsonic_list_max)}
+
+
+async def scrobble(call: Call) -> Payload:
+    call.params.require("id")
+    track_ids = [ids.decode(x, "track").uuid for x in call.params.all("id")]
+    try:
+        times = [int(t) for t in call.params.all("time")]
+    except ValueError:
+        raise SubsonicError(GENERIC, "time must be milliseconds since the epoch") from None
+    await library.scrobble(call.pool, call.who, track_ids, times, submission=call.params.boolean("submission", True))
+    return {}
+
+
+async def get_playlists(call: Call) -> Payload:
+    username = call.params.get("username")
+    if username and username.lower() != call.caller.username.lower():
+        raise SubsonicError(NOT_AUTHORIZED, "you may only list your own playlists")
+    rows = await playlists.list_playlists_of(call.pool, call.who, limit=call.settings.subsonic_list_max, offset=0)
+    return {"playlists": {"playlist": await library.playlist_summaries(call.pool, call.who, rows)}}
+
+
+async def get_playlist(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"), "playlist")
+    return {"playlist": await library.playlist(call.pool, call.who, item.uuid)}
+
+
+async def create_playlist(call: Call) -> Payload:
+    """A new playlist with ``songId``s, or (with ``playlistId``) an existing one's songs replaced."""
+    songs = [ids.decode(x, "track").uuid for x in call.params.all("songId")]
+    if existing := call.params.get("playlistId"):
+        playlist_id = ids.decode(existing, "playlist").uuid
+        await library.replace_songs(call.pool, call.who, playlist_id, songs)
+    else:
+        name = call.params.require("name")[:200]
+        playlist_id = (await playlists.create_playlist(call.pool, call.who, name=name))["id"]
+        await library.add_songs(call.pool, call.who, playlist_id, songs)
+    return {"playlist": await library.playlist(call.pool, call.who, playlist_id)}
+
+
+async def update_playlist(call: Call) -> Payload:
+    playlist_id = ids.decode(call.params.require("playlistId"), "playlist").uuid
+    changes: dict[str, Any] = {}
+    if (name := call.params.get("name")) is not None:
+        changes["name"] = name[:200]
+    if (comment := call.params.get("comment")) is not None:
+        changes["description"] = comment[:2000]
+    if call.params.has("public"):
+        changes["public"] = call.params.boolean("public", False)
+    if changes:
+        await playlists.update_playlist(call.pool, call.who, playlist_id, changes)
+    try:
+        removed = [int(x) for x in call.params.all("songIndexToRemove")]
+    except ValueError:
+        raise SubsonicError(GENERIC, "songIndexToRemove must be an integer") from None
+    if removed:
+        await library.remove_positions(call.pool, call.who, playlist_id, removed)
+    added = [ids.decode(x, "track").uuid for x in call.params.all("songIdToAdd")]
+    if added:
+        await library.add_songs(call.pool, call.who, playlist_id, added)
+    return {}
+
+
+async def delete_playlist(call: Call) -> Payload:
+    await playlists.delete_playlist(call.pool, call.who, ids.decode(call.params.require("id"), "playlist").uuid)
+    return {}
+
+
+async def get_play_queue(call: Call) -> Payload:
+    """The saved queue; with none, an empty one changed at the epoch (the schema requires the element,
+    and a client comparing ``changed`` then keeps its own)."""
+    queue = await library.get_queue(call.pool, call.who, call.caller.username)
+    return {"playQueue": queue or {"username": call.caller.username, "position": 0, "changedBy": "",
+                                   "changed": datetime.fromtimestamp(0, UTC), "entry": []}}
+
+
+async def save_play_queue(call: Call) -> Payload:
+    track_ids = [ids.decode(x, "track").uuid for x in call.params.all("id")]
+    current = call.params.get("current")
+    await library.save_queue(call.pool, call.who, track_ids, ids.decode(current, "track").uuid if current else None,
+                             call.params.integer("position", 0, low=0) or 0, call.params.get("c") or "")
+    return {}
+
+
 METHODS: dict[str, Handler] = {
     "ping": ping,
     "getLicense": get_license,
@@ -247,6 +394,22 @@ METHODS: dict[str, Handler] = {
     "getRandomSongs": get_random_songs,
     "getSongsByGenre": get_songs_by_genre,
     "getScanStatus": get_scan_status,
+    "stream": stream,
+    "download": download,
+    "getCoverArt": get_cover_art,
+    "star": star,
+    "unstar": unstar,
+    "setRating": set_rating,
+    "getStarred": get_starred,
+    "getStarred2": get_starred2,
+    "scrobble": scrobble,
+    "getPlaylists": get_playlists,
+    "getPlaylist": get_playlist,
+    "createPlaylist": create_playlist,
+    "updatePlaylist": update_playlist,
+    "deletePlaylist": delete_playlist,
+    "getPlayQueue": get_play_queue,
+    "savePlayQueue": save_play_queue,
 }
 
 #: Answered without credentials (the spec: clients call these before signing in).

@@ -65,16 +65,16 @@ class Subsonic:
         return {}
 
     async def raw(self, method: str, *, auth: str = "token", post: bool = False, view: bool = False,
-                  **params: Any) -> httpx.Response:
+                  headers: dict[str, str] | None = None, **params: Any) -> httpx.Response:
         query: list[tuple[str, str]] = [("v", "1.16.1"), ("c", "tests"), *self.credentials(auth).items()]
         for name, value in params.items():
             for item in value if isinstance(value, list) else [value]:
                 query.append((name, str(item)))
         path = f"/rest/{method}" + (".view" if view else "")
         if post:
-            return await self.http.post(path, content=_form(query),
-                                        headers={"content-type": "application/x-www-form-urlencoded"})
-        return await self.http.get(path, params=query)
+            form = {"content-type": "application/x-www-form-urlencoded", **(headers or {})}
+            return await self.http.post(path, content=_form(query), headers=form)
+        return await self.http.get(path, params=query, headers=headers)
 
     async def json(self, method: str, *, ok: bool = True, check_schema: bool = True, **kw: Any) -> dict[str, Any]:
         response = await self.raw(method, f="json", **kw)

@@ -1,0 +1,226 @@
+"""The Subsonic API's listening side through the real app: stream (rungs within the entitlement,
+HTTP Range, bytes decoded by ffprobe), download, covers, scrobbles into plays, stars, ratings,
+playlists and the play queue. The track is published by the real transcoding attempt
+(``audio/jobs.py``) run in-process, without Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from accounts.model import Principal, Role
+from audio import jobs, service
+from tests.audio_fixtures import tone, write_audio
+from tests.subsonic_support import NS, seed, subsonic_user
+from verseflow.storage import object_store
+
+RATE = 44100
+
+
+async def _nobody(*_: object) -> None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def published_holder() -> dict:
+    return {}
+
+
+@pytest.fixture
+async def published(api, pool, settings, tmp_path, published_holder) -> dict:
+    """A 4 s track, uploaded and published into the app's own object store (once per module)."""
+    if published_holder:
+        return published_holder
+    owner = await api.user("artist")
+    name = f"Streamer {uuid.uuid4().hex[:6]}"
+    artist = await api.http.post("/v1/artists", json={"name": name}, headers=owner["headers"])
+    who = Principal(uuid.UUID(owner["id"]), Role.ARTIST)
+    store = object_store(settings)
+    track_id = uuid.uuid4()
+    source = write_audio(tmp_path / "source.flac", tone(330.0, seconds=4.0), RATE)
+    stored = store.put_file(service.source_key(track_id), source)
+    fields = service.UploadFields("Tone poem", uuid.UUID(artist.json()["id"]))
+    await service.accept_upload(pool, store, settings, who, track_id, fields, stored)
+    assert await jobs.run(pool, store, settings, track_id, _nobody) == "succeeded"
+    published_holder.update(owner=owner, name=name, artist_id=artist.json()["id"], track_id=str(track_id))
+    return published_holder
+
+
+def probe(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration,bit_rate,format_name",
+                          "-of", "json", str(path)], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)["format"]
+
+
+async def test_browse_from_artists_down_to_stream_decoded_by_ffprobe(api, published, tmp_path):
+    _, sub = await subsonic_user(api)
+    artists = await sub.json("getArtists")
+    artist = next(a for index in artists["artists"]["index"] for a in index["artist"] if a["name"] == published["name"])
+    albums = (await sub.json("getArtist", id=artist["id"]))["artist"]["album"]
+    assert [a["name"] for a in albums] == ["Singles"]
+    song = (await sub.json("getAlbum", id=albums[0]["id"]))["album"]["song"][0]
+    assert song["id"] == f"tr-{published['track_id']}" and song["bitRate"] == 128 and song["suffix"] == "mp3"
+
+    response = await sub.raw("stream", id=song["id"], maxBitRate=320)
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/mpeg"
+    (tmp_path / "listener.mp3").write_bytes(response.content)
+    listened = probe(tmp_path / "listener.mp3")
+    assert listened["format_name"] == "mp3" and abs(float(listened["duration"]) - 4.0) < 0.3
+    assert int(listened["bit_rate"]) < 200_000  # mp3_128: the listener's plan excludes mp3_320
+
+    ranged = await sub.raw("stream", id=song["id"], headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and len(ranged.content) == 100
+    assert ranged.content == response.content[:100]
+
+    owner_sub = (await subsonic_user_for(api, published["owner"]))
+    full = await owner_sub.raw("stream", id=song["id"])
+    (tmp_path / "owner.mp3").write_bytes(full.content)
+    assert int(probe(tmp_path / "owner.mp3")["bit_rate"]) > 250_000  # the artist gets mp3_320
+    capped = await owner_sub.raw("stream", id=song["id"], maxBitRate=128, format="mp3")
+    assert capped.content == response.content
+
+    download = await sub.raw("download", id=song["id"])
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    assert download.content == response.content
+
+
+async def subsonic_user_for(api, user: dict):
+    from tests.subsonic_support import Subsonic, app_password
+
+    created = await app_password(api, user)
+    return Subsonic(api.http, user["email"], created["password"])
+
+
+async def test_stream_errors_and_no_play_counted(api, published, pool, library_seed):
+    _, sub = await subsonic_user(api)
+    await sub.error("stream", 10)
+    await sub.error("stream", 70, id=f"tr-{uuid.uuid4()}")
+    await sub.error("stream", 70, id=f"tr-{library_seed['tracks']['Opening']}")  # ready metadata, no audio
+    before = await pool.fetchval("SELECT count(*) FROM plays WHERE track_id = $1", uuid.UUID(published["track_id"]))
+    await sub.raw("stream", id=f"tr-{published['track_id']}")
+    after = await pool.fetchval("SELECT count(*) FROM plays WHERE track_id = $1", uuid.UUID(published["track_id"]))
+    assert after == before
+
+
+async def test_scrobble_feeds_plays_once_per_submission(api, published, pool):
+    user, sub = await subsonic_user(api)
+    song_id = f"tr-{published['track_id']}"
+    await sub.json("scrobble", id=song_id, submission="false")
+    await sub.json("scrobble", id=song_id, time=1_780_000_000_000)
+    await sub.json("scrobble", id=song_id, time=1_780_000_000_000, post=True)  # a retry
+    rows = await pool.fetch("SELECT event FROM plays WHERE user_id = $1 ORDER BY id", uuid.UUID(user["id"]))
+    assert [r["event"] for r in rows] == ["start", "complete"]
+    song = await sub.json("getSong", id=song_id)
+    assert song["song"]["playCount"] == 1
+    frequent = await sub.json("getAlbumList2", type="frequent", size=5)
+    assert [a["id"] for a in frequent["albumList2"]["album"]] == [f"as-{published['artist_id']}"]
+    recent = await sub.json("getAlbumList", type="recent", size=5)
+    assert recent["albumList"]["album"][0]["id"] == f"as-{published['artist_id']}"
+    await sub.error("scrobble", 10)
+    await sub.error("scrobble", 70, id=f"tr-{uuid.uuid4()}")
+
+
+async def test_cover_art_is_generated(api, published):
+    _, sub = await subsonic_user(api)
+    cover = await sub.raw("getCoverArt", id=f"as-{published['artist_id']}", size=64)
+    assert cover.status_code == 200 and cover.headers["content-type"] == "image/png"
+    assert cover.content.startswith(b"\x89PNG\r\n\x1a\n")
+    again = await sub.raw("getCoverArt", id=f"as-{published['artist_id']}", size=64)
+    assert again.content == cover.content
+    await sub.error("getCoverArt", 70, id="nonsense")
+
+
+@pytest.fixture
+async def library_seed(api, pool) -> dict:
+    owner = await api.user("artist")
+    return await seed(pool, owner, name=f"Lib {uuid.uuid4().hex[:6]}", albums={
+        "Record": [("Opening", "Rock"), ("Closing", "Rock")], None: [("Loose", None)]})
+
+
+async def test_star_unstar_starred_and_ratings(api, library_seed):
+    _, sub = await subsonic_user(api)
+    album_id = f"al-{library_seed['albums']['Record']}"
+    artist_id = f"ar-{library_seed['artist_id']}"
+    song_id = f"tr-{library_seed['tracks']['Opening']}"
+    await sub.json("star", id=[song_id, f"tr-{library_seed['tracks']['Closing']}"], albumId=album_id,
+                   artistId=artist_id)
+    await sub.json("star", id=song_id)  # repeatable
+    starred = (await sub.json("getStarred2"))["starred2"]
+    assert {s["id"] for s in starred["song"]} >= {song_id}
+    assert [a["id"] for a in starred["album"]] == [album_id] and [a["id"] for a in starred["artist"]] == [artist_id]
+    assert all(s["starred"] for s in starred["song"])
+    old = (await sub.json("getStarred"))["starred"]
+    assert [a["id"] for a in old["album"]] == [album_id]
+    root = await sub.xml("getStarred2")
+    assert {s.get("id") for s in root.find(f"{NS}starred2").findall(f"{NS}song")} >= {song_id}
+    await sub.json("unstar", id=song_id, artistId=artist_id, post=True)
+    starred = (await sub.json("getStarred2"))["starred2"]
+    assert song_id not in {s["id"] for s in starred["song"]} and starred["artist"] == []
+    starred_list = await sub.json("getAlbumList2", type="starred", size=10)
+    assert [a["id"] for a in starred_list["albumList2"]["album"]] == [album_id]
+
+    await sub.json("setRating", id=song_id, rating=4)
+    assert (await sub.json("getSong", id=song_id))["song"]["userRating"] == 4
+    await sub.json("setRating", id=album_id, rating=5)
+    highest = await sub.json("getAlbumList2", type="highest", size=10)
+    assert highest["albumList2"]["album"][0]["id"] == album_id
+    await sub.json("setRating", id=song_id, rating=0)
+    assert "userRating" not in (await sub.json("getSong", id=song_id))["song"]
+    await sub.error("setRating", 0, id=song_id, rating=9)
+    await sub.error("setRating", 10, id=song_id)
+    await sub.error("star", 10)
+    await sub.error("star", 70, id=f"tr-{uuid.uuid4()}")
+    # Another user sees none of it.
+    _, other = await subsonic_user(api)
+    assert (await other.json("getStarred2"))["starred2"]["song"] == []
+
+
+async def test_playlists_round_trip_and_access_rules(api, library_seed):
+    user, sub = await subsonic_user(api)
+    tracks = library_seed["tracks"]
+    created = await sub.json("createPlaylist", name="Road trip",
+                             songId=[f"tr-{tracks['Opening']}", f"tr-{tracks['Loose']}"])
+    playlist = created["playlist"]
+    assert playlist["name"] == "Road trip" and playlist["songCount"] == 2 and playlist["readonly"] is False
+    assert [e["title"] for e in playlist["entry"]] == ["Opening", "Loose"]
+    listed = await sub.json("getPlaylists")
+    assert playlist["id"] in {p["id"] for p in listed["playlists"]["playlist"]}
+    await sub.json("updatePlaylist", playlistId=playlist["id"], name="Road trip 2", comment="summer",
+                   public="true", songIdToAdd=f"tr-{tracks['Closing']}", songIndexToRemove=0, post=True)
+    got = (await sub.json("getPlaylist", id=playlist["id"]))["playlist"]
+    assert got["name"] == "Road trip 2" and got["comment"] == "summer" and got["public"] is True
+    assert [e["title"] for e in got["entry"]] == ["Loose", "Closing"]
+    replaced = await sub.json("createPlaylist", playlistId=playlist["id"], songId=f"tr-{tracks['Opening']}")
+    assert [e["title"] for e in replaced["playlist"]["entry"]] == ["Opening"]
+    root = await sub.xml("getPlaylist", id=playlist["id"])
+    assert [e.get("title") for e in root.find(f"{NS}playlist").findall(f"{NS}entry")] == ["Opening"]
+
+    _, other = await subsonic_user(api)
+    readable = (await other.json("getPlaylist", id=playlist["id"]))["playlist"]  # public now
+    assert readable["readonly"] is True and "@" not in readable["owner"]
+    await other.error("updatePlaylist", 50, playlistId=playlist["id"], name="mine")
+    await other.error("deletePlaylist", 50, id=playlist["id"])
+    private = (await other.json("createPlaylist", name="Secret"))["playlist"]
+    await sub.error("getPlaylist", 70, id=private["id"])  # a private playlist of someone else: not found
+    await sub.error("updatePlaylist", 70, playlistId=private["id"], name="x")
+    await sub.error("getPlaylists", 50, username=user["email"] + ".other")
+    await sub.json("deletePlaylist", id=playlist["id"])
+    await sub.error("getPlaylist", 70, id=playlist["id"])
+
+
+async def test_play_queue_round_trip(api, library_seed):
+    _, sub = await subsonic_user(api)
+    assert (await sub.json("getPlayQueue"))["playQueue"].get("entry", []) == []
+    ids = [f"tr-{library_seed['tracks'][t]}" for t in ("Closing", "Opening", "Loose")]
+    await sub.json("savePlayQueue", id=ids, current=ids[1], position=42_000, post=True)
+    queue = (await sub.json("getPlayQueue"))["playQueue"]
+    assert [e["id"] for e in queue["entry"]] == ids
+    assert queue["current"] == ids[1] and queue["position"] == 42_000 and queue["changedBy"] == "tests"
+    root = await sub.xml("getPlayQueue")
+    assert root.find(f"{NS}playQueue").get("current") == ids[1]
+    await sub.json("savePlayQueue")
+    assert (await sub.json("getPlayQueue"))["playQueue"].get("entry", []) == []
