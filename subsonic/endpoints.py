@@ -224,6 +224,17 @@ async def get_songs_by_genre(call: Call) -> Payload:
     return {"songsByGenre": {"song": songs}}
 
 
+async def get_top_songs(call: Call) -> Payload:
+    """An artist's songs (by name, as the method defines) ordered by everyone's completed plays: a
+    count over all listeners, never whose they were."""
+    name = call.params.require("artist")
+    order = ("(SELECT count(*) FROM plays p WHERE p.track_id = s.id AND p.event = 'complete') DESC, "
+             "created_at, id")
+    songs = await browse.songs(call.pool, call.who, where="lower(artist_name) = lower($2)", args=(name,),
+                               order=order, limit=call.page("count", 50))
+    return {"topSongs": {"song": songs}}
+
+
 async def get_scan_status(call: Call) -> Payload:
     count = await call.pool.fetchval("SELECT count(*) FROM tracks WHERE status = 'ready'")
     return {"scanStatus": {"scanning": False, "count": count}}
@@ -393,6 +404,7 @@ METHODS: dict[str, Handler] = {
     "search3": search3,
     "getRandomSongs": get_random_songs,
     "getSongsByGenre": get_songs_by_genre,
+    "getTopSongs": get_top_songs,
     "getScanStatus": get_scan_status,
     "stream": stream,
     "download": download,

@@ -216,6 +216,9 @@ async def test_genres_lists_and_random(api, library):
     await sub.error("getAlbumList2", 0, type="sideways")
     random = await sub.json("getRandomSongs", size=3)
     assert len(random["randomSongs"]["song"]) <= 3
+    top = await sub.json("getTopSongs", artist=library["name"].upper(), count=2)
+    assert len(top["topSongs"]["song"]) == 2 and {s["artist"] for s in top["topSongs"]["song"]} == {library["name"]}
+    await sub.error("getTopSongs", 10)
     scan = await sub.json("getScanStatus")
     assert scan["scanStatus"]["scanning"] is False and scan["scanStatus"]["count"] >= 3
 

@@ -224,3 +224,70 @@ async def test_play_queue_round_trip(api, library_seed):
     assert root.find(f"{NS}playQueue").get("current") == ids[1]
     await sub.json("savePlayQueue")
     assert (await sub.json("getPlayQueue"))["playQueue"].get("entry", []) == []
+
+
+@pytest.fixture(scope="module")
+def http_server(settings, pool):
+    """The app on a real socket (uvicorn in a thread, its own pool): py-sonic speaks urllib, not ASGI."""
+    import threading
+    import time as clock
+
+    import uvicorn
+
+    from serve_deployments.app import create_app
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = clock.monotonic() + 30
+    while not server.started and clock.monotonic() < deadline:
+        clock.sleep(0.05)
+    assert server.started
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+async def test_a_real_subsonic_client_library_browses_searches_and_streams(api, published, library_seed, http_server,
+                                                                           tmp_path):
+    """py-sonic (PyPI), which POSTs forms by default, from getArtists down to stream; playlists and stars."""
+    import asyncio
+
+    import libsonic
+
+    user = await api.user()
+    from tests.subsonic_support import app_password
+
+    password = (await app_password(api, user, "py-sonic"))["password"]
+
+    def session() -> dict:
+        conn = libsonic.Connection("http://127.0.0.1", user["email"], password, port=http_server, appName="pytest")
+        assert conn.ping()
+        indexes = conn.getArtists()["artists"]["index"]
+        artist = next(a for i in indexes for a in i["artist"] if a["name"] == published["name"])
+        album = conn.getArtist(artist["id"])["artist"]["album"][0]
+        song = conn.getAlbum(album["id"])["album"]["song"][0]
+        assert conn.getSong(song["id"])["song"]["title"] == "Tone poem"
+        audio_bytes = conn.stream(song["id"], maxBitRate=128).read()
+        found = conn.search3(library_seed_name, songCount=10)["searchResult3"]
+        playlist = conn.createPlaylist(name="From py-sonic", songIds=[song["id"]])
+        conn.star(sids=[song["id"]])
+        starred = conn.getStarred2()["starred2"]
+        mine = conn.getPlaylists()["playlists"]["playlist"]
+        # legacyAuth sends p=enc:<hex> (py-sonic 1.2.0's useGET is broken: it names Python 2's urllib2).
+        legacy = libsonic.Connection("http://127.0.0.1", user["email"], password, port=http_server,
+                                     appName="pytest", legacyAuth=True)
+        assert legacy.ping()
+        return {"audio": audio_bytes, "found": found, "playlist": playlist, "starred": starred, "mine": mine,
+                "song": song}
+
+    library_seed_name = "Opening"
+    result = await asyncio.to_thread(session)
+    (tmp_path / "pysonic.mp3").write_bytes(result["audio"])
+    assert abs(float(probe(tmp_path / "pysonic.mp3")["duration"]) - 4.0) < 0.3
+    assert "Opening" in {s["title"] for s in result["found"]["song"]}
+    assert [e["id"] for e in result["playlist"]["playlist"]["entry"]] == [result["song"]["id"]]
+    assert result["song"]["id"] in {s["id"] for s in result["starred"]["song"]}
+    assert "From py-sonic" in {p["name"] for p in result["mine"]}
