@@ -55,24 +55,21 @@ async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_
     _sweep(store, track_id, prefix)
     version = f"v{start['attempts']}-{secrets.token_hex(4)}"
     staging = store.staging_dir() / f"{track_id}-{version}"
-    loop = asyncio.get_running_loop()
-    reports: list[Any] = []
-
-    def progress(stage: str, fraction: float) -> None:  # called from the pipeline's threads
-        reports.append(asyncio.run_coroutine_threadsafe(
-            _progress(pool, notify, uploader, track_id, stage, fraction), loop))
-
+    reports = _Reports(lambda stage, fraction: _progress(pool, notify, uploader, track_id, stage, fraction))
     try:
         outputs = await asyncio.to_thread(process, store.local_path(start["source_key"]), staging,
-                                          max_duration_s=settings.track_max_duration_s, progress=progress)
+                                          max_duration_s=settings.track_max_duration_s, progress=reports.put)
     except AudioRejected as exc:
-        await _settle(reports)
+        await reports.settle()
         shutil.rmtree(staging, ignore_errors=True)
         await service.fail(pool, track_id, reason=exc.reason, detail=exc.detail)
         await _tell(notify, uploader, "track.failed", {"track_id": str(track_id), "reason": exc.reason,
                                                         "detail": exc.detail})
         return "failed"
-    await _settle(reports)  # every progress report goes out before "ready"
+    except BaseException:
+        reports.abandon()
+        raise
+    await reports.settle()  # every progress report goes out before "ready"
     (staging / MANIFEST_FILE).write_text(json.dumps(service.media_index(outputs).to_json()))
     matches = await service.find_matches(pool, outputs.fingerprint, exclude=track_id,
                                          min_matches=settings.fingerprint_min_matches)
@@ -93,8 +90,39 @@ async def _progress(pool: asyncpg.Pool, notify: Notify, uploader: uuid.UUID | No
                                                       "progress": round(fraction, 3)})
 
 
-async def _settle(reports: list[Any]) -> None:
-    await asyncio.gather(*(asyncio.wrap_future(r) for r in reports), return_exceptions=True)
+class _Reports:
+    """Progress reports from the pipeline's threads, sent one at a time in the order they were made.
+
+    Each report is a database write and then a notification: sent concurrently, a later one could
+    overtake an earlier one and the uploader would watch progress go backwards. ``put`` only hands
+    the report to the event loop, so the pipeline never waits on the network.
+    """
+
+    def __init__(self, send: Callable[[str, float], Awaitable[None]]) -> None:
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+        self._sender = asyncio.create_task(self._drain())
+
+    def put(self, stage: str, fraction: float) -> None:
+        """Called from the pipeline's threads, in the order the progress was reached."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (stage, fraction))
+
+    async def settle(self) -> None:
+        """Wait until every report made so far has been sent (or has failed: reports never fail a job)."""
+        self._queue.put_nowait(None)
+        await self._sender
+
+    def abandon(self) -> None:
+        """Stop sending: the attempt died, and the next one reports from the start."""
+        self._sender.cancel()
+
+    async def _drain(self) -> None:
+        while (report := await self._queue.get()) is not None:
+            try:
+                await self._send(*report)
+            except Exception:  # a report is best effort; the job's outcome does not depend on it
+                log.warning("could not record the progress", exc_info=True)
 
 
 async def _tell(notify: Notify, user_id: uuid.UUID | None, event: str, data: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from audio.decode import DecodedAudio, decode
 from audio.dsp import resample
 from audio.ladder import AAC_RUNGS, MP3_RUNGS, Ladder, encode_adaptive, encode_mp3
 
+#: ``progress(stage, fraction)``: called under the tracker's lock, so it must only hand the report off.
 Progress = Callable[[str, float], None]
 
 #: Share of the whole job each stage typically takes (measured by bench/audio_bench.py), for progress.
@@ -142,9 +143,8 @@ class _Tracker:
         """Time the block; once it succeeds, record it and report the progress."""
         start = time.perf_counter()
         yield
-        with self._lock:
+        with self._lock:  # reported under the lock, so the two lanes' reports leave in increasing order
             self.timings[name] = round(time.perf_counter() - start, 4)
             self._done += STAGE_WEIGHTS.get(name, 0.0)
-            done = min(self._done, 1.0)
-        if self._progress is not None:
-            self._progress(name, done)
+            if self._progress is not None:
+                self._progress(name, min(self._done, 1.0))
