@@ -1,21 +1,34 @@
 """Search over artists, albums, tracks and playlists: one ranked, typo-tolerant SQL per request.
 
-Why in PostgreSQL: the catalog lives there, so results are never stale (``0004_search.sql`` makes the
-tsvector columns generated from the live rows) and private playlists are filtered in the same query
-that finds them, so a page never holds rows the caller may not see.
+Why in PostgreSQL: the catalog lives there, so results are never stale (the tsvector columns are
+generated from the live rows; a track's and an album's copy of its artist's name is kept by the
+triggers of ``0009_search_by_artist.sql``) and private playlists are filtered in the same query that
+finds them, so a page never holds rows the caller may not see.
+
+What a row is found by: artists and playlists by their name; tracks and albums by their title and
+their artist's name together, so "beatles yesterday" finds Yesterday by the Beatles and "beatles"
+finds every track of theirs. In a track's or album's search document title words weigh A and artist
+words B.
 
 Matching, per table, both served by GIN indexes:
-- every query word starts a word of the name or title (``search_doc @@ 'w1':* & 'w2':*``; a word of
-  one letter must match whole, or "a" would match half the catalog), or
-- the query is trigram-similar to some run of words in it (``q <% name``, pg_trgm's word similarity
-  above ``pg_trgm.word_similarity_threshold``, 0.6 by default): this is what forgives typos.
+- every query word starts a word of the document (``search_doc @@ 'w1':* & 'w2':*``; a word of one
+  letter must match whole, or "a" would match half the catalog), or
+- the query is trigram-similar to some run of words of the name, or of title and artist name
+  (``q <% text``, pg_trgm's word similarity above ``pg_trgm.word_similarity_threshold``, 0.6 by
+  default): this is what forgives typos, in the artist's name as in the title.
 
-Ranking: ``score = tier + fraction``. The tier says how the row matched: 3 the whole name equals
-the query (case-insensitively), 2 every query word is a whole word of it, 1 every query word begins
-one of its words, 0 trigram-similar only. The fraction, within [0, 1], is the mean of
-``word_similarity`` and a length-normalized ``ts_rank``, so closer and shorter names come first
-inside a tier. A fuzzy-only row has no ts_rank, so its score stays at or below 0.5: exact and prefix
-matches always rank above fuzzy ones.
+Ranking: ``score = tier + fraction``. The tier says how the row matched: 3 the whole name or title
+equals the query (case-insensitively), 2 every query word is a whole word of the document, 1 every
+query word begins one of its words, 0 trigram-similar only. The fraction, within [0, 1], orders rows
+inside a tier. For a matched row it is the mean of three parts: ``word_similarity`` to the row's
+text, a length-normalized ``ts_rank`` (title words count more than artist words, so for "beatles"
+the band comes before its tracks and a track titled "Beatles" before one by them), and a bonus of 1
+when a query of two words or more matches the title with some and the artist's name with some: a
+track whose title and artist both match ranks above one matched by either alone. A fuzzy-only row
+gets its word similarity to the whole text plus that to the name or title alone, over three (a
+typo in the title counts more than one in the artist's name, and a name that is nearly the query
+beats a track that merely carries it): at most 2/3, so exact and prefix matches always rank above
+fuzzy ones.
 
 Pagination is keyset, not offset: the opaque cursor carries the last row's ``(score, type, id)`` and
 the next page is what sorts strictly after it. A row inserted or renamed between two pages cannot
@@ -54,14 +67,22 @@ class Source:
     table: str
     column: str  # the name or title column, and the key it has in a result item
     visible: str = "TRUE"  # a SQL condition on the row ``t``; ``$4`` is the viewer's user id or NULL
+    by_artist: bool = False  # also found by its artist's name (``search_artist``, weight B in search_doc)
+
+    @property
+    def fuzzy_text(self) -> str:
+        """What typos are forgiven in; for tracks and albums, the expression their trigram index covers."""
+        if self.by_artist:
+            return f"(t.{self.column} || ' ' || t.search_artist)"
+        return f"t.{self.column}"
 
 
 SOURCES: dict[str, Source] = {
     source.type: source
     for source in (
-        Source("track", "tracks", "title"),
+        Source("track", "tracks", "title", by_artist=True),
         Source("artist", "artists", "name"),
-        Source("album", "albums", "title"),
+        Source("album", "albums", "title", by_artist=True),
         Source(
             "playlist", "playlists", "name",
             visible="(t.public OR t.owner_id = $4::uuid OR EXISTS (SELECT 1 FROM playlist_collaborators c "
@@ -83,30 +104,45 @@ class After:
 
 @dataclass(frozen=True)
 class SearchPage:
-    items: list[dict[str, Any]]  # {"type", "id", "title" or "name", "score"}
+    items: list[dict[str, Any]]  # {"type", "id", "title" or "name", "score"}; tracks and albums also
+    # "artist_id" and "artist_name"
     next: str | None
 
 
 def _branch(source: Source) -> str:
-    """The hits of one table, scored. ``$1`` the query, ``$2`` the prefix tsquery, ``$3`` the types."""
-    label = f"t.{source.column}"
+    """The hits of one table, scored. ``$1`` the query, ``$2`` the prefix tsquery, ``$3`` the types,
+    ``$9`` and ``$10`` any query word in the title (weight A), in the artist's name (weight B)."""
+    label, text = f"t.{source.column}", source.fuzzy_text
     prefixes = f"to_tsquery('{CONFIG}', $2)"
+    if source.by_artist:
+        artist = "t.artist_id AS artist_id, t.search_artist AS artist_name"
+        both = (f"coalesce(t.search_doc @@ to_tsquery('{CONFIG}', $9) "
+                f"AND t.search_doc @@ to_tsquery('{CONFIG}', $10), false)")
+    else:
+        artist, both = "NULL::uuid AS artist_id, NULL::text AS artist_name", "false"
     return f"""
-    SELECT '{source.type}'::text AS type, t.id, {label} AS label,
-           CASE WHEN lower({label}) = lower($1) THEN 3
-                WHEN t.search_doc @@ plainto_tsquery('{CONFIG}', $1) THEN 2
-                WHEN t.search_doc @@ {prefixes} THEN 1
-                ELSE 0 END
-           + (word_similarity($1, {label})::float8
-              + least(ts_rank(t.search_doc, {prefixes}, 1), 1)::float8) / 2 AS score
-    FROM {source.table} t
-    WHERE '{source.type}' = ANY($3::text[])
-      AND (t.search_doc @@ {prefixes} OR $1 <% {label})
-      AND {source.visible}"""
+    SELECT type, id, label, artist_id, artist_name,
+           tier + CASE WHEN tier > 0 THEN (text_similarity + rank + bonus) / 3
+                       ELSE (text_similarity + label_similarity) / 3 END AS score
+    FROM (
+        SELECT '{source.type}'::text AS type, t.id, {label} AS label, {artist},
+               CASE WHEN lower({label}) = lower($1) THEN 3
+                    WHEN t.search_doc @@ plainto_tsquery('{CONFIG}', $1) THEN 2
+                    WHEN t.search_doc @@ {prefixes} THEN 1
+                    ELSE 0 END AS tier,
+               word_similarity($1, {text})::float8 AS text_similarity,
+               word_similarity($1, {label})::float8 AS label_similarity,
+               least(ts_rank(t.search_doc, {prefixes}, 1), 1)::float8 AS rank,
+               ({both})::int::float8 AS bonus
+        FROM {source.table} t
+        WHERE '{source.type}' = ANY($3::text[])
+          AND (t.search_doc @@ {prefixes} OR $1 <% {text})
+          AND {source.visible}
+    ) matched"""
 
 
 SEARCH_SQL = f"""
-SELECT type, id, label, score FROM ({" UNION ALL ".join(_branch(s) for s in SOURCES.values())}
+SELECT type, id, label, artist_id, artist_name, score FROM ({" UNION ALL ".join(_branch(s) for s in SOURCES.values())}
 ) hits
 WHERE $5::float8 IS NULL OR (score, type, id) < ($5::float8, $6::text, $7::uuid)
 ORDER BY score DESC, type DESC, id DESC
@@ -125,14 +161,13 @@ async def search(
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
     fingerprint = _fingerprint(text, types)
     after = decode_cursor(cursor, fingerprint) if cursor is not None else None
+    in_title, in_artist = split_tsqueries(text)
     rows = await pool.fetch(
         SEARCH_SQL, text, prefix_tsquery(text), sorted(types), viewer,
         after.score if after else None, after.type if after else None, after.id if after else None, limit + 1,
+        in_title, in_artist,
     )
-    items = [
-        {"type": r["type"], "id": r["id"], SOURCES[r["type"]].column: r["label"], "score": r["score"]}
-        for r in rows[:limit]
-    ]
+    items = [_item(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:  # one row more than asked for: there is a next page
         last = rows[limit - 1]
@@ -156,6 +191,28 @@ def prefix_tsquery(text: str) -> str:
     """``w1:* & w2:*`` for to_tsquery: every word as a prefix. Words are runs of letters and digits,
     so they carry no tsquery syntax, whatever the client sent."""
     return " & ".join(word + (":*" if len(word) >= MIN_PREFIX_CHARS else "") for word in _words(text))
+
+
+def split_tsqueries(text: str) -> tuple[str | None, str | None]:
+    """``w1:*A | w2:*A`` and ``w1:*B | w2:*B``: some query word in the title, some in the artist's
+    name. None for a query of one word, which earns no title-and-artist bonus (one word found in both
+    says nothing about which the listener meant)."""
+    words = _words(text)
+    if len(set(words)) < 2:
+        return None, None
+    title, artist = (
+        " | ".join(word + (":*" if len(word) >= MIN_PREFIX_CHARS else ":") + weight for word in words)
+        for weight in "AB"
+    )
+    return title, artist
+
+
+def _item(row: asyncpg.Record) -> dict[str, Any]:
+    """One hit as the route shows it: tracks and albums also say whose they are."""
+    item = {"type": row["type"], "id": row["id"], SOURCES[row["type"]].column: row["label"], "score": row["score"]}
+    if SOURCES[row["type"]].by_artist:
+        item |= {"artist_id": row["artist_id"], "artist_name": row["artist_name"]}
+    return item
 
 
 def _words(text: str) -> list[str]:

@@ -70,14 +70,16 @@ async def test_accents_do_not_hide_a_name(api, client):
 async def test_exact_above_whole_word_above_prefix_above_fuzzy(api, client):
     tag = word()
     exact = await api.artist_with_track(name=tag)
-    whole_word = await add_to(client, exact, "/v1/tracks", f"{tag} Forever")
-    prefix = await add_to(client, exact, "/v1/albums", f"{tag}ville")
+    other = await api.artist_with_track(name=f"Someone {word()}")  # its releases match by title only
+    whole_word = await add_to(client, other, "/v1/tracks", f"{tag} Forever")
+    prefix = await add_to(client, other, "/v1/albums", f"{tag}ville")
     fuzzy = await create(client, exact["owner"], "/v1/playlists", {"name": typo(tag), "public": True})
     hits = await find(client, tag)
-    assert [h["id"] for h in hits] == [exact["artist_id"], whole_word, prefix, fuzzy]
+    # The artist's own track "Song" matches a whole word too, of its artist's name: below a title's.
+    assert [h["id"] for h in hits] == [exact["artist_id"], whole_word, exact["track_id"], prefix, fuzzy]
     scores = [h["score"] for h in hits]
-    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
-    assert [h["type"] for h in hits] == ["artist", "track", "album", "playlist"]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 5
+    assert [h["type"] for h in hits] == ["artist", "track", "track", "album", "playlist"]
     assert hits[1]["title"] == f"{tag} Forever" and "name" not in hits[1]
 
 

@@ -1,8 +1,8 @@
 """Search (``GET /v1/search``): ranked, typo-tolerant hits across the catalog, behind the "search" flag.
 
 The route only bounds the inputs and shapes the output; matching, ranking, visibility and the
-cursor live in ``catalog.search``. Hits of tracks and albums carry a ``title``, hits of artists and
-playlists a ``name``, as the resources themselves do.
+cursor live in ``catalog.search``. Hits of tracks and albums carry a ``title`` and their artist (found
+by either), hits of artists and playlists a ``name``, as the resources themselves do.
 """
 
 import uuid
@@ -30,6 +30,8 @@ class TitledHit(BaseModel):
     type: Literal["track", "album"]
     id: uuid.UUID
     title: str
+    artist_id: uuid.UUID
+    artist_name: str = Field(description="Whose it is: tracks and albums are found by their artist's name too")
     score: float
 
 
@@ -44,7 +46,9 @@ async def search_catalog(
     ctx: Ctx,
     who: OptionalUser,
     q: Annotated[str, Query(min_length=1, max_length=search.MAX_QUERY_CHARS,
-                            description="Words to find; typos are forgiven, prefixes match.")],
+                            description="Words to find; typos are forgiven, prefixes match. Tracks and "
+                                        "albums are found by title and artist words together "
+                                        "(\"beatles yesterday\").")],
     kind: Annotated[SearchType | None,
                     Query(alias="type", description="Only this kind; every kind when absent.")] = None,
     limit: Annotated[int | None, Query(ge=1, le=search.MAX_LIMIT)] = None,
