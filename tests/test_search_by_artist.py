@@ -1,7 +1,7 @@
 """Search by artist: tracks and albums are found by their artist's name and by mixes of artist and
-title words ("beatles yesterday"), ranked title-and-artist first, typos forgiven in either; the
-artist's name follows renames, also when a rename races an insert; the migration backfills rows that
-existed before it.
+title words ("beatles yesterday"), ranked title-and-artist first, typos forgiven in either, also one
+in every word (corrected against the catalog's vocabulary); the artist's name follows renames, also
+when a rename races an insert; the migration backfills rows that existed before it.
 
 Every test makes up words of its own (``tests/test_search.py``'s ``word``), so the shared database
 of the run holds nothing else that matches.
@@ -76,6 +76,30 @@ async def test_typos_are_forgiven_in_the_artists_name(api, client):
     assert {h["id"] for h in await find(client, typo(band_word), type="track")} == {band["track_id"], other}
 
 
+def two_typos(text: str) -> str:
+    """``text`` with its last two letters changed: still trigram-similar to it as a word (0.4 for six
+    letters), but a query of two such words is no longer word-similar to the whole row."""
+    return text[:-2] + "".join("x" if letter != "x" else "y" for letter in text[-2:])
+
+
+async def test_a_typo_in_every_word_is_corrected_word_by_word(api, client, pool):
+    """As "beatls yesterdy" for Yesterday by the Beatles (whole-text word similarity 0.52, under the
+    0.6 threshold): each word is corrected to the closest words of the catalog's vocabulary."""
+    for _ in range(100):  # words whose row the whole-text path cannot find, so the vocabulary must
+        band_word, song = word()[:6], word()[:8]
+        q = f"{two_typos(band_word)} {two_typos(song)}"
+        if not await pool.fetchval("SELECT $1 <% ($2 || ' The ' || $3)", q, song, band_word):
+            break
+    else:
+        pytest.fail("no pair of words out of reach of the whole-text path")
+    band = await api.artist_with_track(title=song.capitalize(), name=f"The {band_word.capitalize()}")
+    other = await add_to(client, band, "/v1/tracks", "Other")
+
+    hits = await find(client, q)
+    assert hits[0]["id"] == band["track_id"] and hits[0]["artist_name"] == f"The {band_word.capitalize()}"
+    assert (await find(client, f"{two_typos(band_word)} other", type="track"))[0]["id"] == other
+
+
 async def test_renaming_an_artist_renames_its_releases_in_search(api, client):
     old, new = word(), word()
     band = await api.artist_with_track(title="Anthem", name=f"{old} Band")
@@ -88,6 +112,7 @@ async def test_renaming_an_artist_renames_its_releases_in_search(api, client):
     hits = await find(client, f"{new} anthem", type="track")
     assert [(h["id"], h["artist_name"]) for h in hits] == [(band["track_id"], f"{new} Band")]
     assert [h["id"] for h in await find(client, new, type="album")] == [album]
+    assert [h["id"] for h in await find(client, f"{two_typos(new)} anthm", type="track")] == [band["track_id"]]
 
 
 async def _rows_by(pool, artist_id: uuid.UUID) -> set[str]:
@@ -181,6 +206,8 @@ async def test_the_migration_backfills_existing_releases(scratch_db):
         assert [(h["type"], h["id"], h["artist_name"]) for h in page.items] == [("track", track, "The Oldtimers")]
         page = await catalog_search.search(pool, "oldtimrs", types=frozenset({"album"}))  # a typo
         assert [h["id"] for h in page.items] == [album]
+        assert {r["word"] for r in await pool.fetch("SELECT word FROM search_vocabulary")} \
+            == {"oldtimers", "the", "vintage", "gramophone"}
     finally:
         await pool.close()
 

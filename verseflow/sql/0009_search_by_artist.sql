@@ -6,7 +6,10 @@
 -- From it and the title, generated columns as before: `search_doc` weighs title words A and artist
 -- words B (ts_rank then prefers a title match, and a query may tell which part each word matched),
 -- and the trigram index covers `title || ' ' || search_artist`, so typos in either are forgiven.
--- Adding the columns rewrites both tables: existing rows are backfilled by this migration.
+-- Typos word by word ("beatls yesterdy", two typos that whole-text similarity no longer sees) are
+-- corrected against `search_vocabulary`, the words of the catalog, also kept by triggers.
+-- Adding the columns rewrites both tables, and the vocabulary is filled from what exists: existing
+-- rows are backfilled by this migration.
 
 ALTER TABLE tracks ADD COLUMN search_artist text NOT NULL DEFAULT '';
 ALTER TABLE albums ADD COLUMN search_artist text NOT NULL DEFAULT '';
@@ -64,3 +67,39 @@ CREATE INDEX tracks_search_trgm ON tracks USING gin ((title || ' ' || search_art
     WITH (fastupdate = off);
 CREATE INDEX albums_search_trgm ON albums USING gin ((title || ' ' || search_artist) gin_trgm_ops)
     WITH (fastupdate = off);
+
+-- The vocabulary: every word (of three characters or more, letters and digits only, as the search
+-- config spells it) of an artist's name or a release's title, for correcting a query word that
+-- begins no word of the catalog into the words it is trigram-similar to. Words are only added: one
+-- whose last use went stays harmless (it widens a corrected query by a term that matches nothing)
+-- and the vocabulary of a catalog grows far slower than the catalog. Playlists' names stay out:
+-- they are users' free text, private ones included. A row's words go in sorted order: two
+-- statements adding the same new words lock them in the same order and never deadlock; one waits
+-- for the other's transaction to commit, as with any unique key.
+CREATE TABLE search_vocabulary (word text COLLATE "C" PRIMARY KEY);
+CREATE INDEX search_vocabulary_trgm ON search_vocabulary USING gin (word gin_trgm_ops) WITH (fastupdate = off);
+
+CREATE FUNCTION search_words(words text) RETURNS SETOF text LANGUAGE sql STABLE AS $$
+    SELECT lexeme FROM unnest(tsvector_to_array(to_tsvector('verseflow_search', words))) AS lexeme
+    WHERE length(lexeme) >= 3 AND lexeme ~ '^[[:alnum:]]+$'
+$$;
+
+-- One trigger function for the three tables: its argument names the column holding the words.
+CREATE FUNCTION search_vocabulary_of_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO search_vocabulary (word)
+        SELECT word FROM search_words(to_jsonb(NEW) ->> TG_ARGV[0]) word ORDER BY 1
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER artists_search_vocabulary AFTER INSERT OR UPDATE OF name ON artists
+    FOR EACH ROW EXECUTE FUNCTION search_vocabulary_of_row('name');
+CREATE TRIGGER albums_search_vocabulary AFTER INSERT OR UPDATE OF title ON albums
+    FOR EACH ROW EXECUTE FUNCTION search_vocabulary_of_row('title');
+CREATE TRIGGER tracks_search_vocabulary AFTER INSERT OR UPDATE OF title ON tracks
+    FOR EACH ROW EXECUTE FUNCTION search_vocabulary_of_row('title');
+
+INSERT INTO search_vocabulary (word)
+SELECT DISTINCT word FROM (SELECT name AS words FROM artists UNION ALL SELECT title FROM albums
+                           UNION ALL SELECT title FROM tracks) catalog, search_words(catalog.words) word;
