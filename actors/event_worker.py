@@ -6,7 +6,7 @@ exist and what they handle, ``periodic_jobs`` what runs on a timer. It is a name
 restarted by Ray whenever its process dies (``max_restarts=-1``); the loops start from ``__init__``
 (an async actor's constructor runs on its event loop), so a restarted worker resumes on its own. A
 second worker anywhere in the cluster would be safe too: relays skip each other's rows, consumers
-share their groups and sweeps skip rows another one holds.
+share their groups and sweeps and prunes skip rows another one holds.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from ray.actor import ActorHandle
 from redis.asyncio import Redis
 
 from accounts import registration, sessions
+from accounts import retention as accounts_retention
 from audio import resumable
 from verseflow import logs
 from verseflow.db import create_pool
+from verseflow.events import retention
 from verseflow.events.consumer import Consumer
 from verseflow.events.loops import TRANSIENT_ERRORS, every, wait_any
 from verseflow.events.relay import OutboxRelay
@@ -45,9 +47,25 @@ def consumer_groups(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> lis
 
 
 def periodic_jobs(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> list[Awaitable[None]]:
-    """Upkeep on a timer: expired resumable uploads and their bytes go."""
+    """Upkeep on a timer: expired resumable uploads and their bytes go; so do the rows past their retention."""
     store = object_store(settings)
-    return [every(settings.resumable_sweep_interval_s, lambda: resumable.sweep_expired(pool, store), stop, log=log)]
+    return [
+        every(settings.resumable_sweep_interval_s, lambda: resumable.sweep_expired(pool, store), stop, log=log),
+        every(settings.prune_interval_s, lambda: prune(pool, settings), stop, log=log),
+    ]
+
+
+async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
+    """Every retention rule once (what is kept and why: ``verseflow.events.retention``,
+    ``accounts.retention``); returns how many rows each table lost."""
+    pruned = {
+        "outbox": await retention.prune_outbox(pool, settings),
+        "processed_events": await retention.prune_processed_events(pool, settings),
+        "refresh_tokens": await accounts_retention.prune_refresh_tokens(pool, settings),
+    }
+    if any(pruned.values()):
+        log.info("pruned rows past their retention: %s", pruned)
+    return pruned
 
 
 @ray.remote(max_restarts=-1, num_cpus=0)

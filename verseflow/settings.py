@@ -74,6 +74,23 @@ class Settings(BaseSettings):
     consumer_reclaim_idle_ms: int = Field(30_000, ge=100)
     consumer_max_deliveries: int = Field(5, ge=1)
 
+    # --- Retention (verseflow/events/retention.py, accounts/retention.py; run by the event worker) ---
+    # What is kept and for how long; older rows are deleted in small batches that skip locked rows.
+    prune_interval_s: float = Field(600.0, gt=0, description="how often the event worker prunes")
+    prune_batch_size: int = Field(1000, ge=1, description="rows one prune statement deletes at most")
+    outbox_retention_s: int = Field(7 * 24 * 3600, ge=0, description="published outbox rows are kept this long "
+                                                                      "after publication; unpublished ones always")
+    outbox_retention_by_type_s: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {"track.progress": 3600},
+        description="event types kept for their own time after publication instead of outbox_retention_s")
+    processed_events_retention_s: int = Field(
+        7 * 24 * 3600, ge=3600, description="the deduplication window: how long a consumer group remembers that "
+                                            "it handled an event; older redeliveries are dead-lettered")
+    refresh_token_retention_s: int = Field(7 * 24 * 3600, ge=0, description="a login whose every refresh token "
+                                                                             "expired or was revoked this long ago "
+                                                                             "is deleted")
+    # --- end of retention ---
+
     # Ray / Serve.
     ray_address: str | None = None
     ray_dashboard: bool = True

@@ -11,7 +11,9 @@ A handler that fails leaves its entry pending. Entries pending longer than
 ``consumer_reclaim_idle_ms`` (the consumer crashed, or the handler failed) are taken over with
 XAUTOCLAIM by whichever member passes next and retried; one delivered more than
 ``consumer_max_deliveries`` times, or one that cannot be read at all, is moved to the dead-letter
-stream and acknowledged, so a poison message never blocks its group.
+stream and acknowledged, so a poison message never blocks its group. So is a reclaimed entry older
+than the deduplication window (``processed_events_retention_s``, see ``retention.py``): it may have
+been handled, and its record pruned, so running it again could repeat its effects.
 
 Handlers are plain functions ``async def handler(conn, event) -> None`` registered by event type;
 their other dependencies are bound by name (``functools.partial``) where the consumer is composed.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -34,6 +37,7 @@ from verseflow.db import transaction
 from verseflow.events.loops import TRANSIENT_ERRORS, wait_any
 from verseflow.events.outbox import Event
 from verseflow.events.relay import stream_key
+from verseflow.events.retention import dedup_horizon_ms
 from verseflow.redis_client import key
 from verseflow.settings import Settings
 
@@ -41,6 +45,11 @@ log = logs.get_logger("events.consumer")
 
 Handler = Callable[[asyncpg.Connection, Event], Awaitable[None]]
 Handlers = Mapping[str, Sequence[Handler]]
+
+
+def _entry_ms(entry_id: str) -> int:
+    """When Redis added the entry (ids are ``<unix ms>-<seq>``)."""
+    return int(entry_id.split("-", 1)[0])
 
 
 def dead_letter_key(settings: Settings) -> str:
@@ -121,10 +130,14 @@ class Consumer:
             return 0
         deliveries = await self._deliveries([entry_id for entry_id, _ in claimed])
         acknowledged = 0
+        horizon_ms = dedup_horizon_ms(self.settings, time.time())
         for entry_id, fields in claimed:
             delivered = deliveries[entry_id]
             if delivered > self.settings.consumer_max_deliveries:
                 acknowledged += await self._dead_letter(entry_id, fields, f"delivered {delivered} times")
+            elif _entry_ms(entry_id) < horizon_ms:
+                acknowledged += await self._dead_letter(
+                    entry_id, fields or {}, "reclaimed after the deduplication window: it may have been handled")
             else:
                 acknowledged += await self._handle(entry_id, fields)
         return acknowledged
