@@ -58,7 +58,12 @@ def test_openapi_documents_every_route(http):
     spec = http.get("/openapi.json").json()
     documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
     served = {(r.path, m) for router in ROUTERS for r in router.routes for m in r.methods}
-    assert served and served <= documented
+    # The Subsonic API's contract is the OpenSubsonic specification (tests/data/opensubsonic/), which
+    # test_subsonic.py validates its answers against; one catch-all route here would document nothing.
+    elsewhere = {(r.path, m) for router in ROUTERS for r in router.routes for m in r.methods
+                 if r.path.startswith("/rest/")}
+    assert elsewhere, "the Subsonic routes moved: update this exemption"
+    assert served - elsewhere and served - elsewhere <= documented
 
 
 def test_route_metrics_reach_rays_exporter(http, ray_cluster):
