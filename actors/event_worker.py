@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from accounts import registration, sessions
 from accounts import retention as accounts_retention
 from audio import resumable
+from ml import interactions, training
 from verseflow import logs
 from verseflow.db import create_pool
 from verseflow.events import retention
@@ -43,16 +44,23 @@ def consumer_groups(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> lis
     return [
         Consumer(pool, redis, settings, group="accounts.registration", handlers=registration.handlers(pool)),
         Consumer(pool, redis, settings, group="accounts.sessions", handlers=sessions.handlers(redis, settings)),
+        Consumer(pool, redis, settings, group=interactions.GROUP, handlers=interactions.handlers(settings)),
     ]
 
 
 def periodic_jobs(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> list[Awaitable[None]]:
-    """Upkeep on a timer: expired resumable uploads and their bytes go; so do the rows past their retention."""
+    """Upkeep on a timer: expired resumable uploads and their bytes go; so do the rows past their retention;
+    the recommendation model is retrained."""
     store = object_store(settings)
-    return [
+    jobs = [
         every(settings.resumable_sweep_interval_s, lambda: resumable.sweep_expired(pool, store), stop, log=log),
         every(settings.prune_interval_s, lambda: prune(pool, settings), stop, log=log),
     ]
+    if settings.rec_train_interval_s > 0:
+        # Checked more often than it fires: the interval counts from the last run, whoever started it.
+        check_s = min(settings.rec_train_interval_s, 600.0)
+        jobs.append(every(check_s, lambda: scheduled_training(pool, settings), stop, log=log))
+    return jobs
 
 
 async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
@@ -66,6 +74,16 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
     if any(pruned.values()):
         log.info("pruned rows past their retention: %s", pruned)
     return pruned
+
+
+async def scheduled_training(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Start a training run as a Ray task when ``rec_train_interval_s`` passed since the last run."""
+    from actors.rec_training import launch
+
+    if await training.due_for_schedule(pool, settings):
+        version = await training.request_version(pool, "schedule")
+        launch(settings, version)
+        log.info("scheduled training of recommendation model %s", version)
 
 
 @ray.remote(max_restarts=-1, num_cpus=0)

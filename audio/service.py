@@ -256,12 +256,19 @@ async def waveform_key(pool: asyncpg.Pool, who: Principal | None, track_id: uuid
 
 
 async def record_play(pool: asyncpg.Pool, who: Principal, play: dict[str, Any]) -> bool:
-    """Store one listening event (idempotent per play, event and position); the track must be playable."""
+    """Store one listening event (idempotent per play, event and position); the track must be playable.
+
+    Every stored event is also a ``play.recorded`` event: the recommendation signals (``ml/interactions.py``)
+    tell skips from listens by how far a play got, which the start and progress events say.
+    """
     track = await visible_track(pool, who, play["track_id"])
     if track["status"] != "ready":
         raise InvalidInput("the track cannot be played yet")
     async with transaction(pool) as conn:
         recorded = await repository.insert_play(conn, who.user_id, play)
+        if recorded:
+            await emit(conn, "play.recorded", play["track_id"], play_id=play["play_id"], user_id=who.user_id,
+                       track_id=play["track_id"], event=play["event"], position_ms=play["position_ms"])
         if recorded and play["event"] == "complete":
             await emit(conn, "track.played", play["track_id"], track_id=play["track_id"], user_id=who.user_id)
     return recorded

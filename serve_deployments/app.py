@@ -25,6 +25,7 @@ from serve_deployments.routes import (
     health,
     playlists,
     plays,
+    recommendations,
     rooms,
     search,
     subsonic,
@@ -40,7 +41,7 @@ from verseflow.settings import Settings, get_settings
 
 ROUTERS = [health.router, auth.router, users.router, artists.router, tracks.router, playlists.router,
            search.router, rooms.router, fingerprint.router, plays.router, uploads.router,
-           app_passwords.router, subsonic.router]
+           app_passwords.router, subsonic.router, recommendations.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -390,3 +390,50 @@ class AppPasswordOut(BaseModel):
 class AppPasswordCreatedOut(AppPasswordOut):
     password: str = Field(description="shown once: use it as the Subsonic password (p, t+s) or as the apiKey")
     username: str = Field(description="the Subsonic username: the account's e-mail")
+
+
+class RecTrackOut(BaseModel):
+    id: uuid.UUID
+    title: str
+    artist_id: uuid.UUID
+    artist_name: str
+    album_id: uuid.UUID | None
+    genre: str | None
+    duration_s: float | None
+
+
+class SavedTrackOut(RecTrackOut):
+    saved_at: datetime
+
+
+class SavedOut(BaseModel):
+    saved: bool
+    changed: bool
+
+
+class RecItemOut(BaseModel):
+    track: RecTrackOut
+    score: float
+    reason: str
+
+
+class RecommendationsOut(BaseModel):
+    model_version: int | None
+    items: list[RecItemOut]
+
+
+class SimilarOut(RecommendationsOut):
+    seed: uuid.UUID
+
+
+class TrainingOut(BaseModel):
+    version: int
+    state: Literal["training", "ready", "failed"]
+
+
+class ModelVersionOut(TrainingOut):
+    trigger: str
+    stats: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None

@@ -17,9 +17,10 @@ import asyncpg
 
 from accounts.model import Principal
 from audio import service as audio
-from catalog import playlists
+from catalog import library, playlists
 from subsonic import browse, ids
 from subsonic.protocol import NOT_FOUND, SubsonicError
+from verseflow.errors import NotFound
 
 _SCROBBLE_NAMESPACE = uuid.UUID("6f1c7c1e-3a51-4c55-9a0c-5b1e0f6c2d7a")
 _ITEM_TABLES = {"artist": "SELECT EXISTS (SELECT 1 FROM artists WHERE id = $1)",
@@ -35,8 +36,14 @@ async def _require_item(pool: asyncpg.Pool, item: ids.ItemId) -> None:
 
 
 async def set_stars(pool: asyncpg.Pool, who: Principal, items: list[ids.ItemId], *, starred: bool) -> None:
+    """Starred songs are the library (``catalog.library``): the same rows and the same events."""
     for item in items:
-        if starred:
+        if item.kind == "track":
+            try:
+                await (library.save_track if starred else library.unsave_track)(pool, who, item.uuid)
+            except NotFound as exc:
+                raise SubsonicError(NOT_FOUND, f"no {item.kind} with id {item}") from exc
+        elif starred:
             await _require_item(pool, item)
             await pool.execute("INSERT INTO stars (user_id, item_type, item_id) VALUES ($1, $2, $3) "
                                "ON CONFLICT DO NOTHING", who.user_id, item.kind, item.uuid)

@@ -91,6 +91,10 @@ def services() -> Iterator[dict[str, str]]:
         "VERSEFLOW_WS_MESSAGE_BURST": "100",
         "VERSEFLOW_CHAT_MAX_CHARS": "16000",
         "VERSEFLOW_PRESENCE_FLUSH_S": "0.02",
+        # Recommendations: serving processes look for a new model version on every request; tiny models.
+        "VERSEFLOW_REC_MODEL_REFRESH_S": "0.001",
+        "VERSEFLOW_REC_FACTORS": "2",  # the fixtures have two tastes
+        "VERSEFLOW_REC_TRAIN_THREADS": "1",
     }
     os.environ.update(env)
     from verseflow.settings import get_settings

@@ -176,6 +176,45 @@ def _admin_parser(sub: argparse._SubParsersAction) -> None:
     admin.set_defaults(func=cmd_admin)
 
 
+# --- verseflow recs: train the recommendation model on demand --------------------------------------
+
+
+def cmd_recs(args: argparse.Namespace) -> int:
+    """Train a new model version as a Ray task (joining the running cluster, else a local Ray) and wait."""
+    import ray
+
+    with running_services(get_settings(), redis=False, create=False) as settings:
+        version = asyncio.run(_request_version(settings))
+        print(f"training recommendation model version {version}", flush=True)
+        try:
+            ray.init(address="auto", logging_level="ERROR")
+        except ConnectionError:
+            ray.init(include_dashboard=False, logging_level="ERROR")
+        from actors.rec_training import launch
+
+        try:
+            stats = ray.get(launch(settings, version))
+        except ray.exceptions.RayTaskError as exc:
+            print(f"verseflow recs train: version {version} failed: {exc.cause}", file=sys.stderr)
+            return 1
+        finally:
+            ray.shutdown()
+    print(f"version {version} ready: {stats['users']} users, {stats['tracks']} tracks, "
+          f"{stats['interactions']} interactions in {stats['seconds']} s")
+    return 0
+
+
+async def _request_version(settings: Settings) -> int:
+    from ml import training
+    from verseflow.db import create_pool
+
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        return await training.request_version(pool, "cli")
+    finally:
+        await pool.close()
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 
@@ -189,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--timeout", type=float, default=5.0)
     status.set_defaults(func=cmd_status)
     _admin_parser(sub)
+    recs = sub.add_parser("recs", help="recommendation model operations")
+    recs_actions = recs.add_subparsers(dest="action", required=True)
+    recs_actions.add_parser("train", help="train a new model version now (a Ray task) and wait for it")
+    recs.set_defaults(func=cmd_recs)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -130,6 +130,33 @@ class Settings(BaseSettings):
     resumable_max_open: int = Field(10, ge=1, description="unfinished resumable uploads per user")
     resumable_sweep_interval_s: float = Field(300.0, gt=0, description="how often expired uploads are removed")
 
+    # Recommendations (ml/): signals, the collaborative model, serving.
+    rec_skip_seconds: float = Field(30.0, ge=0, description="a play that ends before this many seconds ...")
+    rec_skip_fraction: float = Field(0.25, ge=0, le=1, description="... or this share of the track (whichever comes "
+                                                                   "first) is a skip, a negative signal")
+    rec_complete_weight: float = Field(1.0, gt=0, description="evidence of a completed play")
+    rec_partial_weight: float = Field(0.6, ge=0, description="evidence of a play heard past the skip threshold but "
+                                                             "not to the end, times the share heard")
+    rec_skip_weight: float = Field(0.5, ge=0, description="negative evidence of a skip")
+    rec_save_weight: float = Field(2.0, ge=0, description="evidence of a track in the library (not decayed)")
+    rec_playlist_add_weight: float = Field(1.5, ge=0, description="evidence of adding a track to a playlist")
+    rec_half_life_days: float = Field(60.0, gt=0, description="plays, skips and playlist adds lose half their "
+                                                              "weight in this many days")
+    rec_alpha: float = Field(10.0, gt=0, description="ALS confidence per unit of evidence (Hu, Koren, Volinsky 2008)")
+    rec_factors: int = Field(64, ge=2, le=1024, description="ALS latent factors")
+    rec_iterations: int = Field(15, ge=1, le=200, description="ALS iterations")
+    rec_regularization: float = Field(0.05, ge=0, description="ALS L2 regularization")
+    rec_train_threads: int = Field(0, ge=0, description="threads of one ALS fit (0: every core of its node)")
+    rec_seed: int = Field(42, description="random state of the ALS initialisation: a rerun on the same data "
+                                          "gives the same model")
+    rec_train_interval_s: float = Field(24 * 3600.0, ge=0, description="the event worker starts a training this "
+                                                                       "often (0: only on demand)")
+    rec_model_refresh_s: float = Field(30.0, gt=0, description="how often a serving process looks for a newer "
+                                                               "model version")
+    rec_limit_max: int = Field(100, ge=1, description="largest ?limit of recommendations and similar tracks")
+    rec_popular_window_days: float = Field(30.0, gt=0, description="popular picks count the evidence of this "
+                                                                   "many days")
+
     # Realtime (rooms/, actors/room_host.py, actors/edge.py): hosts, limits, timeouts.
     room_hosts: int = Field(2, ge=1, description="RoomHost actors in the cluster (rooms are hashed onto them)")
     session_hosts: int = Field(1, ge=1, description="SessionHost actors (user sessions are hashed onto them)")

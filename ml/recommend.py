@@ -1,0 +1,221 @@
+"""Serving recommendations: the home feed and similar tracks, from the newest ready model version.
+
+The model is held in the serving process (``ModelCache``: the newest ``ready`` version, looked up at
+most every ``rec_model_refresh_s`` and loaded from the object store when it changed) and searched
+exactly with numpy — a plain in-process index; the sharded ``RecShard`` actors of the design are not
+built yet (ml/README.md). Per request:
+
+- the listener's interaction rows (one indexed read) are folded into a fresh user vector, so plays
+  made since the training count at once;
+- tracks the listener already played, skipped, saved or added are masked before the cut; the cut is
+  then checked against the catalogue (published, not the listener's own work), widening until the page
+  is full or the catalogue is exhausted;
+- each item carries a reason: the listener's own interaction that contributes most to its score.
+
+A listener the model cannot place (no interactions, or only with tracks newer than the model) gets
+their saved tracks and popular picks, those in the genres of what they saved first; a feed the model
+cannot fill is topped up the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from accounts.model import Principal
+from ml.collaborative import Model
+from ml.signals import confidence, decay
+from verseflow import logs
+from verseflow.errors import InvalidInput, NotFound
+from verseflow.settings import Settings
+from verseflow.storage import ObjectStore
+
+log = logs.get_logger("ml.recommend")
+
+_TRACK_COLUMNS = """t.id, t.title, t.artist_id, a.name AS artist_name, t.album_id, t.genre, t.duration_s"""
+
+
+class ModelCache:
+    """The newest ready model version of this process; a newer one replaces it whole (readers never see half)."""
+
+    def __init__(self) -> None:
+        self.model: Model | None = None
+        self._checked = 0.0
+        self._lock = asyncio.Lock()
+
+    async def current(self, pool: asyncpg.Pool, store: ObjectStore, settings: Settings) -> Model | None:
+        if time.monotonic() - self._checked < settings.rec_model_refresh_s:
+            return self.model
+        async with self._lock:
+            if time.monotonic() - self._checked >= settings.rec_model_refresh_s:
+                row = await pool.fetchrow("SELECT version, artefact FROM rec_models WHERE state = 'ready' "
+                                          "ORDER BY version DESC LIMIT 1")
+                if row is not None and (self.model is None or self.model.version != row["version"]):
+                    data = await asyncio.to_thread(store.read_bytes, row["artefact"])
+                    self.model = await asyncio.to_thread(Model.from_bytes, data)
+                    log.info("serving recommendation model %s", row["version"])
+                self._checked = time.monotonic()
+        return self.model
+
+
+_cache = ModelCache()
+
+
+def model_cache() -> ModelCache:
+    """This process's cache (one per Serve replica)."""
+    return _cache
+
+
+def _check_limit(limit: int, settings: Settings) -> None:
+    if limit > settings.rec_limit_max:
+        raise InvalidInput(f"limit is at most {settings.rec_limit_max}")
+
+
+async def _published(pool: asyncpg.Pool, track_ids: list[str], viewer: uuid.UUID | None) -> dict[str, dict[str, Any]]:
+    """The published tracks among ``track_ids`` that are not ``viewer``'s own work, by id."""
+    rows = await pool.fetch(
+        f"""SELECT {_TRACK_COLUMNS} FROM tracks t JOIN artists a ON a.id = t.artist_id
+            WHERE t.id = ANY($1::uuid[]) AND t.status = 'ready' AND a.owner_id IS DISTINCT FROM $2""",
+        track_ids, viewer)
+    return {str(r["id"]): dict(r) for r in rows}
+
+
+async def _ranked(pool: asyncpg.Pool, model: Model, scores: np.ndarray, limit: int,
+                  viewer: uuid.UUID | None) -> list[tuple[int, float, dict[str, Any]]]:
+    """The best ``limit`` items by ``scores`` (masked ones are -inf) that pass the catalogue filters."""
+    finite = int(np.isfinite(scores).sum())
+    cut = min(finite, max(4 * limit, 50))
+    while True:
+        top = np.argpartition(-scores, cut - 1)[:cut] if cut else np.array([], dtype=int)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        tracks = await _published(pool, [model.track_ids[i] for i in top], viewer)
+        picked = [(int(i), float(scores[i]), tracks[model.track_ids[i]]) for i in top
+                  if model.track_ids[i] in tracks][:limit]
+        if len(picked) >= limit or cut >= finite:
+            return picked
+        cut = min(finite, cut * 4)
+
+
+async def _interactions(pool: asyncpg.Pool, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT track_id::text AS track_id, positive, negative, decayed_at, saved, completes, partials, skips,
+                  playlist_adds FROM interactions WHERE user_id = $1""", user_id)
+
+
+def _reason(row: asyncpg.Record, title: str) -> str:
+    if row["saved"]:
+        return f"because you saved {title}"
+    if row["completes"] or row["partials"]:
+        return f"because you played {title}"
+    return f"because you added {title} to a playlist"
+
+
+async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
+                          limit: int) -> dict[str, Any]:
+    """The home feed: ``limit`` items of track, score and reason, and the model version behind them."""
+    _check_limit(limit, settings)
+    rows = await _interactions(pool, who.user_id)
+    known = [r["track_id"] for r in rows]
+    model = await model_cache().current(pool, store, settings)
+    items: list[dict[str, Any]] = []
+    now = datetime.now(UTC)
+    if model is not None and rows:
+        values = []
+        for r in rows:
+            factor = decay(r["decayed_at"], now, settings.rec_half_life_days)
+            values.append((r["track_id"], confidence(r["positive"] * factor, r["negative"] * factor,
+                                                     r["saved"], settings)))
+        user_row = model.user_row(values)
+        if (user_row.data > 0).any():
+            scores = model.scores(model.fold_in(user_row))
+            for track_id in known:
+                if (column := model.track_index.get(track_id)) is not None:
+                    scores[column] = -np.inf
+            picked = await _ranked(pool, model, scores, limit, who.user_id)
+            by_track = {r["track_id"]: r for r in rows}
+            sources = {item: model.because(user_row, item) for item, _, _ in picked}
+            titles = dict(await pool.fetch("SELECT id::text, title FROM tracks WHERE id = ANY($1::uuid[])",
+                                           [model.track_ids[s] for s in sources.values() if s is not None]))
+            for item, score, track in picked:
+                source = sources[item]
+                source_id = model.track_ids[source] if source is not None else None
+                reason = (_reason(by_track[source_id], titles[source_id])
+                          if source_id in by_track and source_id in titles else "popular with listeners like you")
+                items.append({"track": track, "score": round(score, 6), "reason": reason})
+    if len(items) < limit:
+        items += await _cold_start(pool, settings, who, rows, limit - len(items),
+                                   exclude=known + [str(i["track"]["id"]) for i in items], with_saved=not items)
+    return {"model_version": model.version if model else None, "items": items}
+
+
+async def _cold_start(pool: asyncpg.Pool, settings: Settings, who: Principal, rows: list[asyncpg.Record],
+                      limit: int, *, exclude: list[str], with_saved: bool) -> list[dict[str, Any]]:
+    """Saved tracks (when the model gave nothing) and popular picks, in the saved tracks' genres first."""
+    items: list[dict[str, Any]] = []
+    saved = [r["track_id"] for r in rows if r["saved"]]
+    if with_saved and saved:
+        library = await _published(pool, saved, who.user_id)
+        items += [{"track": library[t], "score": settings.rec_save_weight, "reason": "in your library"}
+                  for t in saved if t in library][:limit]
+    genres = sorted({t["genre"] for t in (await _published(pool, saved, None)).values() if t["genre"]})
+    taken = exclude + [str(i["track"]["id"]) for i in items]
+    if genres and len(items) < limit:
+        for track, listeners in await popular(pool, settings, limit - len(items), exclude=taken, genres=genres,
+                                              viewer=who.user_id):
+            items.append({"track": track, "score": float(listeners), "reason": f"popular in {track['genre']}"})
+            taken.append(str(track["id"]))
+    if len(items) < limit:
+        for track, listeners in await popular(pool, settings, limit - len(items), exclude=taken,
+                                              viewer=who.user_id):
+            items.append({"track": track, "score": float(listeners), "reason": "popular on VerseFlow"})
+    return items
+
+
+async def popular(pool: asyncpg.Pool, settings: Settings, limit: int, *, exclude: list[str],
+                  genres: list[str] | None = None, viewer: uuid.UUID | None = None) -> list[tuple[dict[str, Any], int]]:
+    """Published tracks by how many listeners showed liking them in the window (not by raw plays, so one
+    listener replaying a track cannot lift it), ties by decayed evidence."""
+    rows = await pool.fetch(
+        f"""SELECT {_TRACK_COLUMNS}, count(*) AS listeners,
+                   sum(i.positive * power(0.5, greatest(0, extract(epoch FROM now() - i.decayed_at))
+                                               / 86400 / $5::float8)) AS evidence
+            FROM interactions i JOIN tracks t ON t.id = i.track_id JOIN artists a ON a.id = t.artist_id
+            WHERE (i.positive > i.negative OR i.saved) AND i.updated_at > now() - make_interval(days => $4)
+              AND t.status = 'ready' AND NOT (t.id = ANY($2::uuid[]))
+              AND ($3::text[] IS NULL OR t.genre = ANY($3::text[])) AND a.owner_id IS DISTINCT FROM $6
+            GROUP BY t.id, a.name ORDER BY listeners DESC, evidence DESC, t.id LIMIT $1""",
+        limit, exclude, genres, int(settings.rec_popular_window_days), settings.rec_half_life_days, viewer)
+    return [({k: r[k] for k in r.keys() if k not in ("listeners", "evidence")}, r["listeners"]) for r in rows]
+
+
+async def similar_tracks(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal | None,
+                         track_id: uuid.UUID, limit: int) -> dict[str, Any]:
+    """Tracks whose listeners overlap with this one's (cosine of ALS item factors); for a track the model
+    does not know yet, popular tracks of its genre."""
+    _check_limit(limit, settings)
+    seed = await pool.fetchrow("SELECT id, title, genre, status FROM tracks WHERE id = $1", track_id)
+    if seed is None or seed["status"] != "ready":
+        raise NotFound("track not found")
+    model = await model_cache().current(pool, store, settings)
+    items: list[dict[str, Any]] = []
+    item = model.track_index.get(str(track_id)) if model else None
+    if model is not None and item is not None:
+        neighbours = model.similar(item, len(model.track_ids))
+        scores = np.full(len(model.track_ids), -np.inf, dtype=np.float32)
+        for other, similarity in neighbours:
+            scores[other] = similarity
+        for _, score, track in await _ranked(pool, model, scores, limit, None):
+            items.append({"track": track, "score": round(score, 6),
+                          "reason": f"listeners of {seed['title']} also play this"})
+    if len(items) < limit and seed["genre"]:
+        taken = [str(track_id)] + [str(i["track"]["id"]) for i in items]
+        for track, listeners in await popular(pool, settings, limit - len(items), exclude=taken,
+                                              genres=[seed["genre"]]):
+            items.append({"track": track, "score": float(listeners), "reason": f"popular in {track['genre']}"})
+    return {"model_version": model.version if model else None, "seed": str(track_id), "items": items}

@@ -1,0 +1,93 @@
+"""Training runs: a version row, the interactions read once, ALS fitted, the artefact stored.
+
+``request_version`` creates the ``training`` row first, so whoever asked (the admin route, the CLI, the
+event worker's schedule) knows the version before the work starts; ``train_version`` does the work and
+leaves the row ``ready`` with its artefact key or ``failed`` with the reason. Both are plain async
+functions: ``actors/rec_training.py`` runs ``train_version`` as a Ray task, tests may call it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from ml import collaborative
+from ml.signals import confidence, decay
+from verseflow import logs
+from verseflow.settings import Settings
+from verseflow.storage import ObjectStore
+
+log = logs.get_logger("ml.training")
+
+ARTEFACT_PREFIX = "recs/models"
+
+
+def artefact_key(version: int) -> str:
+    return f"{ARTEFACT_PREFIX}/{version:010d}.npz"
+
+
+async def request_version(pool: asyncpg.Pool, trigger: str) -> int:
+    """A new version in state ``training``: its number is what the caller reports."""
+    return await pool.fetchval("INSERT INTO rec_models (trigger) VALUES ($1) RETURNING version", trigger)
+
+
+async def training_entries(pool: asyncpg.Pool, settings: Settings,
+                           now: datetime | None = None) -> list[tuple[str, str, float]]:
+    """Every (user, track, signed confidence) with the decay applied up to ``now``."""
+    now = now or datetime.now(UTC)
+    rows = await pool.fetch("SELECT user_id, track_id, positive, negative, decayed_at, saved FROM interactions")
+    entries = []
+    for row in rows:
+        factor = decay(row["decayed_at"], now, settings.rec_half_life_days)
+        value = confidence(row["positive"] * factor, row["negative"] * factor, row["saved"], settings)
+        if value:
+            entries.append((str(row["user_id"]), str(row["track_id"]), value))
+    return entries
+
+
+async def train_version(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, version: int) -> dict[str, Any]:
+    """Train ``version`` from the current interactions and publish it; the row says how it ended."""
+    started = time.monotonic()
+    try:
+        entries = await training_entries(pool, settings)
+        model = await asyncio.to_thread(collaborative.train, entries, settings, version=version)
+        key = artefact_key(version)
+        staged = store.staging_dir() / f"model-{uuid.uuid4().hex}.npz"
+        try:
+            staged.write_bytes(model.to_bytes())
+            await asyncio.to_thread(store.put_file, key, staged)
+        finally:
+            staged.unlink(missing_ok=True)
+    except Exception as exc:
+        log.exception("training of recommendation model %s failed", version)
+        await pool.execute("UPDATE rec_models SET state = 'failed', error = $2, finished_at = now() "
+                           "WHERE version = $1", version, str(exc)[:2000])
+        raise
+    stats = {"users": len(model.user_ids), "tracks": len(model.track_ids), "interactions": len(entries),
+             "factors": int(model.item_factors.shape[1]), "seconds": round(time.monotonic() - started, 3)}
+    await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2, stats = $3::jsonb, finished_at = now() "
+                       "WHERE version = $1", version, key, stats)
+    log.info("recommendation model %s ready: %s", version, stats)
+    return {"version": version, "state": "ready", **stats}
+
+
+async def version_info(pool: asyncpg.Pool, version: int) -> dict[str, Any] | None:
+    row = await pool.fetchrow("SELECT version, state, trigger, stats, error, created_at, finished_at "
+                              "FROM rec_models WHERE version = $1", version)
+    return dict(row) if row else None
+
+
+async def due_for_schedule(pool: asyncpg.Pool, settings: Settings) -> bool:
+    """Whether the schedule should start a run now: interval passed since the last one, and data to learn."""
+    if settings.rec_train_interval_s <= 0:
+        return False
+    return await pool.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM interactions WHERE positive > 0 OR saved)
+                  AND NOT EXISTS (SELECT 1 FROM rec_models
+                                  WHERE created_at > now() - make_interval(secs => $1))""",
+        settings.rec_train_interval_s)
