@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from accounts import registration, sessions
 from accounts import retention as accounts_retention
 from audio import resumable
-from ml import interactions, training
+from ml import interactions, training, trending
 from verseflow import logs
 from verseflow.db import create_pool
 from verseflow.events import retention
@@ -70,6 +70,7 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
         "outbox": await retention.prune_outbox(pool, settings),
         "processed_events": await retention.prune_processed_events(pool, settings),
         "refresh_tokens": await accounts_retention.prune_refresh_tokens(pool, settings),
+        "track_listens": await trending.prune_listens(pool, settings),
     }
     if any(pruned.values()):
         log.info("pruned rows past their retention: %s", pruned)

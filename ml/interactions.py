@@ -9,6 +9,7 @@ the consumer's transaction, so a redelivered event changes nothing twice.
 Event → effect:
 - ``play.recorded`` (every start, progress, complete): the play's furthest position moves on; a complete
   classifies it; a start ends the listener's other open plays (skip, partial, or dropped when the same track).
+  A play that becomes a listen (complete or partial) also marks (track, hour, listener) in ``track_listens``.
 - ``track.saved`` / ``track.unsaved``: the row's ``saved`` flag.
 - ``playlist.track_added``: ``rec_playlist_add_weight`` of positive evidence for whoever added it.
 """
@@ -46,6 +47,7 @@ ON CONFLICT (user_id, track_id) DO UPDATE SET
     updated_at = now()
 """
 
+_LISTENS = ("complete", "partial")  # what counts as having listened (trending's unique listeners)
 _COUNTERS: dict[PlayState, tuple[int, int, int]] = {  # (completes, partials, skips)
     "complete": (1, 0, 0), "partial": (0, 1, 0), "skip": (0, 0, 1), "open": (0, 0, 0), "dropped": (0, 0, 0)}
 
@@ -68,6 +70,10 @@ async def _reclassify(conn: asyncpg.Connection, settings: Settings, play: asyncp
         """UPDATE play_signals SET state = $3, max_position_ms = $4, positive = $5, negative = $6
            WHERE user_id = $1 AND play_id = $2""",
         play["user_id"], play["play_id"], state, max_position_ms, new.positive, new.negative)
+    if state in _LISTENS and play["state"] not in _LISTENS:
+        await conn.execute("INSERT INTO track_listens (track_id, hour, user_id) "
+                           "VALUES ($1, date_trunc('hour', $2::timestamptz), $3) ON CONFLICT DO NOTHING",
+                           play["track_id"], at, play["user_id"])
     change = Evidence(new.positive - play["positive"], new.negative - play["negative"])
     counters = tuple(n - o for n, o in zip(new_counts, old_counts, strict=True))
     if change != Evidence() or any(counters):

@@ -426,6 +426,19 @@ class SimilarOut(RecommendationsOut):
     seed: uuid.UUID
 
 
+class TrendingItemOut(BaseModel):
+    track: RecTrackOut
+    listeners: int
+    previous_listeners: int
+    score: float
+
+
+class TrendingOut(BaseModel):
+    window: Literal["24h", "7d"]
+    genre: str | None
+    items: list[TrendingItemOut]
+
+
 class TrainingOut(BaseModel):
     version: int
     state: Literal["training", "ready", "failed"]

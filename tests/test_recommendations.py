@@ -196,3 +196,56 @@ async def test_trained_model_answers_with_fold_in_and_filters(ray_cluster, api, 
     cold = (await api.http.get("/v1/me/recommendations?limit=3", headers=saver["headers"])).json()["items"]
     assert cold[0]["track"]["id"] == late and cold[0]["reason"] == "in your library"
     assert [item["reason"] for item in cold[1:]] == ["popular in jazz"] * 2
+
+
+async def test_trending_counts_listener_growth_not_plays(api, pool):
+    """A fixture with known answers (hourly listeners written directly; the consumer's part is tested above)."""
+    owner, users = await api.user("artist"), [await api.user() for _ in range(11)]
+    g1, g2 = f"trend-{uuid.uuid4().hex[:6]}", f"trend-{uuid.uuid4().hex[:6]}"
+    a, b, c, d, e = await catalogue(pool, owner, g1, 5)
+    (f,) = await catalogue(pool, owner, g2, 1)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    current, previous = now - timedelta(hours=2), now - timedelta(hours=30)
+    listens = ([(a, previous, u) for u in users[:5]] + [(a, current, u) for u in users[5:11]]
+               + [(b, current, u) for u in users[:3]]
+               + [(c, now - timedelta(hours=h), users[0]) for h in range(1, 21)]     # one listener replaying
+               + [(d, previous, u) for u in users[:10]] + [(d, current, u) for u in users[:4]]
+               + [(e, previous, users[0])] + [(e, current, u) for u in users[1:5]]
+               + [(f, current, u) for u in users[:4]])
+    await pool.executemany("INSERT INTO track_listens (track_id, hour, user_id) VALUES ($1, $2, $3)",
+                           [(uuid.UUID(t), hour, uuid.UUID(u["id"])) for t, hour, u in listens])
+
+    day = (await api.http.get(f"/v1/charts/trending?window=24h&genre={g1}")).json()
+    assert [i["track"]["id"] for i in day["items"]] == [b, e, a]
+    assert [(i["listeners"], i["previous_listeners"]) for i in day["items"]] == [(3, 0), (4, 1), (6, 5)]
+    assert day["items"][1]["score"] == pytest.approx(3 / 2 ** 0.5, rel=1e-4)
+    week = (await api.http.get(f"/v1/charts/trending?window=7d&genre={g1}")).json()
+    assert [i["track"]["id"] for i in week["items"]] == [a, d, e, b]
+    other = (await api.http.get(f"/v1/charts/trending?genre={g2}")).json()
+    assert [i["track"]["id"] for i in other["items"]] == [f]
+    bad = await api.http.get("/v1/charts/trending?window=1h")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_replays_by_one_listener_count_once(api, pool, redis, isolated):
+    owner, listener = await api.user("artist"), await api.user()
+    (track,) = await catalogue(pool, owner, "loop", 1)
+    for _ in range(5):
+        await play(api, listener, track, ("start", 0), ("complete", 200_000))
+    await drain(pool, redis, isolated)
+    assert (await row(pool, listener, track))["completes"] == 5
+    assert await pool.fetchval("SELECT count(DISTINCT user_id) FROM track_listens WHERE track_id = $1",
+                               uuid.UUID(track)) == 1
+
+
+async def test_cli_trains_a_version_as_a_ray_task(ray_cluster, api, pool, redis, isolated, capsys):
+    from verseflow import cli
+
+    owner, listener = await api.user("artist"), await api.user()
+    (track,) = await catalogue(pool, owner, "cli", 1)
+    await play(api, listener, track, ("start", 0), ("complete", 200_000))
+    await drain(pool, redis, isolated)
+    assert await asyncio.to_thread(cli.main, ["recs", "train"]) == 0
+    version = int(capsys.readouterr().out.split("version ")[1].split()[0])
+    row = await pool.fetchrow("SELECT state, trigger, artefact FROM rec_models WHERE version = $1", version)
+    assert (row["state"], row["trigger"]) == ("ready", "cli") and row["artefact"].endswith(".npz")

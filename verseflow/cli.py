@@ -186,10 +186,12 @@ def cmd_recs(args: argparse.Namespace) -> int:
     with running_services(get_settings(), redis=False, create=False) as settings:
         version = asyncio.run(_request_version(settings))
         print(f"training recommendation model version {version}", flush=True)
-        try:
-            ray.init(address="auto", logging_level="ERROR")
-        except ConnectionError:
-            ray.init(include_dashboard=False, logging_level="ERROR")
+        joined = not ray.is_initialized()
+        if joined:
+            try:
+                ray.init(address="auto", logging_level="ERROR")
+            except ConnectionError:
+                ray.init(include_dashboard=False, logging_level="ERROR")
         from actors.rec_training import launch
 
         try:
@@ -198,7 +200,8 @@ def cmd_recs(args: argparse.Namespace) -> int:
             print(f"verseflow recs train: version {version} failed: {exc.cause}", file=sys.stderr)
             return 1
         finally:
-            ray.shutdown()
+            if joined:
+                ray.shutdown()
     print(f"version {version} ready: {stats['users']} users, {stats['tracks']} tracks, "
           f"{stats['interactions']} interactions in {stats['seconds']} s")
     return 0

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
 
 from catalog import library
-from ml import recommend, training
+from ml import recommend, training, trending
 from serve_deployments.deps import Ctx, CurrentUser, OptionalUser, Paging
 from serve_deployments.schemas import (
     ModelVersionOut,
@@ -22,6 +22,7 @@ from serve_deployments.schemas import (
     SavedTrackOut,
     SimilarOut,
     TrainingOut,
+    TrendingOut,
 )
 from verseflow.errors import Forbidden, NotFound
 from verseflow.settings import Settings
@@ -58,6 +59,15 @@ async def my_recommendations(ctx: Ctx, who: CurrentUser, limit: Limit = 20):
 @router.get("/tracks/{track_id}/similar", response_model=SimilarOut)
 async def similar_tracks(track_id: uuid.UUID, ctx: Ctx, who: OptionalUser, limit: Limit = 20):
     return await recommend.similar_tracks(ctx.pool, object_store(ctx.settings), ctx.settings, who, track_id, limit)
+
+
+@router.get("/charts/trending", response_model=TrendingOut)
+async def trending_tracks(ctx: Ctx, window: Literal["24h", "7d"] = "24h",
+                          genre: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+                          limit: Limit = 20):
+    """Tracks whose unique listeners grow fastest against their previous window (not raw play totals)."""
+    items = await trending.trending(ctx.pool, ctx.settings, window=window, genre=genre, limit=limit)
+    return {"window": window, "genre": genre, "items": items}
 
 
 @router.post("/admin/recommendations/train", status_code=status.HTTP_202_ACCEPTED, response_model=TrainingOut)

@@ -38,3 +38,14 @@ CREATE TABLE play_signals (
     PRIMARY KEY (user_id, play_id)
 );
 CREATE INDEX play_signals_open ON play_signals (user_id) WHERE state = 'open';
+
+-- Who listened (a complete or partial play) to what, per hour: trending counts unique listeners per
+-- window from here (ml/trending.py), so one listener replaying a track a hundred times counts once.
+-- Kept for `rec_listens_retention_days`, then pruned by the event worker.
+CREATE TABLE track_listens (
+    track_id uuid NOT NULL REFERENCES tracks (id) ON DELETE CASCADE,
+    hour     timestamptz NOT NULL,
+    user_id  uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (track_id, hour, user_id)
+);
+CREATE INDEX track_listens_hour ON track_listens (hour);
