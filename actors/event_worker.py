@@ -71,6 +71,7 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
         "processed_events": await retention.prune_processed_events(pool, settings),
         "refresh_tokens": await accounts_retention.prune_refresh_tokens(pool, settings),
         "track_listens": await trending.prune_listens(pool, settings),
+        "open_plays_ended": await interactions.end_stale_plays(pool, settings),
     }
     if any(pruned.values()):
         log.info("pruned rows past their retention: %s", pruned)

@@ -9,6 +9,7 @@ the consumer's transaction, so a redelivered event changes nothing twice.
 Event → effect:
 - ``play.recorded`` (every start, progress, complete): the play's furthest position moves on; a complete
   classifies it; a start ends the listener's other open plays (skip, partial, or dropped when the same track).
+  Plays nobody ends (the listener went quiet) are ended by ``end_stale_plays`` on the event worker's timer.
   A play that becomes a listen (complete or partial) also marks (track, hour, listener) in ``track_listens``.
 - ``track.saved`` / ``track.unsaved``: the row's ``saved`` flag.
 - ``playlist.track_added``: ``rec_playlist_add_weight`` of positive evidence for whoever added it.
@@ -17,11 +18,12 @@ Event → effect:
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
 from ml.signals import Evidence, PlayState, ended_state, evidence
+from verseflow.db import transaction
 from verseflow.events.consumer import Handlers
 from verseflow.events.outbox import Event
 from verseflow.settings import Settings
@@ -119,6 +121,22 @@ async def _end_other_plays(conn: asyncpg.Connection, settings: Settings, user_id
         state: PlayState = ("dropped" if other["track_id"] == track_id
                             else ended_state(other["max_position_ms"], other["duration_s"], settings))
         await _reclassify(conn, settings, other, state, other["max_position_ms"], at)
+
+
+async def end_stale_plays(pool: asyncpg.Pool, settings: Settings, *, batch: int = 1000) -> int:
+    """End plays left open longer than their track plus ``rec_open_play_grace_s`` (the listener never
+    played anything again), where they stopped; returns how many. Plays another sweep holds are skipped."""
+    async with transaction(pool) as conn:
+        stale = await conn.fetch(
+            """SELECT p.*, t.duration_s FROM play_signals p JOIN tracks t ON t.id = p.track_id
+               WHERE p.state = 'open' AND p.started_at < now() - make_interval(secs => coalesce(t.duration_s, 0) + $1)
+               LIMIT $2 FOR UPDATE OF p SKIP LOCKED""",
+            settings.rec_open_play_grace_s, batch)
+        now = datetime.now(UTC)
+        for play in stale:
+            state = ended_state(play["max_position_ms"], play["duration_s"], settings)
+            await _reclassify(conn, settings, play, state, play["max_position_ms"], now)
+    return len(stale)
 
 
 async def on_saved(conn: asyncpg.Connection, event: Event, saved: bool) -> None:

@@ -249,3 +249,29 @@ async def test_cli_trains_a_version_as_a_ray_task(ray_cluster, api, pool, redis,
     version = int(capsys.readouterr().out.split("version ")[1].split()[0])
     row = await pool.fetchrow("SELECT state, trigger, artefact FROM rec_models WHERE version = $1", version)
     assert (row["state"], row["trigger"]) == ("ready", "cli") and row["artefact"].endswith(".npz")
+
+
+async def test_a_play_left_open_is_ended_by_the_sweep(api, pool, redis, isolated, settings):
+    owner, listener = await api.user("artist"), await api.user()
+    (track,) = await catalogue(pool, owner, "quiet", 1)
+    await play(api, listener, track, ("start", 0), ("progress", 5_000))
+    await drain(pool, redis, isolated)
+    assert await row(pool, listener, track) is None                    # open: no evidence yet
+    await pool.execute("UPDATE play_signals SET started_at = now() - interval '3 hours' WHERE user_id = $1",
+                       uuid.UUID(listener["id"]))
+    assert await interactions.end_stale_plays(pool, settings) >= 1
+    assert (await row(pool, listener, track))["skips"] == 1
+
+
+async def test_a_subsonic_star_is_a_saved_track(api, pool, redis, isolated):
+    from subsonic import ids
+    from tests.subsonic_support import subsonic_user
+
+    owner = await api.user("artist")
+    (track,) = await catalogue(pool, owner, "starred", 1)
+    user, sonic = await subsonic_user(api)
+    await sonic.json("star", id=ids.encode("track", track))
+    library = (await api.http.get("/v1/me/library/tracks", headers=user["headers"])).json()
+    assert [t["id"] for t in library] == [track]
+    await drain(pool, redis, isolated)
+    assert (await row(pool, user, track))["saved"] is True

@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     rec_model_refresh_s: float = Field(30.0, gt=0, description="how often a serving process looks for a newer "
                                                                "model version")
     rec_limit_max: int = Field(100, ge=1, description="largest ?limit of recommendations and similar tracks")
+    rec_open_play_grace_s: float = Field(3600.0, ge=0, description="a play neither completed nor followed by "
+                                                                   "another is ended this long after the track's "
+                                                                   "length (by the event worker's prune)")
     rec_trending_min_listeners: int = Field(3, ge=1, description="unique listeners a track needs in the window "
                                                                  "to trend")
     rec_listens_retention_days: int = Field(30, ge=14, description="hourly unique listeners kept for trending "
