@@ -13,6 +13,7 @@ Event → effect:
   A play that becomes a listen (complete or partial) also marks (track, hour, listener) in ``track_listens``.
 - ``track.saved`` / ``track.unsaved``: the row's ``saved`` flag.
 - ``playlist.track_added``: ``rec_playlist_add_weight`` of positive evidence for whoever added it.
+- ``playlist.followed``: ``rec_follow_weight`` for each track of the playlist, for the follower.
 """
 
 from __future__ import annotations
@@ -156,6 +157,29 @@ async def on_playlist_add(conn: asyncpg.Connection, event: Event, settings: Sett
                        Evidence(positive=settings.rec_playlist_add_weight), playlist_adds=1)
 
 
+_FOLLOW = """
+INSERT INTO interactions (user_id, track_id, positive, decayed_at, follows)
+SELECT $1, track_id, $3::float8, $4, 1
+FROM (SELECT DISTINCT track_id FROM playlist_tracks WHERE playlist_id = $2 ORDER BY track_id LIMIT $6) held
+ON CONFLICT (user_id, track_id) DO UPDATE SET
+    positive = interactions.positive * power(0.5, greatest(0, extract(epoch FROM
+                   EXCLUDED.decayed_at - interactions.decayed_at)) / 86400 / $5::float8) + EXCLUDED.positive,
+    negative = interactions.negative * power(0.5, greatest(0, extract(epoch FROM
+                   EXCLUDED.decayed_at - interactions.decayed_at)) / 86400 / $5::float8),
+    decayed_at = greatest(interactions.decayed_at, EXCLUDED.decayed_at),
+    follows = interactions.follows + 1,
+    updated_at = now()
+"""
+
+
+async def on_follow(conn: asyncpg.Connection, event: Event, settings: Settings) -> None:
+    """Following a playlist is weak evidence for each of its tracks (up to ``rec_follow_max_tracks``);
+    unfollowing takes nothing back: the evidence decays like the rest."""
+    await conn.execute(_FOLLOW, uuid.UUID(event.payload["user_id"]), uuid.UUID(event.payload["playlist_id"]),
+                       settings.rec_follow_weight, event.occurred_at, settings.rec_half_life_days,
+                       settings.rec_follow_max_tracks)
+
+
 def handlers(settings: Settings) -> Handlers:
     """The ``ml.interactions`` group's handlers (``actors/event_worker.py`` composes the group)."""
     async def play(conn: asyncpg.Connection, event: Event) -> None:
@@ -170,5 +194,8 @@ def handlers(settings: Settings) -> Handlers:
     async def playlist_add(conn: asyncpg.Connection, event: Event) -> None:
         await on_playlist_add(conn, event, settings)
 
+    async def follow(conn: asyncpg.Connection, event: Event) -> None:
+        await on_follow(conn, event, settings)
+
     return {"play.recorded": [play], "track.saved": [saved], "track.unsaved": [unsaved],
-            "playlist.track_added": [playlist_add]}
+            "playlist.track_added": [playlist_add], "playlist.followed": [follow]}

@@ -105,7 +105,7 @@ async def _ranked(pool: asyncpg.Pool, model: Model, scores: np.ndarray, limit: i
 async def _interactions(pool: asyncpg.Pool, user_id: uuid.UUID) -> list[asyncpg.Record]:
     return await pool.fetch(
         """SELECT track_id::text AS track_id, positive, negative, decayed_at, saved, completes, partials, skips,
-                  playlist_adds FROM interactions WHERE user_id = $1""", user_id)
+                  playlist_adds, follows FROM interactions WHERE user_id = $1""", user_id)
 
 
 def _reason(row: asyncpg.Record, title: str) -> str:
@@ -113,7 +113,9 @@ def _reason(row: asyncpg.Record, title: str) -> str:
         return f"because you saved {title}"
     if row["completes"] or row["partials"]:
         return f"because you played {title}"
-    return f"because you added {title} to a playlist"
+    if row["playlist_adds"]:
+        return f"because you added {title} to a playlist"
+    return f"because you follow a playlist with {title}"
 
 
 async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,

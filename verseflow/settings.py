@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     rec_skip_weight: float = Field(0.5, ge=0, description="negative evidence of a skip")
     rec_save_weight: float = Field(2.0, ge=0, description="evidence of a track in the library (not decayed)")
     rec_playlist_add_weight: float = Field(1.5, ge=0, description="evidence of adding a track to a playlist")
+    rec_follow_weight: float = Field(0.5, ge=0, description="evidence for each track of a playlist one follows")
+    rec_follow_max_tracks: int = Field(500, ge=1, description="tracks of a followed playlist that get evidence")
     rec_half_life_days: float = Field(60.0, gt=0, description="plays, skips and playlist adds lose half their "
                                                               "weight in this many days")
     rec_alpha: float = Field(10.0, gt=0, description="ALS confidence per unit of evidence (Hu, Koren, Volinsky 2008)")

@@ -7,13 +7,14 @@
 CREATE TABLE interactions (
     user_id       uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     track_id      uuid NOT NULL REFERENCES tracks (id) ON DELETE CASCADE,
-    positive      double precision NOT NULL DEFAULT 0 CHECK (positive >= 0),  -- completes, partials, playlist adds
+    positive      double precision NOT NULL DEFAULT 0 CHECK (positive >= 0),  -- completes, partials, adds, follows
     negative      double precision NOT NULL DEFAULT 0 CHECK (negative >= 0),  -- skips
     decayed_at    timestamptz NOT NULL,
     completes     integer NOT NULL DEFAULT 0,
     partials      integer NOT NULL DEFAULT 0,
     skips         integer NOT NULL DEFAULT 0,
     playlist_adds integer NOT NULL DEFAULT 0,
+    follows       integer NOT NULL DEFAULT 0,                               -- follows of playlists holding it
     saved         boolean NOT NULL DEFAULT false,                           -- in the library (a starred track)
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, track_id)
