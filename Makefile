@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads schemathesis lint clean
+.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench-audio: $(STAMP) system-deps
 ## 200 MB uploads through Serve's proxy: multipart against tus, throughput and peak RSS (see bench/README.md).
 bench-uploads: $(STAMP)
 	$(BIN)/python -m bench.uploads
+
+## Recommendation quality on MovieLens: popularity, implicit's ALS, EASE and what VerseFlow serves (see bench/README.md).
+bench-recs: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench-recs]'
+	$(BIN)/python -m bench.recs
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

@@ -26,6 +26,8 @@ SMOKE_REPORTS: dict[str, list[str]] = {
     "api": ["open loop at", "closed loop", "target (p95"],
     "realtime": ["room100:", "room1000:", "hold:", "peak: room1000", "smoke run: every target measured every scenario"],
     "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key"],
+    "recs": ["| popularity |", "| ALS (implicit defaults) |", "| EASE (lambda 500) |", "| VerseFlow (served) |",
+             "target (VerseFlow >= best of ALS and EASE on both)"],
     "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
 }
 

