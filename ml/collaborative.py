@@ -80,10 +80,14 @@ class Model:
     def scores(self, vector: np.ndarray) -> np.ndarray:
         return self.item_factors @ vector
 
-    def because(self, row: sp.csr_matrix, item: int) -> int | None:
-        """The user's item contributing most to ``item``'s score, or None when nothing positive does."""
-        _, contributions, _ = self.als.explain(0, row, item, N=1)
-        return contributions[0][0] if contributions else None
+    def because(self, row: sp.csr_matrix, items: Sequence[int]) -> list[int | None]:
+        """For each of ``items``, the user's item contributing most to its score (None when nothing
+        positive does). One Cholesky factorisation of the user's system serves every item."""
+        weights, sources = None, []
+        for item in items:
+            _, contributions, weights = self.als.explain(0, row, item, user_weights=weights, N=1)
+            sources.append(contributions[0][0] if contributions else None)
+        return sources
 
     def similar(self, item: int, count: int) -> list[tuple[int, float]]:
         """Items by cosine similarity of their factors to ``item``'s, itself excluded, best first."""

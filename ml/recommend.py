@@ -141,7 +141,8 @@ async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Sett
                     scores[column] = -np.inf
             picked = await _ranked(pool, model, scores, limit, who.user_id)
             by_track = {r["track_id"]: r for r in rows}
-            sources = {item: model.because(user_row, item) for item, _, _ in picked}
+            sources = dict(zip([item for item, _, _ in picked],
+                               model.because(user_row, [item for item, _, _ in picked]), strict=True))
             titles = dict(await pool.fetch("SELECT id::text, title FROM tracks WHERE id = ANY($1::uuid[])",
                                            [model.track_ids[s] for s in sources.values() if s is not None]))
             for item, score, track in picked:
