@@ -198,6 +198,17 @@ async def songs(pool: asyncpg.Pool, who: Principal, *, where: str = "TRUE", args
     return [song(r, who) for r in rows]
 
 
+async def songs_by_ids(pool: asyncpg.Pool, who: Principal, track_ids: list[str]) -> list[dict[str, Any]]:
+    """The ready songs among ``track_ids``, in that order (the track number is still the album's own:
+    the window runs over the songs' artists, not over the list)."""
+    if not track_ids:
+        return []
+    rows = await pool.fetch(f"SELECT * FROM ({_SONGS} AND t.artist_id IN (SELECT artist_id FROM tracks "
+                            "WHERE id = ANY($2::uuid[]))) s WHERE id = ANY($2::uuid[])", who.user_id, track_ids)
+    by_id = {str(r["id"]): r for r in rows}
+    return [song(by_id[t], who) for t in track_ids if t in by_id]
+
+
 async def albums(pool: asyncpg.Pool, who: Principal, *, where: str = "TRUE", args: tuple[Any, ...] = (),
                  order: str, limit: int, offset: int = 0, directory: bool = False) -> list[dict[str, Any]]:
     n = len(args)

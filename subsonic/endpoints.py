@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from audio import service as audio
 from catalog import playlists
-from subsonic import browse, ids, library, media
+from subsonic import browse, ids, library, media, similar
 from subsonic.auth import Caller
 from subsonic.protocol import GENERIC, MISSING_PARAMETER, NOT_AUTHORIZED, Params, SubsonicError
 from verseflow.settings import Settings
@@ -235,6 +235,62 @@ async def get_top_songs(call: Call) -> Payload:
     return {"topSongs": {"song": songs}}
 
 
+def _similar_count(call: Call, default: int) -> int:
+    """``count``, at most what the recommendation service answers for one seed."""
+    return call.params.integer("count", default, low=0, high=call.settings.rec_limit_max)
+
+
+async def get_similar_songs(call: Call) -> Payload:
+    """Songs like a song, an album's or an artist's (subsonic/similar.py); never the seed's own."""
+    item = ids.decode(call.params.require("id"), "artist", "album", "singles", "track")
+    songs = await similar.similar_songs(call.pool, call.store, call.settings, call.who, item,
+                                        _similar_count(call, 50))
+    return {"similarSongs": {"song": songs}}
+
+
+async def get_similar_songs2(call: Call) -> Payload:
+    item = ids.decode(call.params.require("id"), "artist")
+    songs = await similar.similar_songs(call.pool, call.store, call.settings, call.who, item,
+                                        _similar_count(call, 50))
+    return {"similarSongs2": {"song": songs}}
+
+
+async def _artist_info(call: Call, *, allowed: tuple[ids.Kind, ...]) -> dict[str, Any]:
+    """No biography, images or MusicBrainz data are stored, so only ``similarArtist`` (all of them are
+    in the library, so ``includeNotPresent`` changes nothing)."""
+    item = ids.decode(call.params.require("id"), *allowed)
+    if item.kind == "track":
+        item = ids.decode((await browse.get_song(call.pool, call.who, item.uuid))["artistId"])
+    elif item.kind != "artist":
+        item = ids.decode((await browse.get_album(call.pool, call.who, item))["artistId"])
+    await browse.get_artist(call.pool, call.who, item.uuid)  # 70 unless the caller can see the artist
+    count = call.params.integer("count", 20, low=0, high=call.settings.subsonic_list_max)
+    found = await similar.similar_artists(call.pool, call.store, call.settings, call.who, item.uuid, count)
+    return {"similarArtist": found}
+
+
+async def get_artist_info(call: Call) -> Payload:
+    return {"artistInfo": await _artist_info(call, allowed=("artist", "album", "singles", "track"))}
+
+
+async def get_artist_info2(call: Call) -> Payload:
+    return {"artistInfo2": await _artist_info(call, allowed=("artist",))}
+
+
+async def _album_info(call: Call) -> dict[str, Any]:
+    """No notes or artwork URLs are stored: an empty ``albumInfo`` for an album the caller can see."""
+    await browse.get_album(call.pool, call.who, ids.decode(call.params.require("id"), "album", "singles", "track"))
+    return {}
+
+
+async def get_album_info(call: Call) -> Payload:
+    return {"albumInfo": await _album_info(call)}
+
+
+async def get_album_info2(call: Call) -> Payload:
+    return {"albumInfo": await _album_info(call)}
+
+
 async def get_scan_status(call: Call) -> Payload:
     count = await call.pool.fetchval("SELECT count(*) FROM tracks WHERE status = 'ready'")
     return {"scanStatus": {"scanning": False, "count": count}}
@@ -405,6 +461,12 @@ METHODS: dict[str, Handler] = {
     "getRandomSongs": get_random_songs,
     "getSongsByGenre": get_songs_by_genre,
     "getTopSongs": get_top_songs,
+    "getSimilarSongs": get_similar_songs,
+    "getSimilarSongs2": get_similar_songs2,
+    "getArtistInfo": get_artist_info,
+    "getArtistInfo2": get_artist_info2,
+    "getAlbumInfo": get_album_info,
+    "getAlbumInfo2": get_album_info2,
     "getScanStatus": get_scan_status,
     "stream": stream,
     "download": download,

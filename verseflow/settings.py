@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     subsonic_password_auth: bool = Field(True, description="accept p (an app password in the URL); off: error 42")
     subsonic_list_max: int = Field(500, ge=1, description="largest page of search3, album lists, random songs")
     subsonic_cover_size_max: int = Field(1024, ge=16, description="largest generated cover, in pixels")
+    subsonic_similar_seeds_max: int = Field(25, ge=1, description="tracks of an album or artist whose similar "
+                                            "tracks getSimilarSongs merges (the most played first)")
 
     # Events.
     events_stream: str = "events"
