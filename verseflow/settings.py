@@ -199,6 +199,15 @@ class Settings(BaseSettings):
                                                                "a large room batches its changes for longer")
     yjs_compact_every: int = Field(200, ge=2, description="squash a document's updates after this many")
 
+    # Billing (billing/, stripelocal/). No secret key means: `make up` starts the local Stripe server
+    # (stripelocal) and fills in the key, API base and webhook secret, as it does for PostgreSQL.
+    stripe_secret_key: SecretStr | None = Field(None, description="sk_test_/sk_live_ key; unset: the local server")
+    stripe_api_base: str | None = Field(None, description="Stripe API base URL; None: Stripe's own (api.stripe.com)")
+    stripe_webhook_secret: SecretStr | None = Field(None, description="whsec_ signing secret of our webhook endpoint")
+    stripe_webhook_tolerance_s: int = Field(300, ge=1, description="oldest Stripe-Signature timestamp accepted")
+    stripe_local_port: int = Field(12111, ge=1, le=65535, description="port of the embedded local Stripe server")
+    stripe_max_network_retries: int = Field(2, ge=0, description="SDK retries of a failed call (same idempotency key)")
+
     # Feature flags: a flag missing here is off.
     features: dict[str, bool] = Field(default_factory=lambda: {"search": True, "registration": True})
 
