@@ -24,7 +24,8 @@ from audio import decode, fingerprint, repository
 from audio.decode import AudioInfo
 from audio.delivery import MediaIndex
 from audio.pipeline import Outputs
-from billing.entitlements import media_entitlement
+from billing.entitlements import FREE, media_entitlement
+from billing.subscriptions import plan_of
 from catalog.artists import require_artist_owner
 from catalog.tracks import get_track, require_album_of
 from verseflow.db import transaction
@@ -219,13 +220,16 @@ async def track_view(pool: asyncpg.Pool, settings: Settings, who: Principal | No
                                   "created_at", "artist_name", "album_title", "analysis", "error")}
     view["matches"] = await repository.matches_of(pool, track_id) if track["status"] == "ready" else []
     view["job"] = await repository.job_of(pool, track_id) if track["owned"] else None
-    view["streams"] = stream_links(settings, who, track) if track["status"] == "ready" and who else None
+    if track["status"] == "ready" and who:
+        view["streams"] = stream_links(settings, who, track, plan=await plan_of(pool, settings, who.user_id))
+    else:
+        view["streams"] = None
     return view
 
 
-def stream_links(settings: Settings, who: Principal, track: dict[str, Any]) -> dict[str, Any]:
-    """Signed URLs for the rungs ``who`` may receive (``billing/entitlements.py`` decides which)."""
-    entitlement = media_entitlement(who, owns_track=track["owned"])
+def stream_links(settings: Settings, who: Principal, track: dict[str, Any], *, plan: str = FREE) -> dict[str, Any]:
+    """Signed URLs for the rungs ``who`` may receive under ``plan`` (``billing/entitlements.py`` decides which)."""
+    entitlement = media_entitlement(who, owns_track=track["owned"], plan=plan)
     available = set(track["media"]["index"]["aac"]) | set(track["media"]["index"]["mp3"])
     rungs = frozenset(entitlement.rungs & available)
     expires = int(time.time() + settings.media_url_ttl_s + (track["duration_s"] or 0))

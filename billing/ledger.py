@@ -20,6 +20,7 @@ Accounts (one per code and currency, created on first use):
 | ``royalty_pool`` | expense | the artists' share of a month's revenue (royalty runs) |
 | ``royalties_payable:<artist>`` | liability | owed to one artist until paid out |
 | ``platform_share`` | equity | what VerseFlow keeps |
+| ``customer_credit`` | liability | credit Stripe holds for a customer (a downgrade's proration) |
 
 Entries are idempotent by ``source_key`` (``stripe:invoice.paid:in_...``): posting the same source
 twice records it once, so redelivered webhooks and retried jobs never count money twice.
@@ -45,10 +46,11 @@ STRIPE_FEES = "stripe_fees"
 REFUNDS = "refunds"
 ROYALTY_POOL = "royalty_pool"
 PLATFORM_SHARE = "platform_share"
+CUSTOMER_CREDIT = "customer_credit"
 
 _KINDS = {
     STRIPE_BALANCE: "asset", STRIPE_FEES: "expense", REFUNDS: "contra_revenue", ROYALTY_POOL: "expense",
-    PLATFORM_SHARE: "equity", "revenue": "revenue", "royalties_payable": "liability",
+    PLATFORM_SHARE: "equity", CUSTOMER_CREDIT: "liability", "revenue": "revenue", "royalties_payable": "liability",
 }
 _PARAMETRIZED = {"revenue", "royalties_payable"}
 _CODE = re.compile(r"^[a-z_]+(:[A-Za-z0-9_-]+)?$")
@@ -124,6 +126,25 @@ def subscription_payment(*, source_key: str, plan: str, currency: str, amount: i
         postings += [Posting(STRIPE_FEES, fee), Posting(STRIPE_BALANCE, -fee)]
     return JournalEntry(source_key, f"subscription payment ({plan})", currency, tuple(postings), occurred_at,
                         dict(metadata or {}))
+
+
+def invoice_payment(*, source_key: str, currency: str, amount_paid: int, fee: int, revenue_by_plan: Mapping[str, int],
+                    occurred_at: datetime, metadata: Mapping[str, Any] | None = None) -> JournalEntry | None:
+    """A paid invoice whose lines may span plans and prorations; None when no money or revenue moved.
+
+    Revenue is booked per plan from the invoice lines (a proration credit reduces its plan's revenue);
+    the difference between the lines and what was charged is customer credit used (or created).
+    """
+    postings = [Posting(STRIPE_BALANCE, amount_paid)] if amount_paid else []
+    postings += [Posting(revenue(plan), -amount) for plan, amount in sorted(revenue_by_plan.items()) if amount]
+    credit_used = sum(revenue_by_plan.values()) - amount_paid
+    if credit_used:
+        postings.append(Posting(CUSTOMER_CREDIT, credit_used))
+    if fee:
+        postings += [Posting(STRIPE_FEES, fee), Posting(STRIPE_BALANCE, -fee)]
+    if len(postings) < 2:
+        return None
+    return JournalEntry(source_key, "invoice paid", currency, tuple(postings), occurred_at, dict(metadata or {}))
 
 
 def refund(*, source_key: str, currency: str, amount: int, occurred_at: datetime,

@@ -21,6 +21,7 @@ from serve_deployments.routes import (
     app_passwords,
     artists,
     auth,
+    billing,
     fingerprint,
     health,
     playlists,
@@ -41,7 +42,7 @@ from verseflow.settings import Settings, get_settings
 
 ROUTERS = [health.router, auth.router, users.router, artists.router, tracks.router, playlists.router,
            search.router, rooms.router, fingerprint.router, plays.router, uploads.router,
-           app_passwords.router, subsonic.router, recommendations.router]
+           app_passwords.router, subsonic.router, recommendations.router, billing.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

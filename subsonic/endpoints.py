@@ -18,6 +18,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from audio import service as audio
+from billing.subscriptions import plan_of
 from catalog import playlists
 from subsonic import browse, ids, library, media, similar
 from subsonic.auth import Caller
@@ -300,7 +301,8 @@ async def stream(call: Call) -> Payload:
     """The MP3 rung ``maxBitRate`` and the caller's entitlement allow (HTTP Range is served)."""
     item = ids.decode(call.params.require("id"), "track")
     track = await audio.visible_track(call.pool, call.who, item.uuid)
-    rung = media.mp3_rung(track, call.who, call.params.integer("maxBitRate", 0, low=0))
+    plan = await plan_of(call.pool, call.settings, call.who.user_id)
+    rung = media.mp3_rung(track, call.who, call.params.integer("maxBitRate", 0, low=0), plan=plan)
     return Binary("audio/mpeg", key=media.rung_key(track, rung))
 
 
@@ -308,7 +310,7 @@ async def download(call: Call) -> Payload:
     """The best rung the caller may have (the uploaded source is the artist's, not a listener's)."""
     item = ids.decode(call.params.require("id"), "track")
     track = await audio.visible_track(call.pool, call.who, item.uuid)
-    rung = media.mp3_rung(track, call.who, None)
+    rung = media.mp3_rung(track, call.who, None, plan=await plan_of(call.pool, call.settings, call.who.user_id))
     safe = "".join(c for c in track["title"] if c.isalnum() or c in " -_")[:100].strip() or "track"
     return Binary("audio/mpeg", key=media.rung_key(track, rung), filename=f"{safe}.mp3")
 

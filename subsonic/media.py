@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 
 from accounts.model import Principal
-from billing.entitlements import media_entitlement
+from billing.entitlements import FREE, media_entitlement
 from subsonic.protocol import NOT_FOUND, SubsonicError
 
 
-def mp3_rung(track: dict[str, Any], who: Principal, max_kbps: int | None) -> str:
+def mp3_rung(track: dict[str, Any], who: Principal, max_kbps: int | None, *, plan: str = FREE) -> str:
     """The best MP3 rung within the entitlement and ``max_kbps`` (0 or None: no limit); the lowest
     allowed one when even that is above the limit."""
     media = track.get("media") or {}
     available = set(media.get("index", {}).get("mp3", ()))
-    allowed = available & media_entitlement(who, owns_track=track["owned"]).rungs
+    allowed = available & media_entitlement(who, owns_track=track["owned"], plan=plan).rungs
     if track["status"] != "ready" or not allowed:
         raise SubsonicError(NOT_FOUND, "this song has no audio you may stream")
     by_rate = sorted(allowed, key=lambda name: int(name.split("_")[1]))

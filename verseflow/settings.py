@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_s: int = Field(300, ge=1, description="oldest Stripe-Signature timestamp accepted")
     stripe_local_port: int = Field(12111, ge=1, le=65535, description="port of the embedded local Stripe server")
     stripe_max_network_retries: int = Field(2, ge=0, description="SDK retries of a failed call (same idempotency key)")
+    billing_currency: str = Field("eur", pattern=r"^[a-z]{3}$", description="currency of the plans' prices")
+    billing_premium_amount: int = Field(999, ge=50, description="premium's monthly price in minor units")
+    billing_family_amount: int = Field(1599, ge=50, description="family's monthly price in minor units")
+    billing_past_due_grace_s: int = Field(3 * 86400, ge=0, description="a past_due subscription keeps its plan "
+                                                                       "this long after the failed payment")
 
     # Feature flags: a flag missing here is off.
     features: dict[str, bool] = Field(default_factory=lambda: {"search": True, "registration": True})

@@ -1,0 +1,452 @@
+"""Subscribing through Stripe, and applying what Stripe tells us: use cases as plain async functions.
+
+Rules that make double billing impossible:
+- Every mutating Stripe call carries our own idempotency key derived from the state it changes
+  (``vf-customer-<user>``, ``vf-subscribe-<user>-<generation>-<payment method>``,
+  ``vf-change-<subscription>-<price>-<row version>``...), so a retried or concurrent request replays
+  the first call's answer instead of creating a second customer, subscription or charge.
+- Stripe is the source of truth for a subscription: whatever arrives (our own call's answer, a
+  webhook in any order, a duplicate), we re-read the subscription from the API under a per-subscription
+  lock and store that, so a stale event can never overwrite a newer state.
+- A webhook's state change, its ledger entries, its outbox event and the record of its event id commit
+  in one transaction: a crash before commit leaves nothing (Stripe retries), a crash after commit
+  makes the retry a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import stripe
+
+from accounts.model import Principal
+from billing import entitlements, ledger
+from billing.entitlements import FREE, PAID_PLANS
+from verseflow.db import transaction
+from verseflow.errors import Conflict, DomainError, InvalidInput, MalformedRequest, NotFound
+from verseflow.events.outbox import emit
+from verseflow.settings import Settings
+
+LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete", "unpaid", "paused")
+
+
+class PaymentDeclined(DomainError):
+    """Stripe refused the payment (a declined card): HTTP 402, with Stripe's decline code."""
+
+    status, title = 402, "Payment declined"
+
+
+class BillingUnavailable(DomainError):
+    """Stripe could not be reached or answered an unexpected error: try again later."""
+
+    status, title = 503, "Billing unavailable"
+
+
+# --------------------------------------------------------------------------- Stripe client
+
+_clients: dict[tuple[str, str | None], stripe.StripeClient] = {}
+
+
+def stripe_client(settings: Settings) -> stripe.StripeClient:
+    """One SDK client per key and API base; the local server's base when ``make up`` started it."""
+    if settings.stripe_secret_key is None:
+        raise BillingUnavailable("billing is not configured (no VERSEFLOW_STRIPE_SECRET_KEY)")
+    key = (settings.stripe_secret_key.get_secret_value(), settings.stripe_api_base)
+    if key not in _clients:
+        _clients[key] = stripe.StripeClient(
+            key[0], base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
+            max_network_retries=settings.stripe_max_network_retries,
+            http_client=stripe.HTTPXClient(allow_sync_methods=True))
+    return _clients[key]
+
+
+def _declined(error: stripe.CardError) -> PaymentDeclined:
+    return PaymentDeclined(error.user_message or "the card was declined", code=error.code,
+                           decline_code=getattr(error.error, "decline_code", None))
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject (or None) as a plain dict: StripeObjects are not dicts in stripe 16."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj or {})
+
+
+def _key(*parts: object) -> str:
+    text = "-".join(str(p) for p in parts)
+    return text if len(text) <= 200 else "vf-" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- plans and prices
+
+@dataclass(frozen=True)
+class PlanPrice:
+    plan: str
+    price_id: str
+    currency: str
+    unit_amount: int
+    interval: str = "month"
+
+
+def plan_amounts(settings: Settings) -> dict[str, int]:
+    return {entitlements.PREMIUM: settings.billing_premium_amount, entitlements.FAMILY: settings.billing_family_amount}
+
+
+async def ensure_catalog(pool: asyncpg.Pool, client: stripe.StripeClient, settings: Settings) -> dict[str, PlanPrice]:
+    """The Stripe Product and monthly Price of each paid plan, created once (by lookup key) and remembered.
+
+    The lookup key names plan, currency and amount, so changing a price setting makes a new Price
+    and leaves existing subscribers on theirs, as Stripe recommends.
+    """
+    currency = settings.billing_currency
+    wanted = {plan: f"verseflow_{plan}_{currency}_{amount}_month" for plan, amount in plan_amounts(settings).items()}
+    found = await client.v1.prices.list_async(params={"lookup_keys": list(wanted.values()), "limit": 100})
+    by_key = {p.lookup_key: p for p in found.data}
+    result: dict[str, PlanPrice] = {}
+    for plan, lookup_key in wanted.items():
+        price = by_key.get(lookup_key)
+        if price is None:
+            product_id = f"verseflow_{plan}"
+            try:
+                await client.v1.products.retrieve_async(product_id)
+            except stripe.InvalidRequestError:
+                await client.v1.products.create_async(
+                    params={"id": product_id, "name": f"VerseFlow {plan.title()}",
+                            "metadata": {"verseflow_plan": plan}},
+                    options={"idempotency_key": _key("vf-product", product_id)})
+            price = await client.v1.prices.create_async(
+                params={"product": product_id, "currency": currency, "unit_amount": plan_amounts(settings)[plan],
+                        "recurring": {"interval": "month"}, "lookup_key": lookup_key,
+                        "metadata": {"verseflow_plan": plan}},
+                options={"idempotency_key": _key("vf-price", lookup_key)})
+        result[plan] = PlanPrice(plan, price.id, price.currency, price.unit_amount, price.recurring.interval)
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO billing_prices (stripe_price_id, plan, currency, unit_amount, interval)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stripe_price_id) DO NOTHING",
+            [(p.price_id, p.plan, p.currency, p.unit_amount, p.interval) for p in result.values()])
+    return result
+
+
+async def _plan_of_price(conn: asyncpg.Connection, client: stripe.StripeClient, price_id: str) -> str:
+    plan = await conn.fetchval("SELECT plan FROM billing_prices WHERE stripe_price_id = $1", price_id)
+    if plan is None:
+        price = await client.v1.prices.retrieve_async(price_id)
+        plan = _plain(price.metadata).get("verseflow_plan") or "other"
+        await conn.execute(
+            "INSERT INTO billing_prices (stripe_price_id, plan, currency, unit_amount, interval)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stripe_price_id) DO NOTHING",
+            price.id, plan, price.currency, price.unit_amount, price.recurring.interval if price.recurring else "once")
+    return plan
+
+
+# --------------------------------------------------------------------------- reading our state
+
+async def plan_of(pool: asyncpg.Pool | asyncpg.Connection, settings: Settings, user_id: uuid.UUID,
+                  *, now: datetime | None = None) -> str:
+    """The plan ``user_id``'s newest subscription grants now (``free`` without one): what entitlements use."""
+    row = await pool.fetchrow("SELECT plan, status, past_due_since FROM billing_subscriptions WHERE user_id = $1"
+                              " ORDER BY started_at DESC LIMIT 1", user_id)
+    if row is None:
+        return FREE
+    return entitlements.effective_plan(row["plan"], row["status"], past_due_since=row["past_due_since"],
+                                       now=now or datetime.now(UTC),
+                                       grace=timedelta(seconds=settings.billing_past_due_grace_s))
+
+
+async def _live_row(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM billing_subscriptions WHERE user_id = $1 AND status = ANY($2::text[])"
+                               " ORDER BY started_at DESC LIMIT 1", user_id, list(LIVE_STATUSES))
+
+
+def _ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value else None
+
+
+# --------------------------------------------------------------------------- applying Stripe's state
+
+async def apply_subscription(conn: asyncpg.Connection, client: stripe.StripeClient, subscription_id: str,
+                             ) -> tuple[str, str] | None:
+    """Re-read one subscription from Stripe and store it, in the caller's transaction.
+
+    A transaction-scoped advisory lock per subscription orders concurrent appliers, and each reads
+    Stripe after taking it, so the last to commit wrote the newest state whatever the events' order.
+    Returns (plan before, plan after) as Stripe statuses grant them, or None if it is not ours.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing:' || $1))", subscription_id)
+    sub = await client.v1.subscriptions.retrieve_async(subscription_id)
+    user_id = _plain(sub.metadata).get("user_id")
+    if not user_id:
+        return None
+    item = sub["items"].data[0]
+    plan = await _plan_of_price(conn, client, item.price.id)
+    before = await conn.fetchrow("SELECT * FROM billing_subscriptions WHERE stripe_subscription_id = $1", sub.id)
+    past_due_since = None
+    if sub.status == "past_due":
+        past_due_since = before["past_due_since"] if before and before["past_due_since"] else datetime.now(UTC)
+    await conn.execute(
+        """INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, plan, status, stripe_price_id, currency,
+               unit_amount, interval, current_period_start, current_period_end, cancel_at_period_end, past_due_since,
+               started_at, ended_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+           ON CONFLICT (stripe_subscription_id) DO UPDATE SET plan = EXCLUDED.plan, status = EXCLUDED.status,
+               stripe_price_id = EXCLUDED.stripe_price_id, currency = EXCLUDED.currency,
+               unit_amount = EXCLUDED.unit_amount, interval = EXCLUDED.interval,
+               current_period_start = EXCLUDED.current_period_start, current_period_end = EXCLUDED.current_period_end,
+               cancel_at_period_end = EXCLUDED.cancel_at_period_end, past_due_since = EXCLUDED.past_due_since,
+               ended_at = EXCLUDED.ended_at, updated_at = clock_timestamp()""",
+        sub.id, uuid.UUID(user_id), plan, sub.status, item.price.id, item.price.currency, item.price.unit_amount,
+        item.price.recurring.interval, _ts(item.current_period_start), _ts(item.current_period_end),
+        bool(sub.cancel_at_period_end), past_due_since, _ts(sub.start_date), _ts(sub.ended_at))
+    old = (before["plan"], before["status"]) if before else (FREE, "none")
+    changed = (before is None or old != (plan, sub.status)
+               or before["cancel_at_period_end"] != sub.cancel_at_period_end)
+    if changed:
+        await emit(conn, "billing.subscription_changed", user_id, user_id=user_id, subscription=sub.id, plan=plan,
+                   status=sub.status, previous_plan=old[0], previous_status=old[1],
+                   cancel_at_period_end=bool(sub.cancel_at_period_end))
+    return old[0] if old[1] in entitlements.ENTITLED_STATUSES else FREE, (
+        plan if sub.status in entitlements.ENTITLED_STATUSES else FREE)
+
+
+# --------------------------------------------------------------------------- use cases
+
+async def _customer_for(pool: asyncpg.Pool, client: stripe.StripeClient, who: Principal,
+                        test_clock: str | None) -> str:
+    existing = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1", who.user_id)
+    if existing:
+        return existing
+    email = await pool.fetchval("SELECT email FROM users WHERE id = $1", who.user_id)
+    params: dict[str, Any] = {"email": email, "metadata": {"user_id": str(who.user_id)}}
+    if test_clock:
+        params["test_clock"] = test_clock
+    customer = await client.v1.customers.create_async(params=params,
+                                                      options={"idempotency_key": _key("vf-customer", who.user_id)})
+    await pool.execute("INSERT INTO billing_customers (user_id, stripe_customer_id) VALUES ($1, $2)"
+                       " ON CONFLICT (user_id) DO NOTHING", who.user_id, customer.id)
+    return await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1", who.user_id)
+
+
+async def subscribe(pool: asyncpg.Pool, settings: Settings, who: Principal, *, plan: str,
+                    payment_method: str | None = None, test_clock: str | None = None) -> dict[str, Any]:
+    """Subscribe ``who`` to ``plan``, paying the first invoice now; the same request again is a no-op."""
+    if plan not in PAID_PLANS:
+        raise InvalidInput(f"plan must be one of {', '.join(PAID_PLANS)}")
+    client = stripe_client(settings)
+    prices = await ensure_catalog(pool, client, settings)
+    live = await _live_row(pool, who.user_id)
+    if live is not None and live["status"] not in ("incomplete",):
+        if live["plan"] == plan:
+            return await subscription_view(pool, settings, who)
+        raise Conflict(f"already subscribed to {live['plan']}: change the plan instead",
+                       subscription=live["stripe_subscription_id"])
+    customer_id = await _customer_for(pool, client, who, test_clock)
+    try:
+        method_id = None
+        if payment_method:
+            attached = await client.v1.payment_methods.attach_async(
+                payment_method, params={"customer": customer_id},
+                options={"idempotency_key": _key("vf-attach", who.user_id, payment_method)})
+            method_id = attached.id
+            await client.v1.customers.update_async(
+                customer_id, params={"invoice_settings": {"default_payment_method": method_id}},
+                options={"idempotency_key": _key("vf-default-method", who.user_id, method_id)})
+        generation = await pool.fetchval("SELECT count(*) FROM billing_subscriptions WHERE user_id = $1 AND"
+                                         " status <> ALL($2::text[])", who.user_id, list(LIVE_STATUSES))
+        sub = await client.v1.subscriptions.create_async(
+            params={"customer": customer_id, "items": [{"price": prices[plan].price_id}],
+                    "payment_behavior": "error_if_incomplete", "metadata": {"user_id": str(who.user_id)}},
+            options={"idempotency_key": _key("vf-subscribe", who.user_id, generation, method_id or "default")})
+    except stripe.CardError as error:
+        raise _declined(error) from None
+    except stripe.IdempotencyError:
+        raise Conflict("another subscription request for this account is in progress with other parameters") from None
+    except stripe.StripeError as error:
+        raise BillingUnavailable(f"Stripe: {error.user_message or error}") from None
+    async with transaction(pool) as conn:
+        await apply_subscription(conn, client, sub.id)
+    return await subscription_view(pool, settings, who)
+
+
+async def subscription_view(pool: asyncpg.Pool, settings: Settings, who: Principal) -> dict[str, Any]:
+    """What ``GET /v1/me/subscription`` shows: plan granted now, Stripe status, period, the next invoice."""
+    row = await pool.fetchrow("SELECT * FROM billing_subscriptions WHERE user_id = $1 ORDER BY started_at DESC"
+                              " LIMIT 1", who.user_id)
+    view: dict[str, Any] = {"plan": await plan_of(pool, settings, who.user_id), "subscription": None,
+                            "next_invoice": None}
+    if row is None:
+        return view
+    view["subscription"] = {
+        "id": row["stripe_subscription_id"], "plan": row["plan"], "status": row["status"],
+        "current_period_start": row["current_period_start"], "current_period_end": row["current_period_end"],
+        "cancel_at_period_end": row["cancel_at_period_end"], "past_due_since": row["past_due_since"],
+        "price": {"amount": row["unit_amount"], "currency": row["currency"], "interval": row["interval"]},
+    }
+    if row["status"] in LIVE_STATUSES and not row["cancel_at_period_end"]:
+        try:
+            preview = await stripe_client(settings).v1.invoices.create_preview_async(
+                params={"subscription": row["stripe_subscription_id"]})
+            view["next_invoice"] = {"amount_due": preview.amount_due, "currency": preview.currency,
+                                    "date": _ts(preview.next_payment_attempt or preview.period_end)}
+        except stripe.StripeError:
+            view["next_invoice"] = None  # the view still answers when Stripe does not
+    return view
+
+
+async def _require_live(pool: asyncpg.Pool, who: Principal) -> asyncpg.Record:
+    row = await _live_row(pool, who.user_id)
+    if row is None:
+        raise NotFound("no active subscription")
+    return row
+
+
+async def change_plan(pool: asyncpg.Pool, settings: Settings, who: Principal, *, plan: str) -> dict[str, Any]:
+    """Move to another plan: an upgrade is prorated and charged now, a downgrade credits the next invoice."""
+    if plan not in PAID_PLANS:
+        raise InvalidInput(f"plan must be one of {', '.join(PAID_PLANS)}")
+    row = await _require_live(pool, who)
+    if row["plan"] == plan:
+        return await subscription_view(pool, settings, who)
+    client = stripe_client(settings)
+    prices = await ensure_catalog(pool, client, settings)
+    upgrade = prices[plan].unit_amount > row["unit_amount"]
+    sub = await client.v1.subscriptions.retrieve_async(row["stripe_subscription_id"])
+    try:
+        await client.v1.subscriptions.update_async(
+            row["stripe_subscription_id"],
+            params={"items": [{"id": sub["items"].data[0].id, "price": prices[plan].price_id}],
+                    "proration_behavior": "always_invoice" if upgrade else "create_prorations",
+                    "payment_behavior": "error_if_incomplete"},
+            options={"idempotency_key": _key("vf-change", row["stripe_subscription_id"], row["stripe_price_id"],
+                                             prices[plan].price_id, row["updated_at"].timestamp())})
+    except stripe.CardError as error:
+        raise _declined(error) from None
+    except stripe.StripeError as error:
+        raise BillingUnavailable(f"Stripe: {error.user_message or error}") from None
+    async with transaction(pool) as conn:
+        await apply_subscription(conn, client, row["stripe_subscription_id"])
+    return await subscription_view(pool, settings, who)
+
+
+async def set_cancel_at_period_end(pool: asyncpg.Pool, settings: Settings, who: Principal,
+                                   cancel: bool) -> dict[str, Any]:
+    """Cancel at the end of the paid period (``cancel``), or resume a subscription set to cancel."""
+    row = await _require_live(pool, who)
+    if row["cancel_at_period_end"] != cancel:
+        client = stripe_client(settings)
+        try:
+            await client.v1.subscriptions.update_async(
+                row["stripe_subscription_id"], params={"cancel_at_period_end": cancel},
+                options={"idempotency_key": _key("vf-cancel" if cancel else "vf-resume", row["stripe_subscription_id"],
+                                                 row["updated_at"].timestamp())})
+        except stripe.StripeError as error:
+            raise BillingUnavailable(f"Stripe: {error.user_message or error}") from None
+        async with transaction(pool) as conn:
+            await apply_subscription(conn, client, row["stripe_subscription_id"])
+    return await subscription_view(pool, settings, who)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.updated",
+                       "customer.subscription.deleted")
+INVOICE_EVENTS = ("invoice.paid", "invoice.payment_failed", "invoice.payment_action_required")
+
+
+def verify(settings: Settings, payload: bytes, signature: str | None) -> stripe.Event:
+    """The event, if ``Stripe-Signature`` signs this exact body with our secret within the tolerance."""
+    if settings.stripe_webhook_secret is None:
+        raise BillingUnavailable("no webhook secret configured (VERSEFLOW_STRIPE_WEBHOOK_SECRET)")
+    if not signature:
+        raise MalformedRequest("missing Stripe-Signature header")
+    try:
+        return stripe.Webhook.construct_event(payload, signature, settings.stripe_webhook_secret.get_secret_value(),
+                                              tolerance=settings.stripe_webhook_tolerance_s)
+    except stripe.SignatureVerificationError:
+        raise MalformedRequest("invalid Stripe-Signature (wrong signature, or its timestamp is outside the "
+                               "tolerance)") from None
+    except ValueError:
+        raise MalformedRequest("the body is not a Stripe event") from None
+
+
+async def handle_webhook(pool: asyncpg.Pool, settings: Settings, payload: bytes, signature: str | None) -> str:
+    """Verify, de-duplicate and apply one delivery; returns what happened (``applied``, ``duplicate``, ``ignored``)."""
+    event = verify(settings, payload, signature)
+    client = stripe_client(settings)
+    async with transaction(pool) as conn:
+        first = await conn.fetchval(
+            "INSERT INTO billing_webhook_events (stripe_event_id, type, created) VALUES ($1, $2, $3)"
+            " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING true", event.id, event.type, _ts(event.created))
+        if not first:
+            return "duplicate"
+        obj = event.data.object
+        if event.type in SUBSCRIPTION_EVENTS:
+            applied = await apply_subscription(conn, client, obj.id)
+            return "applied" if applied is not None else "ignored"
+        if event.type in INVOICE_EVENTS:
+            return await _invoice_event(conn, client, event)
+        if event.type == "charge.refunded":
+            return await _refunds(conn, client, obj.id)
+        return "ignored"
+
+
+def _subscription_of_invoice(invoice: Any) -> str | None:
+    parent = _plain(invoice).get("parent") or {}
+    return (parent.get("subscription_details") or {}).get("subscription")
+
+
+async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, event: stripe.Event) -> str:
+    invoice = await client.v1.invoices.retrieve_async(event.data.object.id, params={"expand": ["payments"]})
+    sub_id = _subscription_of_invoice(invoice)
+    if sub_id:
+        await apply_subscription(conn, client, sub_id)
+    customer_user = await conn.fetchval("SELECT user_id FROM billing_customers WHERE stripe_customer_id = $1",
+                                        invoice.customer)
+    if event.type != "invoice.paid":
+        await emit(conn, "billing.payment_failed", customer_user, user_id=customer_user, invoice=invoice.id,
+                   action_required=event.type == "invoice.payment_action_required")
+        return "applied"
+    if invoice.status != "paid":
+        return "ignored"
+    fee = 0
+    for payment in invoice.payments.data:
+        if payment.status == "paid" and _plain(payment.payment).get("payment_intent"):
+            intent = await client.v1.payment_intents.retrieve_async(
+                payment.payment.payment_intent, params={"expand": ["latest_charge.balance_transaction"]})
+            fee += intent.latest_charge.balance_transaction.fee
+    by_plan: dict[str, int] = {}
+    lines = invoice.lines.data
+    if invoice.lines.has_more:
+        lines = [line async for line in (await client.v1.invoices.line_items.list_async(
+            invoice.id, params={"limit": 100})).auto_paging_iter_async()]
+    for line in lines:
+        price = ((_plain(line).get("pricing") or {}).get("price_details") or {}).get("price")
+        plan = await _plan_of_price(conn, client, price) if price else "other"
+        by_plan[plan] = by_plan.get(plan, 0) + line.amount
+    entry = ledger.invoice_payment(source_key=f"stripe:invoice.paid:{invoice.id}", currency=invoice.currency,
+                                   amount_paid=invoice.amount_paid, fee=fee, revenue_by_plan=by_plan,
+                                   occurred_at=_ts(invoice.status_transitions.paid_at) or datetime.now(UTC),
+                                   metadata={"invoice": invoice.id, "subscription": sub_id,
+                                             "customer": invoice.customer})
+    if entry is not None and await ledger.post(conn, entry):
+        await emit(conn, "billing.invoice_paid", customer_user, user_id=customer_user, invoice=invoice.id,
+                   amount_paid=invoice.amount_paid, currency=invoice.currency)
+    return "applied"
+
+
+async def _refunds(conn: asyncpg.Connection, client: stripe.StripeClient, charge_id: str) -> str:
+    """Book every refund of a charge not booked yet (Stripe does not embed refunds in charge events any more)."""
+    refunds = await client.v1.refunds.list_async(params={"charge": charge_id, "limit": 100})
+    for refund in refunds.data:
+        if refund.status not in ("succeeded", "pending"):
+            continue
+        entry = ledger.refund(source_key=f"stripe:refund:{refund.id}", currency=refund.currency,
+                              amount=refund.amount, occurred_at=_ts(refund.created) or datetime.now(UTC),
+                              metadata={"refund": refund.id, "charge": charge_id})
+        if await ledger.post(conn, entry):
+            await emit(conn, "billing.refunded", charge_id, refund=refund.id, charge=charge_id, amount=refund.amount,
+                       currency=refund.currency)
+    return "applied"

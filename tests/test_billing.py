@@ -1,0 +1,311 @@
+"""Subscribing, plan changes and Stripe webhooks end to end: the real ``stripe`` SDK against the local
+Stripe server, the real app (in-process) on real PostgreSQL and Redis. Webhooks are the exact signed
+deliveries the server made, captured by a receiver and handed to the app (so tests choose order,
+duplicates and timing)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from billing import ledger, subscriptions
+from billing.entitlements import ALL_RUNGS, STANDARD_RUNGS
+from stripelocal import LocalStripe, sign
+from tests.conftest import Api
+from tests.stripe_support import WebhookSink, client_for, wait_for
+
+WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def sink():
+    receiver = WebhookSink()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def stripe_server(sink):
+    server = LocalStripe(webhook_url=sink.url, webhook_secret=WEBHOOK_SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sdk(stripe_server):
+    return client_for(stripe_server, max_network_retries=0)
+
+
+@pytest.fixture(scope="module")
+def billing_settings(settings, stripe_server):
+    from pydantic import SecretStr
+
+    return settings.model_copy(update={"stripe_secret_key": SecretStr(stripe_server.api_key),
+                                       "stripe_api_base": stripe_server.url,
+                                       "stripe_webhook_secret": SecretStr(WEBHOOK_SECRET)})
+
+
+@pytest.fixture(scope="module")
+async def billing_app(billing_settings, pool):
+    from serve_deployments.app import create_app
+
+    application = create_app(billing_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def http(billing_app):
+    transport = httpx.ASGITransport(app=billing_app, client=("10.0.0.2", 12345))
+    async with httpx.AsyncClient(transport=transport, base_url="http://verseflow.test") as client:
+        yield client
+
+
+class Webhooks:
+    """Hands the server's signed deliveries to the app, each once unless a test says otherwise."""
+
+    def __init__(self, server: LocalStripe, sink: WebhookSink, http: httpx.AsyncClient) -> None:
+        self.server, self.sink, self.http = server, sink, http
+
+    def settle(self) -> list[dict]:
+        """Every delivery of every event so far (waits for the server to have sent them all)."""
+        wanted = {e["id"] for e in self.server.engine.events}
+        wait_for(lambda: wanted <= {d["headers"].get("Stripe-Signature") and _event_id(d) for d in self.sink.received})
+        return list(self.sink.received)
+
+    async def send(self, delivery: dict) -> httpx.Response:
+        return await self.http.post("/v1/billing/stripe/webhook", content=delivery["body"],
+                                    headers={"Stripe-Signature": delivery["headers"]["Stripe-Signature"],
+                                             "Content-Type": "application/json"})
+
+    async def deliver_new(self, *, reverse: bool = False) -> list[str]:
+        deliveries = [d for d in self.settle() if not d.get("sent")]
+        for delivery in deliveries:
+            delivery["sent"] = True
+        results = []
+        for delivery in reversed(deliveries) if reverse else deliveries:
+            response = await self.send(delivery)
+            assert response.status_code == 200, response.text
+            results.append(response.json()["result"])
+        return results
+
+
+def _event_id(delivery: dict) -> str:
+    import json
+
+    return json.loads(delivery["body"])["id"]
+
+
+@pytest.fixture
+def hooks(stripe_server, sink, http):
+    return Webhooks(stripe_server, sink, http)
+
+
+async def listener(http: httpx.AsyncClient) -> dict:
+    return await Api(http).user("listener")
+
+
+async def test_subscribe_pays_once_and_shows_the_subscription(http, sdk, hooks, pool):
+    user = await listener(http)
+    me = await http.get("/v1/me/subscription", headers=user["headers"])
+    assert me.json() == {"plan": "free", "subscription": None, "next_invoice": None}
+    made = await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
+                           headers=user["headers"])
+    assert made.status_code == 200, made.text
+    body = made.json()
+    assert body["plan"] == "premium" and body["subscription"]["status"] == "active"
+    assert body["next_invoice"]["amount_due"] == 999 and body["next_invoice"]["currency"] == "eur"
+    again = await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
+                            headers=user["headers"])
+    assert again.json()["subscription"]["id"] == body["subscription"]["id"]
+    other = await http.post("/v1/billing/subscription", json={"plan": "family"}, headers=user["headers"])
+    assert other.status_code == 409
+    customer = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1",
+                                   uuid.UUID(user["id"]))
+    assert len([c for c in sdk.v1.charges.list(params={"customer": customer}).data if c.paid]) == 1
+
+    await hooks.deliver_new()
+    async with pool.acquire() as conn:
+        invoices = await ledger.entries_for(conn, "stripe:invoice.paid:")
+        mine = [e for e in invoices if e["metadata"]["customer"] == customer]
+        assert len(mine) == 1
+        assert (await ledger.trial_balance(conn)).get("eur", 0) == 0
+
+
+async def test_a_declined_card_is_a_402_and_grants_nothing(http):
+    user = await listener(http)
+    refused = await http.post("/v1/billing/subscription", json={"plan": "premium",
+                                                                "payment_method": "pm_card_chargeDeclined"},
+                              headers=user["headers"])
+    assert refused.status_code == 402
+    assert refused.json()["decline_code"] == "generic_decline"
+    failing = await http.post("/v1/billing/subscription", json={"plan": "premium",
+                                                                "payment_method": "pm_card_chargeCustomerFail"},
+                              headers=user["headers"])
+    assert failing.status_code == 402
+    assert (await http.get("/v1/me/subscription", headers=user["headers"])).json()["plan"] == "free"
+    ok = await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
+                         headers=user["headers"])
+    assert ok.status_code == 200 and ok.json()["plan"] == "premium"
+
+
+async def test_the_same_subscribe_request_sent_concurrently_makes_one_subscription_and_one_charge(http, sdk, pool):
+    user = await listener(http)
+    request = {"plan": "family", "payment_method": "pm_card_visa"}
+    answers = await asyncio.gather(*[http.post("/v1/billing/subscription", json=request, headers=user["headers"])
+                                     for _ in range(4)])
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert len({a.json()["subscription"]["id"] for a in answers}) == 1
+    customer = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1",
+                                   uuid.UUID(user["id"]))
+    assert len(sdk.v1.subscriptions.list(params={"customer": customer, "status": "all"}).data) == 1
+    assert len([c for c in sdk.v1.charges.list(params={"customer": customer}).data if c.paid]) == 1
+    assert len(sdk.v1.customers.list(params={"email": user["email"]}).data) == 1
+
+
+async def test_upgrade_downgrade_cancel_and_resume(http, hooks, pool):
+    user = await listener(http)
+    await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
+                    headers=user["headers"])
+    up = await http.patch("/v1/billing/subscription", json={"plan": "family"}, headers=user["headers"])
+    assert up.status_code == 200, up.text
+    assert up.json()["plan"] == "family" and up.json()["subscription"]["price"]["amount"] == 1599
+    down = await http.patch("/v1/billing/subscription", json={"plan": "premium"}, headers=user["headers"])
+    assert down.json()["plan"] == "premium"
+    # the downgrade's credit (unused family time) is on the next invoice, charged only then
+    assert down.json()["next_invoice"]["amount_due"] < 999
+    cancel = await http.post("/v1/billing/subscription/cancel", headers=user["headers"])
+    body = cancel.json()
+    assert body["subscription"]["cancel_at_period_end"] and body["plan"] == "premium" and body["next_invoice"] is None
+    resumed = await http.post("/v1/billing/subscription/resume", headers=user["headers"])
+    assert not resumed.json()["subscription"]["cancel_at_period_end"]
+
+    await hooks.deliver_new()
+    customer = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1",
+                                   uuid.UUID(user["id"]))
+    async with pool.acquire() as conn:
+        entries = [e for e in await ledger.entries_for(conn, "stripe:invoice.paid:")
+                   if e["metadata"]["customer"] == customer]
+        assert len(entries) == 2  # the first month, and the upgrade's prorated invoice
+        postings = await conn.fetch(
+            "SELECT a.code, p.amount FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id"
+            " WHERE p.entry_id = $1", entries[1]["id"])
+        codes = {r["code"]: r["amount"] for r in postings}
+        assert codes["revenue:family"] < 0 and codes["revenue:premium"] > 0  # upgrade: premium credited back
+        assert (await ledger.trial_balance(conn)).get("eur", 0) == 0
+
+
+async def test_forged_stale_replayed_duplicated_and_reordered_webhooks(http, hooks, pool, billing_settings):
+    user = await listener(http)
+    await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
+                    headers=user["headers"])
+    deliveries = [d for d in hooks.settle() if not d.get("sent")]
+    for d in deliveries:
+        d["sent"] = True
+    sample = deliveries[-1]
+    forged = await http.post("/v1/billing/stripe/webhook", content=sample["body"].replace(b'"livemode": false',
+                                                                                       b'"livemode": true'),
+                             headers={"Stripe-Signature": sample["headers"]["Stripe-Signature"]})
+    assert forged.status_code == 400
+    stale = await http.post("/v1/billing/stripe/webhook", content=sample["body"],
+                            headers={"Stripe-Signature": sign(sample["body"].decode(), WEBHOOK_SECRET,
+                                                              int(time.time()) - 301)})
+    assert stale.status_code == 400
+    unsigned = await http.post("/v1/billing/stripe/webhook", content=sample["body"])
+    assert unsigned.status_code == 400
+
+    # newest first, each twice: the outcome is the same as in order, once
+    results = []
+    for delivery in reversed(deliveries):
+        for _ in range(2):
+            response = await hooks.send(delivery)
+            assert response.status_code == 200
+            results.append(response.json()["result"])
+    assert results.count("duplicate") == len(deliveries)
+    replay = await hooks.send(deliveries[0])
+    assert replay.json()["result"] == "duplicate"
+    row = await pool.fetchrow("SELECT plan, status FROM billing_subscriptions WHERE user_id = $1",
+                              uuid.UUID(user["id"]))
+    assert tuple(row) == ("premium", "active")
+    customer = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1",
+                                   uuid.UUID(user["id"]))
+    async with pool.acquire() as conn:
+        assert len([e for e in await ledger.entries_for(conn, "stripe:invoice.paid:")
+                    if e["metadata"]["customer"] == customer]) == 1
+        assert (await ledger.trial_balance(conn)).get("eur", 0) == 0
+
+
+async def test_a_failed_renewal_keeps_the_plan_for_the_grace_period_then_recovers(http, sdk, hooks, pool,
+                                                                                   billing_settings):
+    from accounts.model import Principal, Role
+    from audio.service import stream_links
+
+    user = await listener(http)
+    who = Principal(uuid.UUID(user["id"]), Role.LISTENER)
+    clock = sdk.v1.test_helpers.test_clocks.create(params={"frozen_time": int(time.time())})
+    await subscriptions.subscribe(pool, billing_settings, who, plan="premium", payment_method="pm_card_visa",
+                                  test_clock=clock.id)
+    track = {"id": uuid.uuid4(), "owned": False, "duration_s": 10, "media_prefix": "media/abc",
+             "media": {"index": {"aac": ["aac64", "aac128", "aac256"], "mp3": ["mp3_128", "mp3_320"]},
+                       "files": {"hls": "m.m3u8", "dash": "m.mpd", "mp3_128": "128.mp3", "mp3_320": "320.mp3",
+                                 "waveform-256": "w.json"}}}
+
+    async def rungs(now: datetime | None = None) -> set[str]:
+        plan = await subscriptions.plan_of(pool, billing_settings, who.user_id, now=now)
+        return set(stream_links(billing_settings, who, track, plan=plan)["rungs"])
+
+    assert await rungs() == set(ALL_RUNGS)
+    customer = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1", who.user_id)
+    failing = sdk.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer})
+    sdk.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": failing.id}})
+    sdk.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": clock.frozen_time + 32 * 86400})
+    await hooks.deliver_new(reverse=True)
+    view = (await http.get("/v1/me/subscription", headers=user["headers"])).json()
+    assert view["subscription"]["status"] == "past_due" and view["plan"] == "premium"  # within the grace period
+    assert await rungs() == set(ALL_RUNGS)
+    later = datetime.now(UTC) + timedelta(seconds=billing_settings.billing_past_due_grace_s + 1)
+    assert await rungs(later) == set(STANDARD_RUNGS)  # after it: AAC 256 and MP3 320 are gone
+
+    invoice = sdk.v1.invoices.list(params={"customer": customer, "status": "open"}).data[0]
+    good = sdk.v1.payment_methods.attach("pm_card_visa", params={"customer": customer})
+    sdk.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": good.id}})
+    sdk.v1.invoices.pay(invoice.id)
+    await hooks.deliver_new()
+    assert (await http.get("/v1/me/subscription", headers=user["headers"])).json()["subscription"]["status"] == "active"
+    assert await rungs(later) == set(ALL_RUNGS)
+
+    sdk.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": failing.id}})
+    now = sdk.v1.test_helpers.test_clocks.retrieve(clock.id).frozen_time
+    sdk.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": now + 52 * 86400})  # dunning ends
+    await hooks.deliver_new()
+    final = (await http.get("/v1/me/subscription", headers=user["headers"])).json()
+    assert final["subscription"]["status"] == "canceled" and final["plan"] == "free"
+    assert await rungs() == set(STANDARD_RUNGS)
+    async with pool.acquire() as conn:
+        assert (await ledger.trial_balance(conn)).get("eur", 0) == 0
+
+
+async def test_refunds_are_booked_once(http, sdk, hooks, pool):
+    user = await listener(http)
+    await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
+                    headers=user["headers"])
+    customer = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1",
+                                   uuid.UUID(user["id"]))
+    charge = next(c for c in sdk.v1.charges.list(params={"customer": customer}).data if c.paid)
+    sdk.v1.refunds.create(params={"charge": charge.id, "amount": 300})
+    await hooks.deliver_new()
+    sdk.v1.refunds.create(params={"charge": charge.id, "amount": 200})
+    await hooks.deliver_new()
+    async with pool.acquire() as conn:
+        booked = [e for e in await ledger.entries_for(conn, "stripe:refund:") if e["metadata"]["charge"] == charge.id]
+        assert len(booked) == 2
+        amounts = await conn.fetch(
+            "SELECT p.amount FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id"
+            " WHERE a.code = 'refunds' AND p.entry_id = ANY($1::uuid[]) ORDER BY p.amount", [e["id"] for e in booked])
+        assert [r["amount"] for r in amounts] == [200, 300]
+        assert (await ledger.trial_balance(conn)).get("eur", 0) == 0
