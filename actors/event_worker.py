@@ -12,6 +12,7 @@ share their groups and sweeps and prunes skip rows another one holds.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable
 
 import asyncpg
@@ -21,7 +22,9 @@ from redis.asyncio import Redis
 
 from accounts import registration, sessions
 from accounts import retention as accounts_retention
+from actors.room_host import notify_user
 from audio import resumable
+from billing import subscriptions
 from ml import interactions, training, trending
 from verseflow import logs
 from verseflow.db import create_pool
@@ -45,6 +48,8 @@ def consumer_groups(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> lis
         Consumer(pool, redis, settings, group="accounts.registration", handlers=registration.handlers(pool)),
         Consumer(pool, redis, settings, group="accounts.sessions", handlers=sessions.handlers(redis, settings)),
         Consumer(pool, redis, settings, group=interactions.GROUP, handlers=interactions.handlers(settings)),
+        Consumer(pool, redis, settings, group="billing.notify",
+                 handlers=subscriptions.handlers(settings, functools.partial(notify_user, settings))),
     ]
 
 

@@ -15,8 +15,10 @@ Rules that make double billing impossible:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,10 +29,13 @@ import stripe
 from accounts.model import Principal
 from billing import entitlements, ledger
 from billing.entitlements import FREE, PAID_PLANS
+from verseflow import logs
 from verseflow.db import transaction
 from verseflow.errors import Conflict, DomainError, InvalidInput, MalformedRequest, NotFound
-from verseflow.events.outbox import emit
+from verseflow.events.outbox import Event, emit
 from verseflow.settings import Settings
+
+log = logs.get_logger("billing.subscriptions")
 
 LIVE_STATUSES = ("active", "trialing", "past_due", "incomplete", "unpaid", "paused")
 
@@ -68,6 +73,26 @@ def stripe_client(settings: Settings) -> stripe.StripeClient:
 def _declined(error: stripe.CardError) -> PaymentDeclined:
     return PaymentDeclined(error.user_message or "the card was declined", code=error.code,
                            decline_code=getattr(error.error, "decline_code", None))
+
+
+def _stripe_failure(error: stripe.StripeError) -> DomainError:
+    """Stripe refused what the caller sent (422, Stripe's words), or could not be used now (503)."""
+    if isinstance(error, stripe.InvalidRequestError):
+        return InvalidInput(f"Stripe: {error.user_message or error}", param=error.param)
+    return BillingUnavailable(f"Stripe: {error.user_message or error}")
+
+
+@contextlib.contextmanager
+def calling_stripe() -> Iterator[None]:
+    """Stripe's errors as domain errors: 402 declined, 409 idempotency clash, 422 refused input, 503 unavailable."""
+    try:
+        yield
+    except stripe.CardError as error:
+        raise _declined(error) from None
+    except stripe.IdempotencyError:
+        raise Conflict("another request for this account is in progress with other parameters") from None
+    except stripe.StripeError as error:
+        raise _stripe_failure(error) from None
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -236,15 +261,15 @@ async def subscribe(pool: asyncpg.Pool, settings: Settings, who: Principal, *, p
     if plan not in PAID_PLANS:
         raise InvalidInput(f"plan must be one of {', '.join(PAID_PLANS)}")
     client = stripe_client(settings)
-    prices = await ensure_catalog(pool, client, settings)
-    live = await _live_row(pool, who.user_id)
-    if live is not None and live["status"] not in ("incomplete",):
-        if live["plan"] == plan:
-            return await subscription_view(pool, settings, who)
-        raise Conflict(f"already subscribed to {live['plan']}: change the plan instead",
-                       subscription=live["stripe_subscription_id"])
-    customer_id = await _customer_for(pool, client, who, test_clock)
-    try:
+    with calling_stripe():
+        prices = await ensure_catalog(pool, client, settings)
+        live = await _live_row(pool, who.user_id)
+        if live is not None and live["status"] != "incomplete":
+            if live["plan"] == plan:
+                return await subscription_view(pool, settings, who)
+            raise Conflict(f"already subscribed to {live['plan']}: change the plan instead",
+                           subscription=live["stripe_subscription_id"])
+        customer_id = await _customer_for(pool, client, who, test_clock)
         method_id = None
         if payment_method:
             attached = await client.v1.payment_methods.attach_async(
@@ -260,14 +285,8 @@ async def subscribe(pool: asyncpg.Pool, settings: Settings, who: Principal, *, p
             params={"customer": customer_id, "items": [{"price": prices[plan].price_id}],
                     "payment_behavior": "error_if_incomplete", "metadata": {"user_id": str(who.user_id)}},
             options={"idempotency_key": _key("vf-subscribe", who.user_id, generation, method_id or "default")})
-    except stripe.CardError as error:
-        raise _declined(error) from None
-    except stripe.IdempotencyError:
-        raise Conflict("another subscription request for this account is in progress with other parameters") from None
-    except stripe.StripeError as error:
-        raise BillingUnavailable(f"Stripe: {error.user_message or error}") from None
-    async with transaction(pool) as conn:
-        await apply_subscription(conn, client, sub.id)
+        async with transaction(pool) as conn:
+            await apply_subscription(conn, client, sub.id)
     return await subscription_view(pool, settings, who)
 
 
@@ -311,10 +330,10 @@ async def change_plan(pool: asyncpg.Pool, settings: Settings, who: Principal, *,
     if row["plan"] == plan:
         return await subscription_view(pool, settings, who)
     client = stripe_client(settings)
-    prices = await ensure_catalog(pool, client, settings)
-    upgrade = prices[plan].unit_amount > row["unit_amount"]
-    sub = await client.v1.subscriptions.retrieve_async(row["stripe_subscription_id"])
-    try:
+    with calling_stripe():
+        prices = await ensure_catalog(pool, client, settings)
+        upgrade = prices[plan].unit_amount > row["unit_amount"]
+        sub = await client.v1.subscriptions.retrieve_async(row["stripe_subscription_id"])
         await client.v1.subscriptions.update_async(
             row["stripe_subscription_id"],
             params={"items": [{"id": sub["items"].data[0].id, "price": prices[plan].price_id}],
@@ -322,12 +341,8 @@ async def change_plan(pool: asyncpg.Pool, settings: Settings, who: Principal, *,
                     "payment_behavior": "error_if_incomplete"},
             options={"idempotency_key": _key("vf-change", row["stripe_subscription_id"], row["stripe_price_id"],
                                              prices[plan].price_id, row["updated_at"].timestamp())})
-    except stripe.CardError as error:
-        raise _declined(error) from None
-    except stripe.StripeError as error:
-        raise BillingUnavailable(f"Stripe: {error.user_message or error}") from None
-    async with transaction(pool) as conn:
-        await apply_subscription(conn, client, row["stripe_subscription_id"])
+        async with transaction(pool) as conn:
+            await apply_subscription(conn, client, row["stripe_subscription_id"])
     return await subscription_view(pool, settings, who)
 
 
@@ -337,15 +352,13 @@ async def set_cancel_at_period_end(pool: asyncpg.Pool, settings: Settings, who: 
     row = await _require_live(pool, who)
     if row["cancel_at_period_end"] != cancel:
         client = stripe_client(settings)
-        try:
+        with calling_stripe():
             await client.v1.subscriptions.update_async(
                 row["stripe_subscription_id"], params={"cancel_at_period_end": cancel},
                 options={"idempotency_key": _key("vf-cancel" if cancel else "vf-resume", row["stripe_subscription_id"],
                                                  row["updated_at"].timestamp())})
-        except stripe.StripeError as error:
-            raise BillingUnavailable(f"Stripe: {error.user_message or error}") from None
-        async with transaction(pool) as conn:
-            await apply_subscription(conn, client, row["stripe_subscription_id"])
+            async with transaction(pool) as conn:
+                await apply_subscription(conn, client, row["stripe_subscription_id"])
     return await subscription_view(pool, settings, who)
 
 
@@ -376,6 +389,11 @@ async def handle_webhook(pool: asyncpg.Pool, settings: Settings, payload: bytes,
     """Verify, de-duplicate and apply one delivery; returns what happened (``applied``, ``duplicate``, ``ignored``)."""
     event = verify(settings, payload, signature)
     client = stripe_client(settings)
+    with calling_stripe():  # Stripe unreachable: 503, nothing committed, Stripe delivers again later
+        return await _apply_event(pool, client, event)
+
+
+async def _apply_event(pool: asyncpg.Pool, client: stripe.StripeClient, event: stripe.Event) -> str:
     async with transaction(pool) as conn:
         first = await conn.fetchval(
             "INSERT INTO billing_webhook_events (stripe_event_id, type, created) VALUES ($1, $2, $3)"
@@ -450,3 +468,31 @@ async def _refunds(conn: asyncpg.Connection, client: stripe.StripeClient, charge
             await emit(conn, "billing.refunded", charge_id, refund=refund.id, charge=charge_id, amount=refund.amount,
                        currency=refund.currency)
     return "applied"
+
+
+# --------------------------------------------------------------------------- pushing changes to sessions
+
+Notify = Callable[[uuid.UUID, str, dict[str, Any]], Awaitable[object]]
+
+
+def handlers(settings: Settings, notify: Notify) -> dict[str, list[Callable[[asyncpg.Connection, Event],
+                                                                             Awaitable[None]]]]:
+    """Event consumers: a plan change reaches the user's open sessions as a ``notify``.
+
+    The stream grant needs no push (each grant asks ``plan_of``); the notify lets a player switch to
+    the rungs it may now use without waiting for its next grant.
+    """
+
+    async def on_subscription_changed(conn: asyncpg.Connection, event: Event) -> None:
+        user_id = uuid.UUID(event.payload["user_id"])
+        plan = await plan_of(conn, settings, user_id)
+        data = {"plan": plan, "status": event.payload["status"], "subscription": event.payload["subscription"],
+                "cancel_at_period_end": event.payload["cancel_at_period_end"],
+                "rungs": sorted(entitlements.PLAN_RUNGS[plan] if plan in entitlements.PLAN_RUNGS
+                                else entitlements.STANDARD_RUNGS)}
+        try:
+            await notify(user_id, "subscription.changed", data)
+        except Exception:  # noqa: BLE001 - best effort: a user with no session, or hosts restarting
+            log.warning("could not notify a subscription change", extra={"user_id": str(user_id)})
+
+    return {"billing.subscription_changed": [on_subscription_changed]}

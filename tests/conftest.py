@@ -3,7 +3,8 @@
 PostgreSQL: a fresh database per run on the server named by ``VERSEFLOW_DATABASE_URL`` (CI's
 localhost server by default), dropped afterwards; if no server answers, an embedded one.
 Redis: ``VERSEFLOW_REDIS_URL`` (localhost by default) with a per-run key prefix; if none answers,
-an embedded one. Ray: started once, lazily, by the tests that need it.
+an embedded one. Stripe: the local server (``stripelocal``) in a thread on a free port.
+Ray: started once, lazily, by the tests that need it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def services() -> Iterator[dict[str, str]]:
         redis_url = embedded_redis.start()
         stoppers.append(embedded_redis.stop)
 
+    # Stripe: the local server (stripelocal), as `make up` runs it when no key is configured.
+    from stripelocal import LocalStripe
+
+    stripe_local = LocalStripe().start()
+    stoppers.append(stripe_local.stop)
+
     database = f"vf_test_{RUN_ID}"
     asyncio.run(_admin(admin_url, f"CREATE DATABASE {database}"))
     env = {
@@ -80,6 +87,9 @@ def services() -> Iterator[dict[str, str]]:
         "VERSEFLOW_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
         "VERSEFLOW_VAR_DIR": str(scratch / "var"),
         "VERSEFLOW_ENVIRONMENT": "test",
+        "VERSEFLOW_STRIPE_SECRET_KEY": stripe_local.api_key,
+        "VERSEFLOW_STRIPE_API_BASE": stripe_local.url,
+        "VERSEFLOW_STRIPE_WEBHOOK_SECRET": "whsec_" + uuid.uuid4().hex,
         # Every in-process request comes from one address; the per-IP limit has its own test.
         "VERSEFLOW_LOGIN_ATTEMPTS_PER_IP": "1000000",
         # Realtime: small bounds so limits are reachable in seconds (each has its own test).

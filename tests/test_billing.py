@@ -309,3 +309,28 @@ async def test_refunds_are_booked_once(http, sdk, hooks, pool):
             " WHERE a.code = 'refunds' AND p.entry_id = ANY($1::uuid[]) ORDER BY p.amount", [e["id"] for e in booked])
         assert [r["amount"] for r in amounts] == [200, 300]
         assert (await ledger.trial_balance(conn)).get("eur", 0) == 0
+
+
+async def test_a_plan_change_is_pushed_to_the_users_sessions_as_a_notify(http, pool, billing_settings):
+    from verseflow.events.outbox import Event
+
+    user = await listener(http)
+    await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
+                    headers=user["headers"])
+    await http.post("/v1/billing/subscription/cancel", headers=user["headers"])
+    rows = await pool.fetch("SELECT * FROM outbox WHERE type = 'billing.subscription_changed' AND aggregate_id = $1"
+                            " ORDER BY seq", user["id"])
+    assert [(r["payload"]["plan"], r["payload"]["status"], r["payload"]["cancel_at_period_end"]) for r in rows] == [
+        ("premium", "active", False), ("premium", "active", True)]
+    told = []
+
+    async def notify(user_id, event, data):  # the port actors.room_host.notify_user fills in the event worker
+        told.append((user_id, event, data))
+
+    handler = subscriptions.handlers(billing_settings, notify)["billing.subscription_changed"][0]
+    async with pool.acquire() as conn:
+        await handler(conn, Event(type=rows[-1]["type"], payload=rows[-1]["payload"],
+                                  aggregate_id=rows[-1]["aggregate_id"]))
+    (user_id, event, data), = told
+    assert (str(user_id), event) == (user["id"], "subscription.changed")
+    assert data["plan"] == "premium" and data["cancel_at_period_end"] and "aac256" in data["rungs"]
