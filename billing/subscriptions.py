@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -390,25 +391,37 @@ async def handle_webhook(pool: asyncpg.Pool, settings: Settings, payload: bytes,
     event = verify(settings, payload, signature)
     client = stripe_client(settings)
     with calling_stripe():  # Stripe unreachable: 503, nothing committed, Stripe delivers again later
-        return await _apply_event(pool, client, event)
+        async with transaction(pool) as conn:
+            result = await _apply_event(conn, client, event)
+            _crash_point(settings, "before_commit", event, result)
+        _crash_point(settings, "after_commit", event, result)
+    return result
 
 
-async def _apply_event(pool: asyncpg.Pool, client: stripe.StripeClient, event: stripe.Event) -> str:
-    async with transaction(pool) as conn:
-        first = await conn.fetchval(
-            "INSERT INTO billing_webhook_events (stripe_event_id, type, created) VALUES ($1, $2, $3)"
-            " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING true", event.id, event.type, _ts(event.created))
-        if not first:
-            return "duplicate"
-        obj = event.data.object
-        if event.type in SUBSCRIPTION_EVENTS:
-            applied = await apply_subscription(conn, client, obj.id)
-            return "applied" if applied is not None else "ignored"
-        if event.type in INVOICE_EVENTS:
-            return await _invoice_event(conn, client, event)
-        if event.type == "charge.refunded":
-            return await _refunds(conn, client, obj.id)
-        return "ignored"
+def _crash_point(settings: Settings, step: str, event: stripe.Event, result: str) -> None:
+    """Fault injection for the crash tests: the process dies here, as a killed handler would."""
+    if settings.billing_crash_at and result != "duplicate":
+        where, _, event_type = settings.billing_crash_at.partition(":")
+        if where == step and event_type in ("", event.type):
+            log.warning("billing_crash_at: exiting", extra={"step": step, "event": event.id})
+            os._exit(70)
+
+
+async def _apply_event(conn: asyncpg.Connection, client: stripe.StripeClient, event: stripe.Event) -> str:
+    first = await conn.fetchval(
+        "INSERT INTO billing_webhook_events (stripe_event_id, type, created) VALUES ($1, $2, $3)"
+        " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING true", event.id, event.type, _ts(event.created))
+    if not first:
+        return "duplicate"
+    obj = event.data.object
+    if event.type in SUBSCRIPTION_EVENTS:
+        applied = await apply_subscription(conn, client, obj.id)
+        return "applied" if applied is not None else "ignored"
+    if event.type in INVOICE_EVENTS:
+        return await _invoice_event(conn, client, event)
+    if event.type == "charge.refunded":
+        return await _refunds(conn, client, obj.id)
+    return "ignored"
 
 
 def _subscription_of_invoice(invoice: Any) -> str | None:

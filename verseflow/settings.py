@@ -207,6 +207,9 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_s: int = Field(300, ge=1, description="oldest Stripe-Signature timestamp accepted")
     stripe_local_port: int = Field(12111, ge=1, le=65535, description="port of the embedded local Stripe server")
     stripe_max_network_retries: int = Field(2, ge=0, description="SDK retries of a failed call (same idempotency key)")
+    billing_crash_at: str = Field("", pattern=r"^((before|after)_commit(:[a-z_.]+)?)?$",
+                                  description="fault injection for tests only: the webhook handler's process "
+                                              "exits at this step (optionally only for one event type)")
     billing_currency: str = Field("eur", pattern=r"^[a-z]{3}$", description="currency of the plans' prices")
     billing_premium_amount: int = Field(999, ge=50, description="premium's monthly price in minor units")
     billing_family_amount: int = Field(1599, ge=50, description="family's monthly price in minor units")
