@@ -218,6 +218,51 @@ async def _request_version(settings: Settings) -> int:
         await pool.close()
 
 
+# --- verseflow royalties: the monthly run ---------------------------------------------------------
+
+
+def cmd_royalties(args: argparse.Namespace) -> int:
+    """Run a month's royalties as a Ray task (joining the running platform's Ray, else a local one)."""
+    import ray
+
+    from actors.royalties import run_royalties
+    from verseflow.errors import DomainError
+
+    try:
+        with running_services(get_settings(), redis=False, create=False) as settings:
+            model = args.model or settings.royalty_model
+            if settings.ray_address:
+                ray.init(address=settings.ray_address, logging_level="WARNING", log_to_driver=False)
+            else:
+                try:  # the running platform's Ray (make up), else a local one for this command
+                    ray.init(address="auto", logging_level="WARNING", log_to_driver=False)
+                except ConnectionError:
+                    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            try:
+                result = ray.get(run_royalties.remote(settings, args.month, model,
+                                                      args.currency or settings.billing_currency, args.pool,
+                                                      model == settings.royalty_model))
+            finally:
+                ray.shutdown()
+    except (DomainError, ServicesMissing) as exc:
+        print(f"verseflow royalties run: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+def _royalties_parser(sub: argparse._SubParsersAction) -> None:
+    royalties = sub.add_parser("royalties", help="monthly artist royalty statements")
+    actions = royalties.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="compute a month's statements (idempotent: a re-run changes nothing)")
+    run.add_argument("--month", required=True, help="YYYY-MM")
+    run.add_argument("--model", choices=["pro_rata", "user_centric", "artist_centric"],
+                     help="default VERSEFLOW_ROYALTY_MODEL; only that model's run is booked in the ledger")
+    run.add_argument("--currency", help="default VERSEFLOW_BILLING_CURRENCY")
+    run.add_argument("--pool", type=int, help="pool in minor units (default: the revenue share from the ledger)")
+    royalties.set_defaults(func=cmd_royalties)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 
@@ -235,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     recs_actions = recs.add_subparsers(dest="action", required=True)
     recs_actions.add_parser("train", help="train a new model version now (a Ray task) and wait for it")
     recs.set_defaults(func=cmd_recs)
+    _royalties_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

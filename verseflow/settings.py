@@ -210,6 +210,10 @@ class Settings(BaseSettings):
     billing_crash_at: str = Field("", pattern=r"^((before|after)_commit(:[a-z_.]+)?)?$",
                                   description="fault injection for tests only: the webhook handler's process "
                                               "exits at this step (optionally only for one event type)")
+    royalty_model: Literal["pro_rata", "user_centric", "artist_centric"] = Field(
+        "pro_rata", description="how the royalty pool is split (billing/royalties.py); only its run is booked")
+    royalty_pool_share_bp: int = Field(7000, ge=0, le=10_000, description="share of a month's net subscription "
+                                                                          "revenue paid to artists, basis points")
     billing_currency: str = Field("eur", pattern=r"^[a-z]{3}$", description="currency of the plans' prices")
     billing_premium_amount: int = Field(999, ge=50, description="premium's monthly price in minor units")
     billing_family_amount: int = Field(1599, ge=50, description="family's monthly price in minor units")

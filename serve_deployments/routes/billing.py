@@ -1,15 +1,18 @@
-"""``/v1/billing/...`` and ``/v1/me/subscription``: subscribing through Stripe, and Stripe's webhooks.
+"""``/v1/billing/...``, ``/v1/me/subscription`` and artists' statements: subscribing through Stripe,
+Stripe's webhooks, royalty statements.
 
 Thin: every rule is in ``billing/subscriptions.py``. The webhook route reads the raw body, because
 Stripe's signature covers the exact bytes sent.
 """
 
+import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from billing import subscriptions
+from billing import royalties, subscriptions
 from serve_deployments.deps import Ctx, CurrentUser
 
 router = APIRouter(tags=["billing"])
@@ -73,3 +76,15 @@ async def stripe_webhook(request: Request, ctx: Ctx,
     """Stripe's event deliveries: verified, recorded once, applied with their ledger entries in one transaction."""
     result = await subscriptions.handle_webhook(ctx.pool, ctx.settings, await request.body(), stripe_signature)
     return WebhookOut(result=result)
+
+
+@router.get("/v1/artists/{artist_id}/statements", response_model=list[dict[str, Any]],
+            responses={200: {"content": {"text/csv": {}}}})
+async def artist_statements(artist_id: uuid.UUID, ctx: Ctx, who: CurrentUser,
+                            format: Annotated[Literal["json", "csv"], Query()] = "json"):
+    """The artist's monthly royalty statements (lines per track, minor units), for its owner; CSV with format=csv."""
+    items = await royalties.statements(ctx.pool, owner_id=who.user_id, is_admin=who.is_admin, artist_id=artist_id)
+    if format == "csv":
+        return PlainTextResponse(royalties.statements_csv(items), media_type="text/csv",
+                                 headers={"Content-Disposition": f'attachment; filename="statements-{artist_id}.csv"'})
+    return items

@@ -42,3 +42,25 @@ CREATE TABLE billing_webhook_events (
     created         timestamptz NOT NULL,
     processed_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- Royalty runs (billing/royalties.py): one per month, model and currency; a re-run finds it here.
+CREATE TABLE royalty_runs (
+    id         uuid PRIMARY KEY,
+    month      date NOT NULL CHECK (extract(day FROM month) = 1),
+    model      text NOT NULL CHECK (model IN ('pro_rata', 'user_centric', 'artist_centric')),
+    currency   text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+    pool       bigint NOT NULL CHECK (pool >= 0),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (month, model, currency)
+);
+
+-- Statement lines: what one track earned its artist in one run. The lines of a run sum to its pool.
+CREATE TABLE royalty_lines (
+    run_id    uuid NOT NULL REFERENCES royalty_runs (id) ON DELETE CASCADE,
+    artist_id uuid NOT NULL REFERENCES artists (id) ON DELETE CASCADE,
+    track_id  uuid NOT NULL REFERENCES tracks (id) ON DELETE CASCADE,
+    streams   bigint NOT NULL CHECK (streams > 0),
+    amount    bigint NOT NULL CHECK (amount >= 0),
+    PRIMARY KEY (run_id, track_id)
+);
+CREATE INDEX royalty_lines_artist ON royalty_lines (artist_id, run_id);

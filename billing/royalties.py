@@ -1,0 +1,288 @@
+"""Monthly royalty statements: a pool of money split over the month's qualifying streams, per track.
+
+Three models, chosen by the operator (``VERSEFLOW_ROYALTY_MODEL``):
+- ``pro_rata``: every qualifying stream weighs the same; a track gets pool × its streams / all streams.
+- ``user_centric``: each subscriber's own contribution is split over what that subscriber streamed
+  (a user's money follows their listening); money of subscribers who streamed nothing is split
+  pro-rata, so the pool is always paid out whole.
+- ``artist_centric`` (Deezer, 2023): streams of artists with at least 1,000 streams from at least 500
+  distinct listeners in the month count double, and each user counts for at most 1,000 streams (a user
+  with n > 1,000 streams gives each stream a weight of 1,000 / n). Deezer's further rules (boosting
+  streams the listener searched for, removing noise tracks) need signals VerseFlow does not record.
+
+A qualifying stream is one play (``play_id``) that completed or reached 30 seconds. Amounts are
+apportioned by the largest-remainder method over statement lines (one per track): floors first, then
+one cent each to the largest remainders (ties by track id), so lines always sum exactly to the pool.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import asyncpg
+import numpy as np
+
+from billing import ledger
+from verseflow.errors import Forbidden, InvalidInput, NotFound
+
+MODELS = ("pro_rata", "user_centric", "artist_centric")
+QUALIFYING_MS = 30_000
+BOOST_MIN_STREAMS = 1_000
+BOOST_MIN_LISTENERS = 500
+USER_STREAM_CAP = 1_000
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Qualifying streams of one user on one track in the month."""
+
+    user_id: str
+    track_id: str
+    artist_id: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Line:
+    artist_id: str
+    track_id: str
+    streams: int
+    amount: int
+
+
+def apportion(pool: int, weights: Sequence[float] | np.ndarray, keys: Sequence[str]) -> list[int]:
+    """Largest-remainder (Hamilton) apportionment of ``pool`` minor units by ``weights``; sums to ``pool``.
+
+    Integer weights are apportioned exactly; fractional ones in float64 (the sum is exact either way).
+    Ties between equal remainders go to the smaller key, so a re-run gives the same cents.
+    """
+    if pool < 0:
+        raise InvalidInput("the pool cannot be negative")
+    w = np.asarray(weights)
+    if len(w) == 0 or pool == 0:
+        return [0] * len(w)
+    if np.issubdtype(w.dtype, np.integer):
+        total = int(w.sum())
+        if total <= 0:
+            raise InvalidInput("nothing to apportion the pool over")
+        products = [pool * int(x) for x in w]  # Python ints: exact at any size
+        floors = np.array([p // total for p in products], dtype=np.int64)
+        remainders = np.array([p % total for p in products], dtype=np.float64) / total
+    else:
+        total_f = float(w.sum())
+        if total_f <= 0:
+            raise InvalidInput("nothing to apportion the pool over")
+        exact = w.astype(np.float64) * (pool / total_f)
+        floors = np.floor(exact).astype(np.int64)
+        remainders = exact - floors
+    left = pool - int(floors.sum())
+    if left:
+        order = sorted(range(len(w)), key=lambda i: (-remainders[i], keys[i]))[:left]
+        floors[order] += 1
+    return [int(x) for x in floors]
+
+
+def _lines(pool: int, weight_by_track: Mapping[str, float], streams_by_track: Mapping[str, int],
+           artist_of: Mapping[str, str]) -> list[Line]:
+    tracks = sorted(t for t, w in weight_by_track.items() if w > 0)
+    amounts = apportion(pool, [weight_by_track[t] for t in tracks], tracks)
+    return [Line(artist_of[t], t, streams_by_track[t], a) for t, a in zip(tracks, amounts, strict=True)]
+
+
+def compute(model: str, pool: int, streams: Iterable[Streams],
+            contributions: Mapping[str, int] | None = None) -> list[Line]:
+    """Statement lines (per track) for one month under ``model``; amounts sum to ``pool``.
+
+    ``contributions`` (user-centric only) is what each subscriber paid into the pool, in minor units.
+    """
+    if model not in MODELS:
+        raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
+    rows = [s for s in streams if s.count > 0]
+    if not rows or pool == 0:
+        return []
+    artist_of = {s.track_id: s.artist_id for s in rows}
+    per_track: dict[str, int] = {}
+    per_user: dict[str, int] = {}
+    for s in rows:
+        per_track[s.track_id] = per_track.get(s.track_id, 0) + s.count
+        per_user[s.user_id] = per_user.get(s.user_id, 0) + s.count
+    if model == "pro_rata":
+        return _lines(pool, per_track, per_track, artist_of)
+    if model == "artist_centric":
+        artist_streams: dict[str, int] = {}
+        listeners: dict[str, set[str]] = {}
+        for s in rows:
+            artist_streams[s.artist_id] = artist_streams.get(s.artist_id, 0) + s.count
+            listeners.setdefault(s.artist_id, set()).add(s.user_id)
+        boosted = {a for a, n in artist_streams.items()
+                   if n >= BOOST_MIN_STREAMS and len(listeners[a]) >= BOOST_MIN_LISTENERS}
+        weights: dict[str, float] = {}
+        for s in rows:
+            cap = min(1.0, USER_STREAM_CAP / per_user[s.user_id])
+            boost = 2.0 if s.artist_id in boosted else 1.0
+            weights[s.track_id] = weights.get(s.track_id, 0.0) + s.count * cap * boost
+        return _lines(pool, weights, per_track, artist_of)
+    # user_centric
+    money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
+    if sum(money.values()) != pool:
+        raise InvalidInput("user-centric contributions must add up to the pool")
+    weights = {t: 0.0 for t in per_track}
+    for s in rows:
+        if s.user_id in money:
+            weights[s.track_id] += money[s.user_id] * s.count / per_user[s.user_id]
+    silent = sum(v for u, v in money.items() if u not in per_user)
+    all_streams = sum(per_track.values())
+    for t, n in per_track.items():
+        weights[t] += silent * n / all_streams
+    return _lines(pool, weights, per_track, artist_of)
+
+
+# --------------------------------------------------------------------------- repository and run
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    try:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput("month must be YYYY-MM") from None
+    end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+async def qualifying_streams(conn: asyncpg.Connection, month: str) -> list[Streams]:
+    """One row per (user, track): plays of the month that completed or reached 30 s, counted by play id."""
+    start, end = month_bounds(month)
+    rows = await conn.fetch(
+        """SELECT q.user_id, q.track_id, t.artist_id, count(*) AS streams
+           FROM (SELECT user_id, track_id, play_id FROM plays
+                 WHERE created_at >= $1 AND created_at < $2
+                 GROUP BY user_id, track_id, play_id
+                 HAVING bool_or(event = 'complete') OR max(position_ms) >= $3) AS q
+           JOIN tracks t ON t.id = q.track_id
+           GROUP BY q.user_id, q.track_id, t.artist_id""", start, end, QUALIFYING_MS)
+    return [Streams(str(r["user_id"]), str(r["track_id"]), str(r["artist_id"]), r["streams"]) for r in rows]
+
+
+async def month_pool(conn: asyncpg.Connection, month: str, currency: str, share_bp: int) -> tuple[int, dict[str, int]]:
+    """The pool (``share_bp`` basis points of the month's subscription revenue net of refunds) and each
+    paying user's part of it (for user-centric), from the ledger."""
+    start, end = month_bounds(month)
+    rows = await conn.fetch(
+        """SELECT bc.user_id, -sum(p.amount)::bigint AS paid
+           FROM ledger_entries e JOIN ledger_postings p ON p.entry_id = e.id
+           JOIN ledger_accounts a ON a.id = p.account_id
+           LEFT JOIN billing_customers bc ON bc.stripe_customer_id = e.metadata->>'customer'
+           WHERE a.kind = 'revenue' AND a.currency = $3 AND e.occurred_at >= $1 AND e.occurred_at < $2
+           GROUP BY bc.user_id""", start, end, currency)
+    refunds = await conn.fetchval(
+        """SELECT coalesce(sum(p.amount), 0)::bigint FROM ledger_entries e
+           JOIN ledger_postings p ON p.entry_id = e.id JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE a.code = 'refunds' AND a.currency = $3 AND e.occurred_at >= $1 AND e.occurred_at < $2""",
+        start, end, currency)
+    paid = {str(r["user_id"]): r["paid"] for r in rows if r["user_id"] is not None and r["paid"] > 0}
+    revenue = max(0, sum(r["paid"] for r in rows) - refunds)
+    pool = revenue * share_bp // 10_000
+    users = sorted(paid)
+    parts = apportion(pool, [paid[u] for u in users], users) if users and pool else []
+    return pool, dict(zip(users, parts, strict=True))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: uuid.UUID
+    month: str
+    model: str
+    currency: str
+    pool: int
+    lines: int
+    created: bool  # False: the month was already run under this model (nothing changed)
+
+
+async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str, share_bp: int,
+                    pool_override: int | None = None, post_to_ledger: bool = True) -> RunResult:
+    """Compute and store a month's statements once; a re-run returns the stored run unchanged.
+
+    The run, its lines and (for the operator's model) the ledger entry owing each artist commit together.
+    """
+    if model not in MODELS:
+        raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
+    start, end = month_bounds(month)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('royalties:' || $1 || $2 || $3))",
+                           month, model, currency)
+        existing = await conn.fetchrow("SELECT id, pool FROM royalty_runs WHERE month = $1 AND model = $2"
+                                       " AND currency = $3", start.date(), model, currency)
+        if existing:
+            count = await conn.fetchval("SELECT count(*) FROM royalty_lines WHERE run_id = $1", existing["id"])
+            return RunResult(existing["id"], month, model, currency, existing["pool"], count, False)
+        computed_pool, contributions = await month_pool(conn, month, currency, share_bp)
+        amount = computed_pool if pool_override is None else pool_override
+        if pool_override is not None and contributions:
+            users = sorted(contributions)
+            contributions = dict(zip(users, apportion(amount, [contributions[u] for u in users], users),
+                                     strict=True))
+        streams = await qualifying_streams(conn, month)
+        if model == "user_centric" and not contributions:
+            listeners = sorted({s.user_id for s in streams})
+            contributions = dict(zip(listeners, apportion(amount, [1] * len(listeners), listeners), strict=True)) \
+                if listeners else {}
+        lines = compute(model, amount, streams, contributions)
+        run_id = uuid.uuid4()
+        await conn.execute("INSERT INTO royalty_runs (id, month, model, currency, pool) VALUES ($1, $2, $3, $4, $5)",
+                           run_id, start.date(), model, currency, amount)
+        await conn.copy_records_to_table(
+            "royalty_lines", columns=["run_id", "artist_id", "track_id", "streams", "amount"],
+            records=[(run_id, uuid.UUID(line.artist_id), uuid.UUID(line.track_id), line.streams, line.amount)
+                     for line in lines])
+        if post_to_ledger and lines:
+            per_artist: dict[str, int] = {}
+            for line in lines:
+                per_artist[line.artist_id] = per_artist.get(line.artist_id, 0) + line.amount
+            entry = ledger.royalty_allocation(source_key=f"royalties:{month}:{currency}", currency=currency,
+                                              allocations=per_artist, occurred_at=end,
+                                              metadata={"run": str(run_id), "model": model})
+            await ledger.post(conn, entry)
+        return RunResult(run_id, month, model, currency, amount, len(lines), True)
+
+
+async def statements(pool: asyncpg.Pool, *, owner_id: uuid.UUID, is_admin: bool,
+                     artist_id: uuid.UUID) -> list[dict]:
+    """An artist's statements (one per run, newest first, lines per track), for its owner or an admin."""
+    owner = await pool.fetchval("SELECT owner_id FROM artists WHERE id = $1", artist_id)
+    if owner is None:
+        raise NotFound("artist not found")
+    if owner != owner_id and not is_admin:
+        raise Forbidden("only the artist's owner sees its statements")
+    rows = await pool.fetch(
+        """SELECT r.id AS run_id, r.month, r.model, r.currency, l.track_id, t.title, l.streams, l.amount
+           FROM royalty_lines l JOIN royalty_runs r ON r.id = l.run_id JOIN tracks t ON t.id = l.track_id
+           WHERE l.artist_id = $1 ORDER BY r.month DESC, r.model, t.title, l.track_id""", artist_id)
+    result: dict[uuid.UUID, dict] = {}
+    for r in rows:
+        statement = result.setdefault(r["run_id"], {"run_id": r["run_id"], "month": r["month"].strftime("%Y-%m"),
+                                                    "model": r["model"], "currency": r["currency"], "total": 0,
+                                                    "lines": []})
+        statement["lines"].append({"track_id": r["track_id"], "title": r["title"], "streams": r["streams"],
+                                   "amount": r["amount"]})
+        statement["total"] += r["amount"]
+    return list(result.values())
+
+
+def statements_csv(items: list[dict]) -> str:
+    """The statements as CSV: one row per line, amounts in minor units."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["month", "model", "currency", "track_id", "title", "streams", "amount_minor"])
+    for statement in items:
+        for line in statement["lines"]:
+            writer.writerow([statement["month"], statement["model"], statement["currency"], line["track_id"],
+                             line["title"], line["streams"], line["amount"]])
+    return out.getvalue()
+
+
+def as_date(month: str) -> date:
+    return month_bounds(month)[0].date()

@@ -1,0 +1,138 @@
+"""Royalty statements (billing/royalties.py): the three models on fixtures with known answers, exact
+sums by largest remainder, qualifying plays, idempotent runs, the ledger entry, the statements route."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from billing import ledger, royalties
+from billing.royalties import Streams
+
+
+def test_pro_rata_largest_remainder_known_answer():
+    streams = [Streams("u1", "A", "X", 3), Streams("u2", "B", "Y", 3), Streams("u2", "C", "Y", 1)]
+    lines = royalties.compute("pro_rata", 1000, streams)
+    # 1000 × 3/7 = 428.57, 428.57, 142.86: floors 998, the two cents go to C (.86) then A (tie with B, smaller id)
+    assert [(line.track_id, line.amount) for line in lines] == [("A", 429), ("B", 428), ("C", 143)]
+
+
+def test_user_centric_known_answer_money_follows_each_users_listening():
+    streams = [Streams("u1", "A", "X", 2), Streams("u1", "B", "Y", 1), Streams("u2", "C", "Y", 1)]
+    contributions = {"u1": 600, "u2": 400, "u4": 100}  # u4 paid and streamed nothing: split pro-rata
+    lines = royalties.compute("user_centric", 1100, streams, contributions)
+    assert [(line.track_id, line.amount) for line in lines] == [("A", 450), ("B", 225), ("C", 425)]
+    with pytest.raises(royalties.InvalidInput):
+        royalties.compute("user_centric", 1000, streams, contributions)
+
+
+def test_artist_centric_known_answer_boost_and_user_cap():
+    # X: 1,000 streams from 500 listeners → boosted ×2. Y: one listener with 2,000 streams → capped at 1,000.
+    streams = [Streams(f"fan{i}", "A", "X", 2) for i in range(500)] + [Streams("heavy", "B", "Y", 2000)]
+    lines = royalties.compute("artist_centric", 3000, streams)
+    assert [(line.track_id, line.streams, line.amount) for line in lines] == [("A", 1000, 2000), ("B", 2000, 1000)]
+    # one listener fewer and X is no longer boosted: 998 vs 1000
+    lines = royalties.compute("artist_centric", 1998, streams[1:])
+    assert [(line.track_id, line.amount) for line in lines] == [("A", 998), ("B", 1000)]
+
+
+@pytest.mark.parametrize("model", royalties.MODELS)
+def test_every_model_pays_exactly_the_pool_on_random_months(model):
+    rng = random.Random(7)
+    for _ in range(30):
+        users = [f"u{i}" for i in range(rng.randint(1, 40))]
+        streams = [Streams(rng.choice(users), f"t{rng.randint(0, 25)}", f"a{rng.randint(0, 6)}", rng.randint(1, 400))
+                   for _ in range(rng.randint(1, 120))]
+        pool = rng.randint(0, 10_000_000)
+        contributions = None
+        if model == "user_centric":
+            payers = sorted(set(users))
+            contributions = dict(zip(payers, royalties.apportion(pool, [rng.randint(1, 9) for _ in payers], payers),
+                                     strict=True))
+        lines = royalties.compute(model, pool, streams, contributions)
+        assert sum(line.amount for line in lines) == (pool if lines or pool == 0 else 0)
+        assert all(line.amount >= 0 for line in lines)
+
+
+async def _catalog(pool, n_tracks: int) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
+    owner, artist = uuid.uuid4(), uuid.uuid4()
+    await pool.execute("INSERT INTO users (id, email, password_hash, display_name, role) VALUES ($1, $2, 'x', 'o',"
+                       " 'artist')", owner, f"royal-{owner.hex[:8]}@example.com")
+    await pool.execute("INSERT INTO artists (id, owner_id, name) VALUES ($1, $2, 'Royal')", artist, owner)
+    tracks = [uuid.uuid4() for _ in range(n_tracks)]
+    for index, track in enumerate(tracks):
+        await pool.execute("INSERT INTO tracks (id, artist_id, title) VALUES ($1, $2, $3)", track, artist,
+                           f"Song {index}")
+    return owner, artist, tracks
+
+
+async def _listener(pool) -> uuid.UUID:
+    user = uuid.uuid4()
+    await pool.execute("INSERT INTO users (id, email, password_hash, display_name, role) VALUES ($1, $2, 'x', 'l',"
+                       " 'listener')", user, f"fan-{user.hex[:8]}@example.com")
+    return user
+
+
+async def _play(pool, user, track, at, events: list[tuple[str, int]]):
+    play_id = uuid.uuid4()
+    for event, position in events:
+        await pool.execute("INSERT INTO plays (play_id, user_id, track_id, event, position_ms, created_at)"
+                           " VALUES ($1, $2, $3, $4, $5, $6)", play_id, user, track, event, position, at)
+
+
+async def test_a_month_run_counts_qualifying_plays_is_idempotent_books_and_serves_statements(pool, api, client):
+    month = "2031-04"  # a month no other test plays in
+    at = datetime(2031, 4, 10, tzinfo=UTC)
+    owner, artist, (song_a, song_b) = await _catalog(pool, 2)
+    fan = await _listener(pool)
+    await _play(pool, fan, song_a, at, [("start", 0), ("complete", 180_000)])
+    await _play(pool, fan, song_a, at, [("start", 0), ("progress", 30_000)])          # 30 s: counts
+    await _play(pool, fan, song_b, at, [("start", 0), ("progress", 29_999)])          # 29.999 s: does not
+    await _play(pool, fan, song_b, at, [("start", 0), ("progress", 40_000), ("complete", 200_000)])  # one stream
+    await _play(pool, fan, song_b, datetime(2031, 5, 1, tzinfo=UTC), [("complete", 200_000)])       # next month
+    async with pool.acquire() as conn:
+        found = {(s.track_id, s.count) for s in await royalties.qualifying_streams(conn, month)}
+    assert found == {(str(song_a), 2), (str(song_b), 1)}
+
+    first = await royalties.run_month(pool, month=month, model="pro_rata", currency="eur", share_bp=7000,
+                                      pool_override=1001)
+    again = await royalties.run_month(pool, month=month, model="pro_rata", currency="eur", share_bp=7000,
+                                      pool_override=5)
+    assert first.created and not again.created and again.run_id == first.run_id and again.pool == 1001
+    async with pool.acquire() as conn:
+        assert await ledger.balance(conn, ledger.royalties_payable(artist), "eur") == -1001
+        assert (await ledger.trial_balance(conn)).get("eur", 0) == 0
+
+    owner_user = await api.user("artist")
+    await pool.execute("UPDATE artists SET owner_id = $1 WHERE id = $2", uuid.UUID(owner_user["id"]), artist)
+    answer = await client.get(f"/v1/artists/{artist}/statements", headers=owner_user["headers"])
+    assert answer.status_code == 200, answer.text
+    (statement,) = answer.json()
+    assert statement["month"] == month and statement["total"] == 1001
+    assert sorted((line["title"], line["streams"], line["amount"]) for line in statement["lines"]) == [
+        ("Song 0", 2, 667), ("Song 1", 1, 334)]
+    csv_answer = await client.get(f"/v1/artists/{artist}/statements?format=csv", headers=owner_user["headers"])
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    assert csv_answer.text.splitlines()[0] == "month,model,currency,track_id,title,streams,amount_minor"
+    assert len(csv_answer.text.splitlines()) == 3
+    stranger = await api.user("listener")
+    assert (await client.get(f"/v1/artists/{artist}/statements", headers=stranger["headers"])).status_code == 403
+
+
+async def test_the_run_as_a_ray_task_under_every_model(pool, settings, ray_cluster):
+    import ray
+
+    from actors.royalties import run_royalties
+
+    month = "2031-06"
+    _, artist, (song,) = await _catalog(pool, 1)
+    fan = await _listener(pool)
+    await _play(pool, fan, song, datetime(2031, 6, 3, tzinfo=UTC), [("complete", 100_000)])
+    results = ray.get([run_royalties.remote(settings, month, model, "eur", 777, False) for model in royalties.MODELS])
+    assert [(r["model"], r["pool"], r["lines"], r["created"]) for r in results] == [
+        (model, 777, 1, True) for model in royalties.MODELS]
+    async with pool.acquire() as conn:
+        assert await ledger.balance(conn, ledger.royalties_payable(artist), "eur") == 0  # not the booked model
