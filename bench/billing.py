@@ -1,0 +1,227 @@
+"""Billing throughput: webhook events handled per second, and the monthly royalty run's time.
+
+    .venv/bin/python -m bench.billing [--subscriptions 300] [--concurrency 8] [--plays 10000000] [--smoke]
+
+What runs: a fresh database on the PostgreSQL server of ``VERSEFLOW_DATABASE_URL`` (default: the local
+test server) and the local Stripe server (``python -m stripelocal``) as a process of its own.
+
+1. Webhooks: ``--subscriptions`` listeners subscribe through the SDK (customer, card, subscription:
+   11 events each). Every event the server emitted is then signed as Stripe signs it and handed to
+   ``billing.subscriptions.handle_webhook`` with ``--concurrency`` in flight: the whole path
+   (signature, de-duplication, re-reading the subscription or invoice from the API, state, ledger,
+   outbox, commit). Reported: events per second over all events, over the ones that change state
+   (subscription and invoice events), and for a second delivery of every event (duplicates).
+   Checked: the ledger balances and holds one entry per paid invoice. Target: ≥ 500 events/s.
+2. Royalties: ``--plays`` qualifying plays (Zipf-like over tracks) from 50,000 listeners over 20,000
+   tracks of 1,000 artists are inserted for one month, then ``run_month`` (pro-rata, then
+   artist-centric) is timed: the qualifying-play query, the computation and the stored lines.
+   Target: ≤ 60 s for 10 million plays.
+
+The database is dropped at the end; the exit status is 0 when everything was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlparse, urlunparse
+
+import httpx
+
+from bench.harness import ROOT, admin, free_port, say
+from billing import ledger, royalties, subscriptions
+from stripelocal import sign
+from verseflow import migrations
+from verseflow.db import create_pool
+from verseflow.settings import Settings
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DATABASE = f"vf_bench_billing_{secrets.token_hex(4)}"
+TARGET_EVENTS_PER_S = 500
+TARGET_ROYALTY_S = 60.0
+MONTH = "2026-11"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.billing")
+    parser.add_argument("--subscriptions", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--plays", type=int, default=10_000_000)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything is measured")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.subscriptions, args.plays = 10, 20_000
+    admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
+    api_key = "sk_test_bench_" + secrets.token_hex(8)
+    port = free_port()
+    stripe_process = subprocess.Popen([sys.executable, "-m", "stripelocal", "--port", str(port)], cwd=ROOT,
+                                      env={**os.environ, "STRIPELOCAL_API_KEY": api_key},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    settings = Settings(database_url=urlunparse(urlparse(admin_url)._replace(path="/" + DATABASE)),
+                        redis_url="unused://", stripe_secret_key=api_key, stripe_api_base=f"http://127.0.0.1:{port}",
+                        stripe_webhook_secret="whsec_bench_" + secrets.token_hex(8), stripe_max_network_retries=0)
+    try:
+        _wait_up(settings.stripe_api_base)
+        asyncio.run(admin(admin_url, f"CREATE DATABASE {DATABASE}"))
+        report = asyncio.run(_run(settings, args))
+    finally:
+        stripe_process.terminate()
+        stripe_process.wait(timeout=30)
+        asyncio.run(admin(admin_url, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+    for line in report:
+        print(line)
+    return 0
+
+
+def _wait_up(base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/_local/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the local Stripe server did not start")
+        time.sleep(0.1)
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> list[str]:
+    pool = await create_pool(settings, min_size=2, max_size=args.concurrency + 2)
+    try:
+        async with pool.acquire() as conn:
+            await migrations.migrate(conn)
+        lines = await _webhooks(pool, settings, args)
+        lines += await _royalties(pool, args)
+        return lines
+    finally:
+        await pool.close()
+
+
+async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[str]:
+    say(f"subscribing {args.subscriptions} listeners through the local Stripe server")
+    client = subscriptions.stripe_client(settings)
+    prices = await subscriptions.ensure_catalog(pool, client, settings)
+    users = [uuid.uuid4() for _ in range(args.subscriptions)]
+    await pool.executemany("INSERT INTO users (id, email, password_hash, display_name, role) VALUES"
+                           " ($1, $2, 'x', 'bench', 'listener')", [(u, f"{u.hex}@bench.test") for u in users])
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def subscribe(user: uuid.UUID) -> None:
+        async with gate:
+            customer = await client.v1.customers.create_async(params={"metadata": {"user_id": str(user)}})
+            method = await client.v1.payment_methods.attach_async("pm_card_visa", params={"customer": customer.id})
+            await client.v1.customers.update_async(
+                customer.id, params={"invoice_settings": {"default_payment_method": method.id}})
+            await pool.execute("INSERT INTO billing_customers (user_id, stripe_customer_id) VALUES ($1, $2)",
+                               user, customer.id)
+            await client.v1.subscriptions.create_async(params={
+                "customer": customer.id, "items": [{"price": prices["premium"].price_id}],
+                "metadata": {"user_id": str(user)}})
+
+    await asyncio.gather(*(subscribe(u) for u in users))
+    events = await _all_events(settings)
+    deliveries = []
+    for event in reversed(events):  # oldest first, as Stripe would send them
+        payload = json.dumps(event, indent=2)
+        deliveries.append((event["type"], payload.encode(), sign(payload, settings.stripe_webhook_secret
+                                                                 .get_secret_value())))
+    say(f"handling {len(deliveries)} webhook events, {args.concurrency} at a time")
+    results: list[str] = []
+
+    async def handle(body: bytes, signature: str) -> None:
+        async with gate:
+            results.append(await subscriptions.handle_webhook(pool, settings, body, signature))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(handle(body, sig) for _, body, sig in deliveries))
+    first_s = time.perf_counter() - started
+    stateful = sum(1 for kind, _, _ in deliveries
+                   if kind in subscriptions.SUBSCRIPTION_EVENTS or kind in subscriptions.INVOICE_EVENTS)
+    results.clear()
+    started = time.perf_counter()
+    await asyncio.gather(*(handle(body, sig) for _, body, sig in deliveries))
+    replay_s = time.perf_counter() - started
+    assert set(results) == {"duplicate"}, set(results)
+    async with pool.acquire() as conn:
+        balance = (await ledger.trial_balance(conn)).get(settings.billing_currency, 0)
+        booked = len(await ledger.entries_for(conn, "stripe:invoice.paid:"))
+    paid = sum(1 for kind, _, _ in deliveries if kind == "invoice.paid")
+    assert balance == 0 and booked == paid, (balance, booked, paid)
+    rate = len(deliveries) / first_s
+    return [
+        f"webhook events handled: {len(deliveries)} in {first_s:.2f} s = {rate:.0f} events/s "
+        f"(concurrency {args.concurrency}; {stateful} of them change state: {stateful / first_s:.0f}/s)",
+        f"webhook duplicates: {len(deliveries)} in {replay_s:.2f} s = {len(deliveries) / replay_s:.0f} events/s",
+        f"ledger: balanced, {booked} invoice payments booked once each",
+        f"target (≥ {TARGET_EVENTS_PER_S} events/s): {'met' if rate >= TARGET_EVENTS_PER_S else 'NOT met'}",
+    ]
+
+
+async def _all_events(settings: Settings) -> list[dict]:
+    """Every event, newest first, as the API returns them (raw JSON: the bodies Stripe would send)."""
+    headers = {"Authorization": f"Bearer {settings.stripe_secret_key.get_secret_value()}"}
+    events: list[dict] = []
+    async with httpx.AsyncClient(base_url=settings.stripe_api_base, headers=headers, timeout=30) as http:
+        after = None
+        while True:
+            page = (await http.get("/v1/events", params={"limit": 100, **({"starting_after": after} if after
+                                                                              else {})})).json()
+            events += page["data"]
+            if not page["has_more"]:
+                return events
+            after = page["data"][-1]["id"]
+
+
+async def _royalties(pool, args: argparse.Namespace) -> list[str]:
+    say(f"inserting {args.plays:,} qualifying plays for {MONTH}")
+    start, end = royalties.month_bounds(MONTH)
+    async with pool.acquire() as conn:
+        await conn.execute("""
+            INSERT INTO users (id, email, password_hash, display_name, role)
+            SELECT gen_random_uuid(), 'royal' || i || '@bench.test', 'x', 'fan', 'listener'
+            FROM generate_series(1, 50000) AS i""")
+        await conn.execute("""
+            INSERT INTO artists (id, owner_id, name)
+            SELECT gen_random_uuid(), (SELECT id FROM users LIMIT 1), 'Artist ' || i FROM generate_series(1, 1000) i""")
+        await conn.execute("""
+            INSERT INTO tracks (id, artist_id, title)
+            SELECT gen_random_uuid(), a.id, 'Track ' || i
+            FROM generate_series(1, 20000) AS i
+            JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM artists) a ON a.n = i % 1000""")
+        await conn.execute("""
+            CREATE TEMP TABLE bench_fans AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+            WHERE email LIKE 'royal%';
+            CREATE TEMP TABLE bench_tracks AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM tracks""")
+        await conn.execute(f"""
+            INSERT INTO plays (play_id, user_id, track_id, event, position_ms, created_at)
+            SELECT gen_random_uuid(), f.id, t.id, 'complete', 180000,
+                   $1::timestamptz + (random() * ($2::timestamptz - $1::timestamptz))
+            FROM (SELECT (g * 7919) % 50000 AS fan, floor(power(random(), 3) * 20000)::int AS track
+                  FROM generate_series(1, {int(args.plays)}) AS g) AS p
+            JOIN bench_fans f ON f.n = p.fan
+            JOIN bench_tracks t ON t.n = p.track""", start, end)
+        await conn.execute("ANALYZE plays")
+    lines = []
+    for model in ("pro_rata", "artist_centric"):
+        started = time.perf_counter()
+        result = await royalties.run_month(pool, month=MONTH, model=model, currency="eur", share_bp=7000,
+                                           pool_override=10_000_000, post_to_ledger=False)
+        elapsed = time.perf_counter() - started
+        total = await pool.fetchval("SELECT sum(amount) FROM royalty_lines WHERE run_id = $1", result.run_id)
+        assert total == result.pool, (total, result.pool)
+        lines.append(f"royalty run over {args.plays:,} plays ({model}): {elapsed:.1f} s, {result.lines:,} statement "
+                     f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): "
+                     f"{'met' if elapsed <= TARGET_ROYALTY_S else 'NOT met'}")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())
