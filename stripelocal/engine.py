@@ -161,6 +161,9 @@ class Engine:
     events: list[dict[str, Any]] = field(default_factory=list)
     on_event: Callable[[dict[str, Any]], None] | None = None
     _request: dict[str, Any] = field(default_factory=lambda: {"id": None, "idempotency_key": None})
+    # objects by kind: lists and the billing clock scan one kind, never every object and event
+    _kinds: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _last_tick: int = 0
 
     # ----------------------------------------------------------------- plumbing
     def get(self, kind: str, ident: Any, param: str = "id") -> dict[str, Any]:
@@ -171,7 +174,18 @@ class Engine:
 
     def store(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.objects[obj["id"]] = obj
+        self._kinds.setdefault(obj["object"], {})[obj["id"]] = obj
         return obj
+
+    def forget(self, ident: str) -> None:
+        obj = self.objects.pop(ident)
+        self._kinds.get(obj["object"], {}).pop(ident, None)
+
+    def reindex(self) -> None:
+        """Rebuild the per-kind index after ``objects`` was filled from outside (a state file)."""
+        self._kinds.clear()
+        for obj in self.objects.values():
+            self._kinds.setdefault(obj["object"], {})[obj["id"]] = obj
 
     def clock_time(self, clock_id: str | None) -> int:
         if clock_id and clock_id in self.objects:
@@ -191,14 +205,14 @@ class Engine:
             "data": data, "livemode": False, "pending_webhooks": 0, "request": dict(self._request), "type": type_,
         }
         self.events.append(event)
-        self.objects[event["id"]] = event
+        self.store(event)
         if self.on_event is not None:
             self.on_event(event)
         return event
 
     def list_of(self, kind: str, where: Callable[[dict[str, Any]], bool] = lambda _: True) -> list[dict[str, Any]]:
         """Live objects of a kind, newest first (Stripe's list order)."""
-        found = [o for o in self.objects.values() if o["object"] == kind and not o.get("deleted") and where(o)]
+        found = [o for o in self._kinds.get(kind, {}).values() if not o.get("deleted") and where(o)]
         return sorted(found, key=lambda o: (o.get("created", 0), o.get("_seq", 0)), reverse=True)
 
     def _seq(self) -> int:
@@ -233,8 +247,12 @@ class Engine:
         return clock
 
     def tick(self) -> None:
-        """Run what is due at wall-clock time for objects without a test clock."""
+        """Run what is due at wall-clock time for objects without a test clock (once a second at most:
+        Stripe's times are whole seconds, and scanning every subscription on each request is not free)."""
         now = int(time.time())
+        if now == self._last_tick:
+            return
+        self._last_tick = now
         while (due := self._next_due(None, now)) is not None:
             due[1]()
 
@@ -347,7 +365,7 @@ class Engine:
         pm = self._new_payment_method(pm_id) if pm_id in TEST_CARDS else self.get("payment_method", pm_id)
         spec = pm["_spec"]
         if spec["behavior"] == "decline_on_attach":
-            del self.objects[pm["id"]]
+            self.forget(pm["id"])
             raise _card_declined(spec, None)
         if pm["customer"] and pm["customer"] != cus["id"]:
             raise StripeApiError(400, "The payment method you provided has already been attached to a customer.",

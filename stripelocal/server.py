@@ -100,6 +100,7 @@ class LocalStripe:
         assert self.state_file is not None
         state = json.loads(self.state_file.read_text())
         self.engine.objects.update(state["objects"])
+        self.engine.reindex()
         self.engine.events.extend(self.engine.objects[i] for i in state["events"] if i in self.engine.objects)
         self.engine.__dict__["_counter"] = state.get("counter", 0)
         self.app.idempotency.update(state["idempotency"])

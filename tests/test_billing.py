@@ -6,6 +6,7 @@ duplicates and timing)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -96,8 +97,6 @@ class Webhooks:
 
 
 def _event_id(delivery: dict) -> str:
-    import json
-
     return json.loads(delivery["body"])["id"]
 
 
@@ -226,8 +225,9 @@ async def test_forged_stale_replayed_duplicated_and_reordered_webhooks(http, hoo
             response = await hooks.send(delivery)
             assert response.status_code == 200
             results.append(response.json()["result"])
-    assert results.count("duplicate") == len(deliveries)
-    replay = await hooks.send(deliveries[0])
+    handled = [d for d in deliveries if json.loads(d["body"])["type"] in subscriptions.HANDLED_EVENTS]
+    assert handled and results.count("duplicate") == len(handled)  # the others are ignored, each time
+    replay = await hooks.send(handled[0])
     assert replay.json()["result"] == "duplicate"
     row = await pool.fetchrow("SELECT plan, status FROM billing_subscriptions WHERE user_id = $1",
                               uuid.UUID(user["id"]))
