@@ -161,7 +161,9 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
         f"(concurrency {args.concurrency}; {stateful} of them acted on: {stateful / first_s:.0f}/s)",
         f"webhook duplicates: {len(deliveries)} in {replay_s:.2f} s = {len(deliveries) / replay_s:.0f} events/s",
         f"ledger: balanced, {booked} invoice payments booked once each",
-        f"target (≥ {TARGET_EVENTS_PER_S} events/s): {'met' if rate >= TARGET_EVENTS_PER_S else 'NOT met'}",
+        f"target (≥ {TARGET_EVENTS_PER_S} events/s through signature, dedupe, state, ledger and outbox, judged on the "
+        f"events acted on): {'met' if stateful / first_s >= TARGET_EVENTS_PER_S else 'NOT met'}"
+        f" ({rate:.0f}/s over all events)",
     ]
 
 
@@ -204,22 +206,24 @@ async def _royalties(pool, args: argparse.Namespace) -> list[str]:
             INSERT INTO plays (play_id, user_id, track_id, event, position_ms, created_at)
             SELECT gen_random_uuid(), f.id, t.id, 'complete', 180000,
                    $1::timestamptz + (random() * ($2::timestamptz - $1::timestamptz))
-            FROM (SELECT (g * 7919) % 50000 AS fan, floor(power(random(), 3) * 20000)::int AS track
+            FROM (SELECT (g::bigint * 7919) % 50000 AS fan, floor(power(random(), 3) * 20000)::int AS track
                   FROM generate_series(1, {int(args.plays)}) AS g) AS p
             JOIN bench_fans f ON f.n = p.fan
-            JOIN bench_tracks t ON t.n = p.track""", start, end)
-        await conn.execute("ANALYZE plays")
+            JOIN bench_tracks t ON t.n = p.track""", start, end, timeout=3600)
+        await conn.execute("ANALYZE plays", timeout=600)
     lines = []
     for model in ("pro_rata", "artist_centric"):
         started = time.perf_counter()
         result = await royalties.run_month(pool, month=MONTH, model=model, currency="eur", share_bp=7000,
-                                           pool_override=10_000_000, post_to_ledger=False)
+                                           pool_override=10_000_000, post_to_ledger=False, timeout_s=3600)
         elapsed = time.perf_counter() - started
         total = await pool.fetchval("SELECT sum(amount) FROM royalty_lines WHERE run_id = $1", result.run_id)
         assert total == result.pool, (total, result.pool)
+        say(f"royalty run ({model}): {elapsed:.1f} s")
+        verdict = ("met" if elapsed <= TARGET_ROYALTY_S else "NOT met") if args.plays >= 10_000_000 else \
+            "not judged below 10,000,000 plays"
         lines.append(f"royalty run over {args.plays:,} plays ({model}): {elapsed:.1f} s, {result.lines:,} statement "
-                     f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): "
-                     f"{'met' if elapsed <= TARGET_ROYALTY_S else 'NOT met'}")
+                     f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): {verdict}")
     return lines
 
 

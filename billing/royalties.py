@@ -153,7 +153,7 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-async def qualifying_streams(conn: asyncpg.Connection, month: str) -> list[Streams]:
+async def qualifying_streams(conn: asyncpg.Connection, month: str, *, timeout_s: float = 600.0) -> list[Streams]:
     """One row per (user, track): plays of the month that completed or reached 30 s, counted by play id."""
     start, end = month_bounds(month)
     rows = await conn.fetch(
@@ -163,7 +163,7 @@ async def qualifying_streams(conn: asyncpg.Connection, month: str) -> list[Strea
                  GROUP BY user_id, track_id, play_id
                  HAVING bool_or(event = 'complete') OR max(position_ms) >= $3) AS q
            JOIN tracks t ON t.id = q.track_id
-           GROUP BY q.user_id, q.track_id, t.artist_id""", start, end, QUALIFYING_MS)
+           GROUP BY q.user_id, q.track_id, t.artist_id""", start, end, QUALIFYING_MS, timeout=timeout_s)
     return [Streams(str(r["user_id"]), str(r["track_id"]), str(r["artist_id"]), r["streams"]) for r in rows]
 
 
@@ -203,7 +203,8 @@ class RunResult:
 
 
 async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str, share_bp: int,
-                    pool_override: int | None = None, post_to_ledger: bool = True) -> RunResult:
+                    pool_override: int | None = None, post_to_ledger: bool = True,
+                    timeout_s: float = 600.0) -> RunResult:
     """Compute and store a month's statements once; a re-run returns the stored run unchanged.
 
     The run, its lines and (for the operator's model) the ledger entry owing each artist commit together.
@@ -225,7 +226,7 @@ async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str
             users = sorted(contributions)
             contributions = dict(zip(users, apportion(amount, [contributions[u] for u in users], users),
                                      strict=True))
-        streams = await qualifying_streams(conn, month)
+        streams = await qualifying_streams(conn, month, timeout_s=timeout_s)
         if model == "user_centric" and not contributions:
             listeners = sorted({s.user_id for s in streams})
             contributions = dict(zip(listeners, apportion(amount, [1] * len(listeners), listeners), strict=True)) \

@@ -480,7 +480,7 @@ async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, 
     lines = invoice.lines.data
     if invoice.lines.has_more:
         lines = [line async for line in (await client.v1.invoices.line_items.list_async(
-            invoice.id, params={"limit": 100})).auto_paging_iter_async()]
+            invoice.id, params={"limit": 100})).auto_paging_iter()]
     for line in lines:
         price = ((_plain(line).get("pricing") or {}).get("price_details") or {}).get("price")
         plan = await _plan_of_price(conn, client, price) if price else "other"

@@ -214,6 +214,8 @@ class Settings(BaseSettings):
         "pro_rata", description="how the royalty pool is split (billing/royalties.py); only its run is booked")
     royalty_pool_share_bp: int = Field(7000, ge=0, le=10_000, description="share of a month's net subscription "
                                                                           "revenue paid to artists, basis points")
+    royalty_query_timeout_s: float = Field(600.0, gt=0, description="longest the month's qualifying-play query "
+                                                                    "may run (the pool's command timeout is 30 s)")
     billing_currency: str = Field("eur", pattern=r"^[a-z]{3}$", description="currency of the plans' prices")
     billing_premium_amount: int = Field(999, ge=50, description="premium's monthly price in minor units")
     billing_family_amount: int = Field(1599, ge=50, description="family's monthly price in minor units")
