@@ -223,7 +223,8 @@ async def _royalties(pool, args: argparse.Namespace) -> list[str]:
         verdict = ("met" if elapsed <= TARGET_ROYALTY_S else "NOT met") if args.plays >= 10_000_000 else \
             "not judged below 10,000,000 plays"
         lines.append(f"royalty run over {args.plays:,} plays ({model}): {elapsed:.1f} s, {result.lines:,} statement "
-                     f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): {verdict}")
+                     f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): "
+                     f"{verdict}")
     return lines
 
 
