@@ -44,6 +44,40 @@ def test_contract_flow_through_serve(http):
     assert http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
 
 
+def test_subsonic_through_serve(http):
+    """The player apps' API behind Serve's proxy: no credentials is error 10 (HTTP 200, as clients expect);
+    an app password made through /v1/ answers ok in XML and JSON, at /rest/name and /rest/name.view."""
+    import xml.etree.ElementTree as ET
+
+    from tests.subsonic_support import NS, validate
+
+    anonymous = http.get("/rest/ping.view", params={"f": "json", "v": "1.16.1", "c": "serve"})
+    assert anonymous.status_code == 200
+    validate("ping", anonymous.json())
+    assert anonymous.json()["subsonic-response"]["status"] == "failed"
+    assert anonymous.json()["subsonic-response"]["error"]["code"] == 10
+    email = f"subsonic-{uuid.uuid4().hex[:8]}@example.com"
+    assert http.post("/v1/auth/register", json={"email": email, "password": "a long password",
+                                                "display_name": "Sub"}).status_code == 201
+    tokens = http.post("/v1/auth/token", data={"username": email, "password": "a long password"}).json()
+    created = http.post("/v1/me/app-passwords", json={"name": "phone"},
+                        headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert created.status_code == 201
+    auth = {"u": created.json()["username"], "p": created.json()["password"], "v": "1.16.1", "c": "serve"}
+    for method in ("ping", "getLicense"):
+        for path in (f"/rest/{method}", f"/rest/{method}.view"):
+            answer = http.get(path, params={**auth, "f": "json"})
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/json")
+            validate(method, answer.json())
+            assert answer.json()["subsonic-response"]["status"] == "ok"
+            xml = http.get(path, params=auth)
+            assert xml.status_code == 200 and xml.headers["content-type"].startswith("text/xml")
+            root = ET.fromstring(xml.content)
+            assert root.tag == f"{NS}subsonic-response" and root.get("status") == "ok"
+    licence = http.get("/rest/getLicense", params={**auth, "f": "json"}).json()["subsonic-response"]["license"]
+    assert licence["valid"] is True
+
+
 def test_errors_are_problems_through_serve(http):
     bad = http.post("/v1/playlists", content=b"{nope", headers={"content-type": "application/json"})
     assert bad.status_code in (400, 401)
