@@ -442,6 +442,13 @@ async def save_play_queue(call: Call) -> Payload:
     return {}
 
 
+async def get_now_playing(call: Call) -> Payload:
+    """Started plays (``scrobble`` with ``submission=false``, or ``POST /v1/plays``) nothing followed
+    within ``VERSEFLOW_SUBSONIC_NOW_PLAYING_MINUTES``: the caller's own, everyone's for an admin."""
+    entries = await library.now_playing(call.pool, call.who, call.settings.subsonic_now_playing_minutes)
+    return {"nowPlaying": {"entry": entries}}
+
+
 METHODS: dict[str, Handler] = {
     "ping": ping,
     "getLicense": get_license,
@@ -486,6 +493,7 @@ METHODS: dict[str, Handler] = {
     "deletePlaylist": delete_playlist,
     "getPlayQueue": get_play_queue,
     "savePlayQueue": save_play_queue,
+    "getNowPlaying": get_now_playing,
 }
 
 #: Answered without credentials (the spec: clients call these before signing in).

@@ -170,3 +170,27 @@ async def replace_songs(pool: asyncpg.Pool, who: Principal, playlist_id: uuid.UU
     found = await playlists.get_playlist(pool, who, playlist_id)
     await remove_positions(pool, who, playlist_id, list(range(len(found["tracks"]))))
     await add_songs(pool, who, playlist_id, track_ids)
+
+
+async def now_playing(pool: asyncpg.Pool, who: Principal, minutes: int) -> list[dict[str, Any]]:
+    """``NowPlayingEntry`` elements: a listener's latest play event within ``minutes``, when it is a start
+    or progress (a later completed play, or a start of another track, ends it). Usernames are e-mail
+    addresses, so a listener sees only their own; an admin sees everyone's. Plays do not record the
+    client, so ``playerId`` is 0 (the schema requires one)."""
+    rows = await pool.fetch(
+        """SELECT * FROM (
+               SELECT DISTINCT ON (p.user_id) p.user_id, p.track_id, p.event, p.created_at, u.email
+               FROM plays p JOIN users u ON u.id = p.user_id
+               WHERE p.created_at > now() - make_interval(mins => $1) AND ($2 OR p.user_id = $3)
+               ORDER BY p.user_id, p.created_at DESC, p.id DESC) latest
+           WHERE event <> 'complete' ORDER BY created_at DESC""",
+        minutes, who.is_admin, who.user_id,
+    )
+    songs = {s["id"]: s for s in await browse.songs_by_ids(pool, who, list({str(r["track_id"]) for r in rows}))}
+    now = await pool.fetchval("SELECT now()")
+    out = []
+    for row in rows:
+        if (song := songs.get(ids.encode("track", row["track_id"]))) is not None:
+            ago = int((now - row["created_at"]).total_seconds() // 60)
+            out.append({**song, "username": row["email"], "minutesAgo": ago, "playerId": 0})
+    return out

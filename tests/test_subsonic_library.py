@@ -291,3 +291,28 @@ async def test_a_real_subsonic_client_library_browses_searches_and_streams(api, 
     assert [e["id"] for e in result["playlist"]["playlist"]["entry"]] == [result["song"]["id"]]
     assert result["song"]["id"] in {s["id"] for s in result["starred"]["song"]}
     assert "From py-sonic" in {p["name"] for p in result["mine"]}
+
+
+async def test_now_playing_shows_started_plays_until_something_follows(api, published, pool):
+    user, sub = await subsonic_user(api)
+    other_user, other = await subsonic_user(api)
+    admin_user, admin = await subsonic_user(api)
+    await pool.execute("UPDATE users SET role = 'admin' WHERE id = $1", uuid.UUID(admin_user["id"]))
+    song_id = f"tr-{published['track_id']}"
+    assert (await sub.json("getNowPlaying"))["nowPlaying"].get("entry", []) == []
+    await sub.json("scrobble", id=song_id, submission="false")
+    (entry,) = (await sub.json("getNowPlaying"))["nowPlaying"]["entry"]
+    assert entry["id"] == song_id and entry["username"] == user["email"]
+    assert entry["minutesAgo"] == 0 and entry["playerId"] == 0 and entry["title"] == "Tone poem"
+    root = await sub.xml("getNowPlaying")
+    (xml_entry,) = root.find(f"{NS}nowPlaying").findall(f"{NS}entry")
+    assert xml_entry.get("id") == song_id and xml_entry.get("username") == user["email"]
+    # usernames are e-mail addresses: another listener does not see this play; an admin does
+    mine = (await other.json("getNowPlaying"))["nowPlaying"].get("entry", [])
+    assert all(e["username"] != user["email"] for e in mine)
+    everyone = (await admin.json("getNowPlaying"))["nowPlaying"]["entry"]
+    assert user["email"] in {e["username"] for e in everyone}
+    assert other_user["email"] not in {e["username"] for e in everyone}
+    await sub.json("scrobble", id=song_id)  # the completed play ends "now playing"
+    assert (await sub.json("getNowPlaying"))["nowPlaying"].get("entry", []) == []
+

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     subsonic_cover_size_max: int = Field(1024, ge=16, description="largest generated cover, in pixels")
     subsonic_similar_seeds_max: int = Field(25, ge=1, description="tracks of an album or artist whose similar "
                                             "tracks getSimilarSongs merges (the most played first)")
+    subsonic_now_playing_minutes: int = Field(10, ge=1, description="how long a started play that nothing "
+                                              "followed stays in getNowPlaying")
 
     # Events.
     events_stream: str = "events"
