@@ -449,6 +449,24 @@ async def get_now_playing(call: Call) -> Payload:
     return {"nowPlaying": {"entry": entries}}
 
 
+async def get_bookmarks(call: Call) -> Payload:
+    return {"bookmarks": {"bookmark": await library.bookmarks(call.pool, call.who, call.caller.username,
+                                                              call.settings.subsonic_list_max)}}
+
+
+async def create_bookmark(call: Call) -> Payload:
+    track_id = ids.decode(call.params.require("id"), "track").uuid
+    call.params.require("position")
+    position = call.params.integer("position", 0, low=0, high=10**12)
+    await library.save_bookmark(call.pool, call.who, track_id, position or 0, (call.params.get("comment") or "")[:2000])
+    return {}
+
+
+async def delete_bookmark(call: Call) -> Payload:
+    await library.delete_bookmark(call.pool, call.who, ids.decode(call.params.require("id"), "track").uuid)
+    return {}
+
+
 METHODS: dict[str, Handler] = {
     "ping": ping,
     "getLicense": get_license,
@@ -494,6 +512,9 @@ METHODS: dict[str, Handler] = {
     "getPlayQueue": get_play_queue,
     "savePlayQueue": save_play_queue,
     "getNowPlaying": get_now_playing,
+    "getBookmarks": get_bookmarks,
+    "createBookmark": create_bookmark,
+    "deleteBookmark": delete_bookmark,
 }
 
 #: Answered without credentials (the spec: clients call these before signing in).

@@ -194,3 +194,36 @@ async def now_playing(pool: asyncpg.Pool, who: Principal, minutes: int) -> list[
             ago = int((now - row["created_at"]).total_seconds() // 60)
             out.append({**song, "username": row["email"], "minutesAgo": ago, "playerId": 0})
     return out
+
+
+async def save_bookmark(pool: asyncpg.Pool, who: Principal, track_id: uuid.UUID, position_ms: int,
+                        comment: str) -> None:
+    """One bookmark per user and song (a new one replaces it), only on a song the caller can see."""
+    await browse.get_song(pool, who, track_id)  # ready and visible, or 70
+    await pool.execute(
+        """INSERT INTO bookmarks (user_id, track_id, position_ms, comment) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (user_id, track_id) DO UPDATE SET position_ms = EXCLUDED.position_ms,
+               comment = EXCLUDED.comment, changed_at = now()""",
+        who.user_id, track_id, position_ms, comment,
+    )
+
+
+async def delete_bookmark(pool: asyncpg.Pool, who: Principal, track_id: uuid.UUID) -> None:
+    await pool.execute("DELETE FROM bookmarks WHERE user_id = $1 AND track_id = $2", who.user_id, track_id)
+
+
+async def bookmarks(pool: asyncpg.Pool, who: Principal, username: str, limit: int) -> list[dict[str, Any]]:
+    """The caller's bookmarks, latest changed first, on songs they can still see (others are kept, not
+    shown: a track hidden for a while comes back with its bookmark)."""
+    rows = await pool.fetch("SELECT * FROM bookmarks WHERE user_id = $1 ORDER BY changed_at DESC, track_id "
+                            "LIMIT $2", who.user_id, limit)
+    songs = {s["id"]: s for s in await browse.songs_by_ids(pool, who, [str(r["track_id"]) for r in rows])}
+    out = []
+    for row in rows:
+        if (song := songs.get(ids.encode("track", row["track_id"]))) is not None:
+            mark = {"position": row["position_ms"], "username": username, "created": row["created_at"],
+                    "changed": row["changed_at"], "entry": song}
+            if row["comment"]:
+                mark["comment"] = row["comment"]
+            out.append(mark)
+    return out

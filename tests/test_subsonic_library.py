@@ -316,3 +316,34 @@ async def test_now_playing_shows_started_plays_until_something_follows(api, publ
     await sub.json("scrobble", id=song_id)  # the completed play ends "now playing"
     assert (await sub.json("getNowPlaying"))["nowPlaying"].get("entry", []) == []
 
+
+async def test_bookmarks_per_user_on_visible_songs(api, pool, library_seed):
+    _, sub = await subsonic_user(api)
+    _, other = await subsonic_user(api)
+    opening, closing = (f"tr-{library_seed['tracks'][t]}" for t in ("Opening", "Closing"))
+    assert (await sub.json("getBookmarks"))["bookmarks"].get("bookmark", []) == []
+    await sub.json("createBookmark", id=opening, position=61_000, comment="chorus")
+    await sub.json("createBookmark", id=closing, position=5_000, post=True)
+    await sub.json("createBookmark", id=opening, position=62_500, comment="after the chorus")  # replaces
+    marks = (await sub.json("getBookmarks"))["bookmarks"]["bookmark"]
+    assert [(m["entry"]["id"], m["position"], m.get("comment")) for m in marks] == [
+        (opening, 62_500, "after the chorus"), (closing, 5_000, None)]
+    assert marks[0]["username"] == sub.username
+    root = await sub.xml("getBookmarks")
+    assert [b.get("position") for b in root.find(f"{NS}bookmarks").findall(f"{NS}bookmark")] == ["62500", "5000"]
+    assert (await other.json("getBookmarks"))["bookmarks"].get("bookmark", []) == []
+    await other.json("deleteBookmark", id=opening)  # another user's delete leaves this one alone
+    assert len((await sub.json("getBookmarks"))["bookmarks"]["bookmark"]) == 2
+    await sub.json("deleteBookmark", id=opening)
+    marks = (await sub.json("getBookmarks"))["bookmarks"]["bookmark"]
+    assert [m["entry"]["id"] for m in marks] == [closing]
+    owner = await api.user("artist")
+    hidden = await seed(pool, owner, name=f"Hidden {uuid.uuid4().hex[:6]}", albums={"Wip": [("Draft", None)]},
+                        status="processing")
+    await sub.error("createBookmark", 70, id=f"tr-{hidden['tracks']['Draft']}", position=1)
+    await sub.error("createBookmark", 70, id=f"tr-{uuid.uuid4()}", position=1)
+    await sub.error("createBookmark", 10, id=opening)
+    await sub.error("createBookmark", 10, position=1)
+    await sub.error("createBookmark", 0, id=opening, position="soon")
+    await sub.error("deleteBookmark", 10)
+

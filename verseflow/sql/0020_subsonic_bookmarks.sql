@@ -1,0 +1,12 @@
+-- Subsonic bookmarks (createBookmark / getBookmarks / deleteBookmark): where a listener stopped in a
+-- song, one per user and song, so a long track resumes on another device.
+CREATE TABLE bookmarks (
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    track_id    uuid NOT NULL REFERENCES tracks (id) ON DELETE CASCADE,
+    position_ms bigint NOT NULL CHECK (position_ms >= 0),
+    comment     text NOT NULL DEFAULT '' CHECK (length(comment) <= 2000),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, track_id)
+);
+CREATE INDEX bookmarks_user_changed ON bookmarks (user_id, changed_at DESC);
