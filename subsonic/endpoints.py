@@ -26,7 +26,8 @@ from subsonic.protocol import GENERIC, MISSING_PARAMETER, NOT_AUTHORIZED, Params
 from verseflow.settings import Settings
 from verseflow.storage import ObjectStore
 
-EXTENSIONS = [{"name": "formPost", "versions": [1]}, {"name": "apiKeyAuthentication", "versions": [1]}]
+EXTENSIONS = [{"name": "formPost", "versions": [1]}, {"name": "apiKeyAuthentication", "versions": [1]},
+              {"name": "indexBasedQueue", "versions": [1]}]
 
 
 @dataclass(frozen=True)
@@ -427,11 +428,9 @@ async def delete_playlist(call: Call) -> Payload:
 
 
 async def get_play_queue(call: Call) -> Payload:
-    """The saved queue; with none, an empty one changed at the epoch (the schema requires the element,
-    and a client comparing ``changed`` then keeps its own)."""
+    """The saved queue, or an empty one (``_empty_queue``)."""
     queue = await library.get_queue(call.pool, call.who, call.caller.username)
-    return {"playQueue": queue or {"username": call.caller.username, "position": 0, "changedBy": "",
-                                   "changed": datetime.fromtimestamp(0, UTC), "entry": []}}
+    return {"playQueue": queue or _empty_queue(call.caller.username)}
 
 
 async def save_play_queue(call: Call) -> Payload:
@@ -439,6 +438,35 @@ async def save_play_queue(call: Call) -> Payload:
     current = call.params.get("current")
     await library.save_queue(call.pool, call.who, track_ids, ids.decode(current, "track").uuid if current else None,
                              call.params.integer("position", 0, low=0) or 0, call.params.get("c") or "")
+    return {}
+
+
+def _empty_queue(username: str) -> dict[str, Any]:
+    """No saved queue: an empty one changed at the epoch (the schema requires the element, and a client
+    comparing ``changed`` then keeps its own)."""
+    return {"username": username, "position": 0, "changedBy": "", "changed": datetime.fromtimestamp(0, UTC),
+            "entry": []}
+
+
+async def get_play_queue_by_index(call: Call) -> Payload:
+    queue = await library.get_queue_by_index(call.pool, call.who, call.caller.username)
+    return {"playQueueByIndex": queue or _empty_queue(call.caller.username)}
+
+
+async def save_play_queue_by_index(call: Call) -> Payload:
+    """The ``indexBasedQueue`` extension: the current entry by position, so a song queued twice resumes
+    at the right occurrence. ``currentIndex`` is required with songs and must fall inside the queue."""
+    track_ids = [ids.decode(x, "track").uuid for x in call.params.all("id")]
+    index = None
+    if track_ids:
+        if not call.params.has("currentIndex"):
+            raise SubsonicError(MISSING_PARAMETER, "required parameter 'currentIndex' is missing")
+        index = call.params.integer("currentIndex", 0)
+        if index is None or not 0 <= index < len(track_ids):
+            raise SubsonicError(GENERIC, f"currentIndex must be between 0 and {len(track_ids) - 1}")
+    await library.save_queue(call.pool, call.who, track_ids, track_ids[index] if index is not None else None,
+                             call.params.integer("position", 0, low=0) or 0, call.params.get("c") or "",
+                             current_index=index)
     return {}
 
 
@@ -511,6 +539,8 @@ METHODS: dict[str, Handler] = {
     "deletePlaylist": delete_playlist,
     "getPlayQueue": get_play_queue,
     "savePlayQueue": save_play_queue,
+    "getPlayQueueByIndex": get_play_queue_by_index,
+    "savePlayQueueByIndex": save_play_queue_by_index,
     "getNowPlaying": get_now_playing,
     "getBookmarks": get_bookmarks,
     "createBookmark": create_bookmark,

@@ -98,16 +98,19 @@ async def songs_in_order(pool: asyncpg.Pool, who: Principal, track_ids: list[uui
 
 
 async def save_queue(pool: asyncpg.Pool, who: Principal, track_ids: list[uuid.UUID], current: uuid.UUID | None,
-                     position_ms: int, client: str) -> None:
+                     position_ms: int, client: str, *, current_index: int | None = None) -> None:
+    """One queue per user; ``current_index`` (savePlayQueueByIndex) tells which of repeated songs is current."""
     if not track_ids:
         await pool.execute("DELETE FROM play_queues WHERE user_id = $1", who.user_id)
         return
     await pool.execute(
-        """INSERT INTO play_queues (user_id, track_ids, current_id, position_ms, changed_by, changed_at)
-           VALUES ($1, $2, $3, $4, $5, now())
+        """INSERT INTO play_queues (user_id, track_ids, current_id, current_index, position_ms, changed_by,
+                                    changed_at)
+           VALUES ($1, $2, $3, $4, $5, $6, now())
            ON CONFLICT (user_id) DO UPDATE SET track_ids = EXCLUDED.track_ids, current_id = EXCLUDED.current_id,
-               position_ms = EXCLUDED.position_ms, changed_by = EXCLUDED.changed_by, changed_at = now()""",
-        who.user_id, track_ids, current, position_ms, client[:200],
+               current_index = EXCLUDED.current_index, position_ms = EXCLUDED.position_ms,
+               changed_by = EXCLUDED.changed_by, changed_at = now()""",
+        who.user_id, track_ids, current, current_index, position_ms, client[:200],
     )
 
 
@@ -118,6 +121,27 @@ async def get_queue(pool: asyncpg.Pool, who: Principal, username: str) -> dict[s
     return {"current": ids.encode("track", row["current_id"]) if row["current_id"] else None,
             "position": row["position_ms"], "username": username, "changed": row["changed_at"],
             "changedBy": row["changed_by"], "entry": await songs_in_order(pool, who, list(row["track_ids"]))}
+
+
+async def get_queue_by_index(pool: asyncpg.Pool, who: Principal, username: str) -> dict[str, Any] | None:
+    """``PlayQueueByIndex``: the saved queue with the current entry's index among the songs the caller
+    can still see (a queue saved by song id points at that song's first occurrence)."""
+    row = await pool.fetchrow("SELECT * FROM play_queues WHERE user_id = $1", who.user_id)
+    if row is None:
+        return None
+    stored = list(row["track_ids"])
+    entry = await songs_in_order(pool, who, stored)
+    visible = {s["id"] for s in entry}
+    index = row["current_index"]
+    if index is None and row["current_id"] in stored:
+        index = stored.index(row["current_id"])
+    queue: dict[str, Any] = {"position": row["position_ms"], "username": username, "changed": row["changed_at"],
+                             "changedBy": row["changed_by"], "entry": entry}
+    if index is not None and index < len(stored) and ids.encode("track", stored[index]) in visible:
+        queue["currentIndex"] = sum(ids.encode("track", t) in visible for t in stored[:index])
+    elif entry:
+        queue["currentIndex"] = 0
+    return queue
 
 
 async def playlist_summaries(pool: asyncpg.Pool, who: Principal, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

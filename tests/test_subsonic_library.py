@@ -347,3 +347,27 @@ async def test_bookmarks_per_user_on_visible_songs(api, pool, library_seed):
     await sub.error("createBookmark", 0, id=opening, position="soon")
     await sub.error("deleteBookmark", 10)
 
+
+async def test_play_queue_by_index_keeps_repeated_songs_apart(api, library_seed):
+    _, sub = await subsonic_user(api)
+    extensions = (await sub.json("getOpenSubsonicExtensions", auth="none"))["openSubsonicExtensions"]
+    assert {"name": "indexBasedQueue", "versions": [1]} in extensions
+    empty = (await sub.json("getPlayQueueByIndex"))["playQueueByIndex"]
+    assert empty.get("entry", []) == [] and "currentIndex" not in empty
+    ids = [f"tr-{library_seed['tracks'][t]}" for t in ("Opening", "Closing", "Opening")]
+    await sub.json("savePlayQueueByIndex", id=ids, currentIndex=2, position=7_000, post=True)
+    queue = (await sub.json("getPlayQueueByIndex"))["playQueueByIndex"]
+    assert [e["id"] for e in queue["entry"]] == ids
+    assert queue["currentIndex"] == 2 and queue["position"] == 7_000 and queue["changedBy"] == "tests"
+    root = await sub.xml("getPlayQueueByIndex")
+    assert root.find(f"{NS}playQueueByIndex").get("currentIndex") == "2"
+    # the same storage as getPlayQueue: its current song, and a queue saved by id read by index
+    assert (await sub.json("getPlayQueue"))["playQueue"]["current"] == ids[2]
+    await sub.json("savePlayQueue", id=ids, current=ids[1])
+    assert (await sub.json("getPlayQueueByIndex"))["playQueueByIndex"]["currentIndex"] == 1
+    await sub.error("savePlayQueueByIndex", 10, id=ids)
+    await sub.error("savePlayQueueByIndex", 0, id=ids, currentIndex=3)
+    await sub.error("savePlayQueueByIndex", 0, id=ids, currentIndex=-1)
+    await sub.json("savePlayQueueByIndex")
+    assert (await sub.json("getPlayQueueByIndex"))["playQueueByIndex"].get("entry", []) == []
+

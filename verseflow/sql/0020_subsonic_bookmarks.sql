@@ -10,3 +10,7 @@ CREATE TABLE bookmarks (
     PRIMARY KEY (user_id, track_id)
 );
 CREATE INDEX bookmarks_user_changed ON bookmarks (user_id, changed_at DESC);
+
+-- savePlayQueueByIndex (the indexBasedQueue extension) names the current entry by its position, so a
+-- queue holding one song twice resumes at the right one; NULL when saved by song id (savePlayQueue).
+ALTER TABLE play_queues ADD COLUMN current_index integer CHECK (current_index >= 0);
