@@ -27,7 +27,7 @@ from verseflow.settings import Settings
 from verseflow.storage import ObjectStore
 
 EXTENSIONS = [{"name": "formPost", "versions": [1]}, {"name": "apiKeyAuthentication", "versions": [1]},
-              {"name": "indexBasedQueue", "versions": [1]}]
+              {"name": "indexBasedQueue", "versions": [1]}, {"name": "songLyrics", "versions": [1]}]
 
 
 @dataclass(frozen=True)
@@ -495,6 +495,19 @@ async def delete_bookmark(call: Call) -> Payload:
     return {}
 
 
+async def get_lyrics(call: Call) -> Payload:
+    """VerseFlow stores no lyrics: the spec's empty answer (an empty ``value``), not an error, so a
+    client shows "no lyrics" rather than a failure."""
+    return {"lyrics": {"value": ""}}
+
+
+async def get_lyrics_by_song_id(call: Call) -> Payload:
+    """The ``songLyrics`` extension: an empty ``lyricsList`` for a song the caller can see (70 otherwise);
+    no lyrics are stored."""
+    await browse.get_song(call.pool, call.who, ids.decode(call.params.require("id"), "track").uuid)
+    return {"lyricsList": {"structuredLyrics": []}}
+
+
 METHODS: dict[str, Handler] = {
     "ping": ping,
     "getLicense": get_license,
@@ -545,6 +558,8 @@ METHODS: dict[str, Handler] = {
     "getBookmarks": get_bookmarks,
     "createBookmark": create_bookmark,
     "deleteBookmark": delete_bookmark,
+    "getLyrics": get_lyrics,
+    "getLyricsBySongId": get_lyrics_by_song_id,
 }
 
 #: Answered without credentials (the spec: clients call these before signing in).

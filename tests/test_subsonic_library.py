@@ -371,3 +371,19 @@ async def test_play_queue_by_index_keeps_repeated_songs_apart(api, library_seed)
     await sub.json("savePlayQueueByIndex")
     assert (await sub.json("getPlayQueueByIndex"))["playQueueByIndex"].get("entry", []) == []
 
+
+async def test_lyrics_answer_the_empty_forms(api, library_seed):
+    """No lyrics are stored: the spec's empty answers, not errors."""
+    _, sub = await subsonic_user(api)
+    extensions = (await sub.json("getOpenSubsonicExtensions", auth="none"))["openSubsonicExtensions"]
+    assert {"name": "songLyrics", "versions": [1]} in extensions
+    lyrics = (await sub.json("getLyrics", artist="Lib", title="Opening"))["lyrics"]
+    assert lyrics["value"] == ""
+    root = await sub.xml("getLyrics")
+    assert root.find(f"{NS}lyrics") is not None
+    song_id = f"tr-{library_seed['tracks']['Opening']}"
+    listed = (await sub.json("getLyricsBySongId", id=song_id))["lyricsList"]
+    assert listed.get("structuredLyrics", []) == []
+    assert (await sub.xml("getLyricsBySongId", id=song_id)).find(f"{NS}lyricsList") is not None
+    await sub.error("getLyricsBySongId", 70, id=f"tr-{uuid.uuid4()}")
+    await sub.error("getLyricsBySongId", 10)
