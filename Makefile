@@ -60,7 +60,7 @@ bench-recs: $(STAMP)
 
 ## Webhook events handled per second and the royalty run over 10 million plays (see bench/README.md).
 bench-billing: $(STAMP)
-	$(BIN)/python -m bench.billing
+	$(BIN)/python -m bench.billing_bench
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

@@ -28,8 +28,8 @@ SMOKE_REPORTS: dict[str, list[str]] = {
     "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key"],
     "recs": ["| popularity |", "| ALS (implicit defaults) |", "| EASE (lambda 500) |", "| VerseFlow (served) |",
              "target (VerseFlow >= best of ALS and EASE on both)"],
-    "billing": ["webhook events handled:", "webhook duplicates:", "ledger: balanced",
-                "royalty run over 20,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)"],
+    "billing_bench": ["webhook events handled:", "webhook duplicates:", "ledger: balanced",
+                      "royalty run over 20,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)"],
     "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
 }
 

@@ -140,15 +140,15 @@ async def test_only_the_creator_sees_an_upload_and_ownership_is_checked_first(ap
     assert (await api.http.head(location, headers={**TUS, **owner["headers"]})).headers["upload-offset"] == "0"
 
 
-def send_half_and_hang_up(url: str, path: str, headers: dict[str, str], body: bytes, sent: int) -> None:
-    """A PATCH announcing ``len(body)`` bytes whose connection drops after ``sent`` of them."""
+def open_patch(url: str, path: str, headers: dict[str, str], body: bytes, sent: int) -> socket.socket:
+    """A PATCH announcing ``len(body)`` bytes of which only ``sent`` go out; the caller hangs up."""
     target = urlparse(url)
     lines = [f"PATCH {path} HTTP/1.1", f"Host: {target.netloc}", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
-    with socket.create_connection((target.hostname, target.port), timeout=30) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        sock.sendall(body[:sent])
-        time.sleep(0.5)  # the proxy has relayed what it received
+    sock = socket.create_connection((target.hostname, target.port), timeout=30)
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    sock.sendall(body[:sent])
+    return sock
 
 
 def tus_uploader(serve_url: str, owner: dict, path: Path, artist_id: str, storage_path: Path, **options):
@@ -208,8 +208,16 @@ async def test_a_patch_cut_mid_body_keeps_what_arrived(api, serve_url, settings,
     await asyncio.to_thread(lambda: uploader.set_url(uploader.create_url()))
     location = urlparse(uploader.url).path
     half = len(data) // 2
-    await asyncio.to_thread(send_half_and_hang_up, serve_url, location,
-                            {**OCTETS, **owner["headers"], "Upload-Offset": "0"}, data, half)
+    sock = await asyncio.to_thread(open_patch, serve_url, location,
+                                   {**OCTETS, **owner["headers"], "Upload-Offset": "0"}, data, half)
+    try:  # hang up once the replica holds the upload: the half was sent before, so it is in the body
+        deadline = time.monotonic() + 60
+        while await pool.fetchval("SELECT lease_token FROM resumable_uploads WHERE id = $1",
+                                  uuid.UUID(location.rsplit("/", 1)[1])) is None:
+            assert time.monotonic() < deadline, "the PATCH never reached the replica"
+            await asyncio.sleep(0.05)
+    finally:
+        sock.close()
     deadline = time.monotonic() + 30
     while (offset := int((await api.http.head(location, headers={**TUS, **owner["headers"]}))
                          .headers["upload-offset"])) == 0:

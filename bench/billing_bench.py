@@ -1,6 +1,6 @@
 """Billing throughput: webhook events handled per second, and the monthly royalty run's time.
 
-    .venv/bin/python -m bench.billing [--subscriptions 300] [--concurrency 8] [--plays 10000000] [--smoke]
+    .venv/bin/python -m bench.billing_bench [--subscriptions 300] [--concurrency 8] [--plays 10000000] [--smoke]
 
 What runs: a fresh database on the PostgreSQL server of ``VERSEFLOW_DATABASE_URL`` (default: the local
 test server) and the local Stripe server (``python -m stripelocal``) as a process of its own.
@@ -51,7 +51,7 @@ MONTH = "2026-11"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.billing")
+    parser = argparse.ArgumentParser(prog="bench.billing_bench")
     parser.add_argument("--subscriptions", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--plays", type=int, default=10_000_000)
