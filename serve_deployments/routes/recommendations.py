@@ -63,7 +63,8 @@ async def similar_tracks(track_id: uuid.UUID, ctx: Ctx, who: OptionalUser, limit
 
 @router.get("/charts/trending", response_model=TrendingOut)
 async def trending_tracks(ctx: Ctx, window: Literal["24h", "7d"] = "24h",
-                          genre: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+                          genre: Annotated[str | None,
+                                           Query(min_length=1, max_length=100, pattern=r"^[^\x00]+$")] = None,
                           limit: Limit = 20):
     """Tracks whose unique listeners grow fastest against their previous window (not raw play totals)."""
     items = await trending.trending(ctx.pool, ctx.settings, window=window, genre=genre, limit=limit)
