@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing schemathesis lint clean
+.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-recs: $(STAMP)
 ## Webhook events handled per second and the royalty run over 10 million plays (see bench/README.md).
 bench-billing: $(STAMP)
 	$(BIN)/python -m bench.billing_bench
+
+## Identification at 30, 100, 1,000 and 10,000 tracks: latency through Serve and in process, duplicate check,
+## memory per million landmarks, accuracy and false positives (see bench/README.md).
+bench-fingerprint: $(STAMP)
+	$(BIN)/python -m bench.fingerprint
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

@@ -19,6 +19,7 @@ import uuid
 
 import ray
 
+from actors.fingerprint_shard import catalogue
 from actors.room_host import notify_user
 from audio import jobs, repository
 from verseflow import logs
@@ -51,7 +52,7 @@ class TranscodeJob:
             for _ in range(settings.transcode_max_attempts + 1):
                 try:
                     outcome = await jobs.run(pool, store, settings, self._track_id,
-                                             functools.partial(notify_user, settings))
+                                             functools.partial(notify_user, settings), catalogue(settings))
                 except Exception:
                     log.exception("transcoding attempt failed", extra={"track_id": str(self._track_id)})
                     continue

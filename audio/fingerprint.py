@@ -179,7 +179,7 @@ class MemoryLandmarkStore:
         wanted = np.unique(hashes.astype(np.uint32))
         lo = np.searchsorted(self._hashes, wanted, side="left")
         hi = np.searchsorted(self._hashes, wanted, side="right")
-        rows = _ranges(lo, hi)
+        rows = ranges(lo, hi)
         return Postings(self._hashes[rows], self._tracks[rows], self._times[rows])
 
     def _merge(self) -> None:
@@ -224,19 +224,104 @@ def rank(probes: list[Landmarks], postings: Postings, speeds: Sequence[float] = 
          min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5) -> list[Match]:
     """Vote the postings of a query's probes per (track, speed); best-supported tracks first.
 
-    Split from :meth:`LandmarkIndex.query` so that a store with an asynchronous lookup (PostgreSQL)
-    can sit between :meth:`LandmarkIndex.probes` and this.
+    Split from :meth:`LandmarkIndex.query` so that a store with an asynchronous lookup can sit between
+    :meth:`LandmarkIndex.probes` and this. The catalogue's own index (``audio/landmark_index.py``)
+    gathers its postings itself and calls :func:`vote` and :func:`matches` directly.
     """
     if len(postings.hashes) == 0:
         return []
     ordered = _sorted(postings)
-    best: dict[str, Match] = {}
-    for speed, lm in zip(speeds, probes, strict=True):
-        for match in _vote(ordered, lm, speed):
-            if match.score > best.get(match.track_id, Match("", 0.0, -1)).score:
-                best[match.track_id] = match
-    ranked = sorted((m for m in best.values() if _significant(m, min_matches)), key=lambda m: -m.score)
+    ids, track_numbers = np.unique(ordered.tracks.astype(str), return_inverse=True)
+    query = flatten(probes)
+    lo = np.searchsorted(ordered.hashes, query.hashes, side="left")
+    hi = np.searchsorted(ordered.hashes, query.hashes, side="right")
+    rows = ranges(lo, hi)
+    asked = np.repeat(np.arange(len(query.hashes)), hi - lo)
+    votes = vote(query.times[asked], query.speeds[asked], track_numbers[rows], ordered.times[rows])
+    return matches(votes, ids, speeds, min_matches=min_matches, max_results=max_results)
+
+
+class Probes(NamedTuple):
+    """A query's landmarks under every candidate speed, flattened: hash, time and index into the speeds."""
+
+    hashes: np.ndarray
+    times: np.ndarray
+    speeds: np.ndarray
+
+
+def flatten(probes: list[Landmarks]) -> Probes:
+    """One set of aligned arrays for all candidate speeds, so that one lookup and one vote serve them all."""
+    if not probes:
+        return Probes(np.zeros(0, np.uint32), np.zeros(0, np.float64), np.zeros(0, np.int16))
+    return Probes(np.concatenate([p.hashes for p in probes]).astype(np.uint32),
+                  np.concatenate([p.times for p in probes]).astype(np.float64),
+                  np.concatenate([np.full(len(p.hashes), i, np.int16) for i, p in enumerate(probes)]))
+
+
+class Votes(NamedTuple):
+    """Per track: its best-supported speed (index) and offset (frames), the pile's size and its purity."""
+
+    tracks: np.ndarray
+    speeds: np.ndarray
+    scores: np.ndarray
+    offsets: np.ndarray
+    purities: np.ndarray
+
+
+def vote(query_times: np.ndarray, query_speeds: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> Votes:
+    """The largest offset pile of every (track, speed), then each track's best speed; all vectorised.
+
+    Inputs are aligned per collision (a query landmark meeting a stored posting of the same hash): the
+    query landmark's time and speed index, the posting's track number and time. Per (track, speed) the
+    score is the most collisions within ±``OFFSET_TOLERANCE`` frames of one offset (ties: the earliest
+    offset), the offset is their mean, and the purity is the score over all that group's collisions.
+    One ``np.unique`` over (group, offset bin) keys replaces a Python loop per track, so the cost grows
+    with the collisions, not with the number of candidate tracks.
+    """
+    if len(tracks) == 0:
+        empty = np.zeros(0, np.int64)
+        return Votes(empty, empty, empty, np.zeros(0), np.zeros(0))
+    tracks = tracks.astype(np.int64)
+    offsets = times.astype(np.float64) - query_times
+    width = int(tracks.max()) + 1
+    group_keys, groups = np.unique(query_speeds.astype(np.int64) * width + tracks, return_inverse=True)
+    groups = groups.reshape(-1)
+    collisions = np.bincount(groups)
+    bins = np.rint(offsets).astype(np.int64)
+    low = int(bins.min()) - 2
+    span = int(bins.max()) - low + 3  # every bin ± 1 stays inside its group's span
+    keys, counts = np.unique(groups * span + (bins - low), return_counts=True)
+    centres = np.unique(np.concatenate([keys - 1, keys, keys + 1]))
+    windows = sum(_count_at(keys, counts, centres + d) for d in range(-OFFSET_TOLERANCE, OFFSET_TOLERANCE + 1))
+    centre_groups = centres // span
+    order = np.lexsort((centres, -windows, centre_groups))
+    first = order[np.r_[True, centre_groups[order][1:] != centre_groups[order][:-1]]]
+    scores = windows[first]
+    best_bins = centres[first] % span + low
+    near = np.abs(offsets - best_bins[groups]) <= OFFSET_TOLERANCE + 0.5
+    mean_offsets = (np.bincount(groups[near], weights=offsets[near], minlength=len(group_keys))
+                    / np.maximum(np.bincount(groups[near], minlength=len(group_keys)), 1))
+    group_tracks, group_speeds = group_keys % width, group_keys // width
+    per_track = np.lexsort((group_speeds, -scores, group_tracks))
+    best = per_track[np.r_[True, group_tracks[per_track][1:] != group_tracks[per_track][:-1]]]
+    return Votes(group_tracks[best], group_speeds[best], scores[best], mean_offsets[best],
+                 scores[best] / collisions[best])
+
+
+def matches(votes: Votes, ids: Sequence[str] | np.ndarray, speeds: Sequence[float] = SPEEDS, *,
+            min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5) -> list[Match]:
+    """The significant votes as :class:`Match` es, best first; ``ids[n]`` names track number ``n``."""
+    found = [Match(str(ids[track]), round(float(offset) * FRAME_S, 3), int(score), speeds[speed],
+                   round(float(purity), 4))
+             for track, speed, score, offset, purity in zip(*votes, strict=True)]
+    ranked = sorted((m for m in found if _significant(m, min_matches)), key=lambda m: -m.score)
     return ranked[:max_results]
+
+
+def _count_at(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``counts`` of each ``wanted`` key in the sorted ``keys`` (0 where absent)."""
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, counts[at], 0)
 
 
 # --- analysis -------------------------------------------------------------------------------------
@@ -352,7 +437,7 @@ def _pack(f1: np.ndarray, df: np.ndarray, dt: np.ndarray) -> np.ndarray:
 # --- matching -------------------------------------------------------------------------------------
 
 
-def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Concatenated aranges lo[i]..hi[i]."""
     lengths = hi - lo
     total = int(lengths.sum())
@@ -369,40 +454,10 @@ def _sorted(postings: Postings) -> Postings:
                     np.asarray(postings.times, dtype=np.float64)[order])
 
 
-def _vote(postings: Postings, landmarks: Landmarks, speed: float) -> list[Match]:
-    """The best-supported offset of every track that shares hashes with the query at this speed."""
-    lo = np.searchsorted(postings.hashes, landmarks.hashes, side="left")
-    hi = np.searchsorted(postings.hashes, landmarks.hashes, side="right")
-    rows = _ranges(lo, hi)
-    if len(rows) == 0:
-        return []
-    query_times = np.repeat(landmarks.times, hi - lo)
-    offsets = postings.times[rows] - query_times
-    tracks = postings.tracks[rows]
-    matches = []
-    for track_id in np.unique(tracks):
-        mine = tracks == track_id
-        score, offset = _modal_offset(offsets[mine])
-        collisions = int(np.count_nonzero(mine))
-        matches.append(Match(str(track_id), round(offset * FRAME_S, 3), score, speed, round(score / collisions, 4)))
-    return matches
-
-
 def _significant(match: Match, min_matches: int) -> bool:
     """Enough agreeing landmarks, and either a pure pile or one far above any chance pile."""
     strong = match.score >= max(STRONG_MATCHES, min_matches)
     return match.score >= min_matches and (match.purity >= MIN_PURITY or strong)
-
-
-def _modal_offset(offsets: np.ndarray) -> tuple[int, float]:
-    """The largest pile of offsets within ±``OFFSET_TOLERANCE`` frames: its size and mean offset."""
-    bins = np.rint(offsets).astype(np.int64)
-    base = bins.min()
-    counts = np.bincount(bins - base)
-    window = np.convolve(counts, np.ones(2 * OFFSET_TOLERANCE + 1, dtype=np.int64), mode="same")
-    centre = int(np.argmax(window)) + base
-    near = np.abs(offsets - centre) <= OFFSET_TOLERANCE + 0.5
-    return int(window.max()), float(offsets[near].mean())
 
 
 def window(full: Fingerprint, start_s: float, length_s: float) -> Fingerprint:

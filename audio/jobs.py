@@ -28,6 +28,7 @@ import asyncpg
 from audio import repository, service
 from audio.decode import AudioRejected
 from audio.delivery import MANIFEST_FILE
+from audio.landmark_index import Catalogue
 from audio.pipeline import process
 from verseflow import logs
 from verseflow.settings import Settings
@@ -39,8 +40,10 @@ log = logs.get_logger("audio.jobs")
 
 
 async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_id: uuid.UUID,
-              notify: Notify) -> str:
-    """Run one attempt; returns the job's outcome ("succeeded", "failed", "superseded" or "finished")."""
+              notify: Notify, catalogue: Catalogue) -> str:
+    """Run one attempt; returns the job's outcome ("succeeded", "failed", "superseded" or "finished").
+
+    ``catalogue`` is where the published landmarks are searched (the duplicate check) and added."""
     async with pool.acquire() as conn:
         start = await repository.begin_attempt(conn, track_id)
     if start is None:
@@ -71,10 +74,10 @@ async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_
         raise
     await reports.settle()  # every progress report goes out before "ready"
     (staging / MANIFEST_FILE).write_text(json.dumps(service.media_index(outputs).to_json()))
-    matches = await service.find_matches(pool, outputs.fingerprint, exclude=track_id,
+    matches = await service.find_matches(pool, catalogue, outputs.fingerprint, exclude=track_id,
                                          min_matches=settings.fingerprint_min_matches)
     store.put_dir(f"{prefix}/{version}", staging)
-    if not await service.publish(pool, track_id, media_prefix=f"{prefix}/{version}", outputs=outputs,
+    if not await service.publish(pool, catalogue, track_id, media_prefix=f"{prefix}/{version}", outputs=outputs,
                                  matches=matches):
         store.delete_prefix(f"{prefix}/{version}")
         return "superseded"

@@ -1,8 +1,8 @@
-"""PostgreSQL for the audio pipeline: landmark postings, job rows, publication and plays.
+"""PostgreSQL for the audio pipeline: track landmarks, job rows, publication and plays.
 
-Landmark hashes are unsigned 32-bit; PostgreSQL's ``int`` is signed, so they are stored as the same
-32 bits read as signed (``view(np.int32)``) and read back the same way: equality, which is all a
-lookup needs, is preserved.
+A track's landmarks are one ``track_fingerprints`` row (hashes and anchor frames as big-endian 32-bit
+bytes): PostgreSQL is their durable copy, read in bulk when a ``FingerprintShard`` loads its partition;
+queries go to the shards' in-memory index (``audio/landmark_index.py``), never to this table.
 """
 
 from __future__ import annotations
@@ -13,34 +13,52 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from audio.fingerprint import Landmarks, Postings
+from audio.fingerprint import Landmarks
 
 
 async def put_landmarks(conn: asyncpg.Connection, track_id: uuid.UUID, landmarks: Landmarks) -> int:
-    """Replace a track's postings (a re-run publishes the same set once)."""
-    await conn.execute("DELETE FROM fingerprint_landmarks WHERE track_id = $1", track_id)
-    hashes = landmarks.hashes.astype(np.uint32).view(np.int32).tolist()
-    times = np.rint(landmarks.times).astype(np.int32).tolist()
-    records = [(h, track_id, t) for h, t in zip(hashes, times, strict=True)]
-    await conn.copy_records_to_table("fingerprint_landmarks", records=records, columns=("hash", "track_id", "t"))
-    return len(records)
-
-
-async def lookup_landmarks(pool: asyncpg.Pool, hashes: np.ndarray, *, exclude: uuid.UUID | None = None) -> Postings:
-    """Every stored (hash, track, time) for ``hashes``, optionally leaving one track out."""
-    wanted = np.unique(hashes.astype(np.uint32)).view(np.int32).tolist()
-    rows = await pool.fetch(
-        """SELECT l.hash, l.track_id, l.t FROM fingerprint_landmarks l
-           WHERE l.hash = ANY($1::int[]) AND l.track_id IS DISTINCT FROM $2""",
-        wanted, exclude,
+    """Store (or replace) a track's landmarks as one row: the durable copy the shards load."""
+    hashes, times = encode_landmarks(landmarks)
+    await conn.execute(
+        """INSERT INTO track_fingerprints (track_id, landmarks, hashes, times) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (track_id) DO UPDATE SET landmarks = $2, hashes = $3, times = $4""",
+        track_id, len(landmarks.hashes), hashes, times,
     )
-    if not rows:
-        return Postings(np.zeros(0, np.uint32), np.zeros(0, object), np.zeros(0, np.float64))
-    hashes_out = np.fromiter((r[0] for r in rows), np.int32, len(rows)).view(np.uint32)
-    tracks = np.empty(len(rows), dtype=object)
-    tracks[:] = [str(r[1]) for r in rows]
-    times = np.fromiter((r[2] for r in rows), np.float64, len(rows))
-    return Postings(hashes_out, tracks, times)
+    return len(landmarks.hashes)
+
+
+def encode_landmarks(landmarks: Landmarks) -> tuple[bytes, bytes]:
+    """(hashes, times) as big-endian 32-bit bytes: the ``track_fingerprints`` columns."""
+    return (landmarks.hashes.astype(">u4").tobytes(), np.rint(landmarks.times).astype(">i4").tobytes())
+
+
+def decode_landmarks(hashes: bytes, times: bytes) -> Landmarks:
+    return Landmarks(np.frombuffer(hashes, ">u4").astype(np.uint32), np.frombuffer(times, ">i4").astype(np.int32))
+
+
+async def published_ids(pool: asyncpg.Pool) -> list[uuid.UUID]:
+    """Every published track that has landmarks: what the shards together must hold."""
+    rows = await pool.fetch(
+        """SELECT f.track_id FROM track_fingerprints f JOIN tracks t ON t.id = f.track_id
+           WHERE t.status = 'ready'""")
+    return [r["track_id"] for r in rows]
+
+
+async def published_landmarks(pool: asyncpg.Pool, track_ids: list[uuid.UUID]) -> list[tuple[str, Landmarks]]:
+    """The landmarks of those of ``track_ids`` that are published, in one query."""
+    rows = await pool.fetch(
+        """SELECT f.track_id, f.hashes, f.times FROM track_fingerprints f JOIN tracks t ON t.id = f.track_id
+           WHERE f.track_id = ANY($1::uuid[]) AND t.status = 'ready'""",
+        track_ids,
+    )
+    return [(str(r["track_id"]), decode_landmarks(r["hashes"], r["times"])) for r in rows]
+
+
+async def published_among(pool: asyncpg.Pool, track_ids: list[str]) -> set[str]:
+    """Which of these tracks are published now: an index answer may lag a deletion by a moment."""
+    rows = await pool.fetch("SELECT id FROM tracks WHERE id = ANY($1::uuid[]) AND status = 'ready'",
+                            [uuid.UUID(t) for t in track_ids])
+    return {str(r["id"]) for r in rows}
 
 
 async def begin_attempt(conn: asyncpg.Connection, track_id: uuid.UUID) -> asyncpg.Record | None:

@@ -2,8 +2,9 @@
 
 Each function is one use case and takes what it needs (pool, store, settings, the caller); the HTTP
 routes and the transcoding job actor are thin adapters onto them. Publication is one transaction:
-the track turns ``ready`` together with its analysis, media location, landmark postings, matches
-and the ``track.ready`` event, or nothing happens.
+the track turns ``ready`` together with its analysis, media location, landmarks, matches and the
+``track.ready`` event, or nothing happens. Identification and the duplicate check search a
+:class:`~audio.landmark_index.Catalogue` (the in-memory index on the ``FingerprintShard`` actors).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import numpy as np
 
 from accounts.model import Principal
 from audio import decode, fingerprint, repository
 from audio.decode import AudioInfo
 from audio.delivery import MediaIndex
+from audio.landmark_index import Catalogue
 from audio.pipeline import Outputs
 from billing.entitlements import FREE, media_entitlement
 from billing.subscriptions import plan_of
@@ -38,6 +39,7 @@ from verseflow.storage import ObjectStore, StoredObject
 #: Upload-time duplicate check: the track is matched by clips of this length at these positions.
 MATCH_CLIP_S = 10.0
 MATCH_POSITIONS = (0.2, 0.5, 0.8)
+MAX_CANDIDATES = 5  # tracks a query returns, best first
 HIDDEN_STATES = ("processing", "failed")  # only the owner (and admins) see such tracks
 
 
@@ -100,16 +102,18 @@ def source_prefix(track_id: uuid.UUID) -> str:
     return f"uploads/{track_id}"
 
 
-async def find_matches(pool: asyncpg.Pool, full: fingerprint.Fingerprint, *, exclude: uuid.UUID | None,
-                       min_matches: int) -> list[dict[str, Any]]:
-    """Existing tracks this audio contains, by a few clips of it; offsets are of its start."""
-    best: dict[str, dict[str, Any]] = {}
+async def find_matches(pool: asyncpg.Pool, catalogue: Catalogue, full: fingerprint.Fingerprint, *,
+                       exclude: uuid.UUID | None, min_matches: int) -> list[dict[str, Any]]:
+    """Published tracks this audio contains, by a few clips of it (searched at once); offsets are of its start."""
     starts = sorted({max(0.0, min(p * full.duration_s, full.duration_s - MATCH_CLIP_S)) for p in MATCH_POSITIONS})
-    for start in starts:
-        clip = fingerprint.window(full, start, MATCH_CLIP_S)
-        for match in await _query(pool, clip, exclude=exclude, min_matches=min_matches):
+    found = await asyncio.gather(*(_query(catalogue, fingerprint.window(full, start, MATCH_CLIP_S),
+                                          exclude=exclude, min_matches=min_matches) for start in starts))
+    published = await repository.published_among(pool, sorted({m.track_id for clip in found for m in clip}))
+    best: dict[str, dict[str, Any]] = {}
+    for start, clip_matches in zip(starts, found, strict=True):
+        for match in clip_matches:
             offset = round(match.offset_s - start * match.speed, 3)
-            if match.score > best.get(match.track_id, {}).get("score", -1):
+            if match.track_id in published and match.score > best.get(match.track_id, {}).get("score", -1):
                 best[match.track_id] = {"track_id": match.track_id, "offset_s": offset,
                                         "score": float(match.score), "speed": match.speed}
     return sorted(best.values(), key=lambda m: -m["score"])
@@ -131,9 +135,10 @@ def clip_fingerprint(path: Path, *, min_s: float, max_s: float, tolerance_s: flo
     return fingerprint.extract(clip.samples, clip.rate)
 
 
-async def identify(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, min_matches: int) -> list[dict[str, Any]]:
+async def identify(pool: asyncpg.Pool, catalogue: Catalogue, clip: fingerprint.Fingerprint, *,
+                   min_matches: int) -> list[dict[str, Any]]:
     """Published tracks a clip comes from, best first, with titles; ``[]`` is an explicit no-match."""
-    matches = await _query(pool, clip, exclude=None, min_matches=min_matches)
+    matches = await _query(catalogue, clip, exclude=None, min_matches=min_matches)
     if not matches:
         return []
     rows = await pool.fetch(
@@ -147,19 +152,30 @@ async def identify(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, min_mat
              "speed": m.speed} for m in matches if m.track_id in titles]
 
 
-async def _query(pool: asyncpg.Pool, clip: fingerprint.Fingerprint, *, exclude: uuid.UUID | None,
+async def _query(catalogue: Catalogue, clip: fingerprint.Fingerprint, *, exclude: uuid.UUID | None,
                  min_matches: int) -> list[fingerprint.Match]:
-    """``LandmarkIndex.query`` with the PostgreSQL postings as the store (its lookup is asynchronous)."""
-    probes = fingerprint.probes(clip)
-    if not any(len(p.hashes) for p in probes):
+    """The clip's probes (all candidate speeds, computed off the event loop) searched in the catalogue."""
+    probes = await asyncio.to_thread(query_probes, clip)
+    if len(probes.hashes) == 0:
         return []
-    postings = await repository.lookup_landmarks(pool, np.concatenate([p.hashes for p in probes]), exclude=exclude)
-    return fingerprint.rank(probes, postings, min_matches=min_matches)
+    return await catalogue.search(probes, exclude=str(exclude) if exclude else None, min_matches=min_matches,
+                                  max_results=MAX_CANDIDATES)
 
 
-async def publish(pool: asyncpg.Pool, track_id: uuid.UUID, *, media_prefix: str, outputs: Outputs,
-                  matches: list[dict[str, Any]]) -> bool:
-    """Make the track ready with everything it has, in one transaction; False if already published."""
+def query_probes(clip: fingerprint.Fingerprint) -> fingerprint.Probes:
+    return fingerprint.flatten(fingerprint.probes(clip))
+
+
+async def publish(pool: asyncpg.Pool, catalogue: Catalogue, track_id: uuid.UUID, *, media_prefix: str,
+                  outputs: Outputs, matches: list[dict[str, Any]]) -> bool:
+    """Make the track ready with everything it has, in one transaction; False if already published.
+
+    The landmarks enter the catalogue's index before the track turns ``ready`` (a client that sees
+    ``ready`` can identify it at once) and again after the commit, which covers a shard that restarted
+    in between and loaded its partition before this track was ready. Adding is idempotent.
+    """
+    landmarks = outputs.fingerprint.landmarks()
+    await catalogue.add(str(track_id), landmarks)
     media = {"files": outputs.files, "index": media_index(outputs).to_json()}
     async with transaction(pool) as conn:
         published = await repository.mark_published(
@@ -169,11 +185,12 @@ async def publish(pool: asyncpg.Pool, track_id: uuid.UUID, *, media_prefix: str,
         )
         if not published:
             return False
-        await repository.put_landmarks(conn, track_id, outputs.fingerprint.landmarks())
+        await repository.put_landmarks(conn, track_id, landmarks)
         await repository.replace_matches(conn, track_id, matches)
         await repository.finish_job(conn, track_id, "succeeded", outputs.timings)
         await emit(conn, "track.ready", track_id, track_id=track_id, duration_s=outputs.analysis["duration_s"],
                    matches=[m["track_id"] for m in matches])
+    await catalogue.add(str(track_id), landmarks)
     return True
 
 

@@ -122,12 +122,15 @@ class LocalPlatform:
 
     def _start_workers(self) -> None:
         from actors.event_worker import start_event_worker, stop_event_worker
+        from actors.fingerprint_shard import shards, stop_shards
         from actors.room_host import stop_hosts
         from actors.transcode import resume_open_jobs
 
         worker = start_event_worker(self.settings)
         self._stoppers.append(lambda: stop_event_worker(worker))
         self._stoppers.append(lambda: stop_hosts(self.settings))
+        shards(self.settings)  # they load the landmark index now, not on the first identification
+        self._stoppers.append(lambda: stop_shards(self.settings))
         if self.settings.edge_port:
             from actors.edge import start_edges, stop_edges
 

@@ -9,6 +9,7 @@ import pytest
 
 from accounts.model import Principal, Role
 from audio import jobs, service
+from audio.landmark_index import LocalCatalogue
 from tests.audio_fixtures import tone, write_audio
 from verseflow.storage import LocalObjectStore
 
@@ -44,7 +45,7 @@ async def test_the_full_decode_can_still_refuse_and_fails_the_track(upload, pool
     """Accepted at upload time, refused by the job (here: the limit was lowered in between)."""
     heard = Heard()
     stricter = settings.model_copy(update={"track_max_duration_s": 2.0})
-    outcome = await jobs.run(pool, upload["store"], stricter, upload["track_id"], heard)
+    outcome = await jobs.run(pool, upload["store"], stricter, upload["track_id"], heard, LocalCatalogue())
     assert outcome == "failed"
     row = await pool.fetchrow("SELECT status, error, media_prefix FROM tracks WHERE id = $1", upload["track_id"])
     assert row["status"] == "failed" and row["error"]["reason"] == "too_long" and row["media_prefix"] is None
@@ -54,14 +55,14 @@ async def test_the_full_decode_can_still_refuse_and_fails_the_track(upload, pool
     assert not list(upload["store"].staging_dir().iterdir())
     assert upload["store"].children(f"tracks/{upload['track_id']}") == []
     # A later attempt (a restarted actor) finds nothing to do.
-    assert await jobs.run(pool, upload["store"], settings, upload["track_id"], heard) == "finished"
+    assert await jobs.run(pool, upload["store"], settings, upload["track_id"], heard, LocalCatalogue()) == "finished"
 
 
 async def test_attempts_past_the_limit_fail_the_track(upload, pool, settings):
     heard = Heard()
     await pool.execute("UPDATE track_jobs SET attempts = $2 WHERE track_id = $1",
                        upload["track_id"], settings.transcode_max_attempts)
-    assert await jobs.run(pool, upload["store"], settings, upload["track_id"], heard) == "failed"
+    assert await jobs.run(pool, upload["store"], settings, upload["track_id"], heard, LocalCatalogue()) == "failed"
     row = await pool.fetchrow("SELECT status, error FROM tracks WHERE id = $1", upload["track_id"])
     assert row["status"] == "failed" and row["error"]["reason"] == "job_failed"
     assert [e[1] for e in heard.events] == ["track.failed"]
@@ -72,7 +73,9 @@ async def test_leftovers_of_a_killed_attempt_are_swept_and_one_version_published
     (store.staging_dir() / f"{track_id}-v1-deadbeef").mkdir()  # a staging folder mid-write
     (store.root / "tracks" / str(track_id) / "v1-feedface").mkdir(parents=True)  # moved, never published
     heard = Heard()
-    assert await jobs.run(pool, store, settings, track_id, heard) == "succeeded"
+    catalogue = LocalCatalogue()
+    assert await jobs.run(pool, store, settings, track_id, heard, catalogue) == "succeeded"
+    assert str(track_id) in catalogue.index  # indexed on publication
     prefix = await pool.fetchval("SELECT media_prefix FROM tracks WHERE id = $1", track_id)
     assert store.children(f"tracks/{track_id}") == [prefix.rsplit("/", 1)[1]]
     assert not list(store.staging_dir().glob(f"{track_id}-*"))
@@ -80,5 +83,5 @@ async def test_leftovers_of_a_killed_attempt_are_swept_and_one_version_published
     assert set(stages) == {"decode", "analysis", "fingerprint", "waveform", "ladder", "mp3_320", "mp3_128"}
     assert heard.events[-1][1] == "track.ready"
     # The same job run again (a duplicate actor) changes nothing.
-    assert await jobs.run(pool, store, settings, track_id, heard) == "finished"
+    assert await jobs.run(pool, store, settings, track_id, heard, LocalCatalogue()) == "finished"
     assert store.children(f"tracks/{track_id}") == [prefix.rsplit("/", 1)[1]]

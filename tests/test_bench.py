@@ -31,6 +31,8 @@ SMOKE_REPORTS: dict[str, list[str]] = {
     "billing_bench": ["webhook events handled:", "webhook duplicates:", "ledger: balanced",
                       "royalty run over 20,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)"],
     "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
+    "fingerprint": ["== Fingerprint catalogue:", "-- accuracy:", "-- targets at 16 tracks --",
+                    "smoke run: every size measured"],
 }
 
 

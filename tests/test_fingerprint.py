@@ -3,7 +3,8 @@
 The tracks are generated here from seeds: a melody and a bass line of harmonic notes (random timbre,
 envelopes and vibrato, a random tuning offset so nothing sits on the analysis grid) plus drums (noise
 bursts and pitched kicks). Clips are cut at random sample offsets; a hit is the right track with the
-offset within ±0.2 s.
+offset within ±0.2 s. Every case runs on both indexes: the store-backed ``LandmarkIndex`` and the
+catalogue's compact in-memory index (``audio/landmark_index.py``) that the shards hold.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from audio.fingerprint import LandmarkIndex, Landmarks, Match, Postings, extract
+from audio.fingerprint import Fingerprint, LandmarkIndex, Landmarks, Match, Postings, extract, flatten, probes
+from audio.landmark_index import CatalogueIndex
 
 RATE = 22050
 N_TRACKS = 10
@@ -87,15 +89,33 @@ def tracks() -> dict[str, np.ndarray]:
     return {f"track-{seed:02d}": synth_track(seed) for seed in range(N_TRACKS)}
 
 
-@pytest.fixture(scope="module")
-def index(tracks: dict[str, np.ndarray]) -> LandmarkIndex:
-    index = LandmarkIndex()
+class CatalogueSearch:
+    """The catalogue's in-memory index (``audio/landmark_index.py``) behind ``LandmarkIndex``'s interface."""
+
+    def __init__(self) -> None:
+        self.index = CatalogueIndex()
+
+    def add(self, track_id: str, fingerprint: Fingerprint) -> None:
+        landmarks = fingerprint.landmarks()
+        self.index.add(track_id, landmarks.hashes, landmarks.times)
+
+    def query(self, fingerprint: Fingerprint) -> list[Match]:
+        return self.index.query(flatten(probes(fingerprint)))
+
+
+Searchable = LandmarkIndex | CatalogueSearch
+
+
+@pytest.fixture(scope="module", params=["store", "catalogue"])
+def index(request, tracks: dict[str, np.ndarray]) -> Searchable:
+    """Every accuracy case runs on both: the store-backed index and the catalogue's compact index."""
+    index = LandmarkIndex() if request.param == "store" else CatalogueSearch()
     for track_id, samples in tracks.items():
         index.add(track_id, extract(samples, RATE))
     return index
 
 
-def _hits(index: LandmarkIndex, tracks: dict[str, np.ndarray], seconds: float, seed: int, condition) -> int:
+def _hits(index: Searchable, tracks: dict[str, np.ndarray], seconds: float, seed: int, condition) -> int:
     rng = np.random.default_rng(seed)
     ids = sorted(tracks)
     hits = 0
@@ -121,7 +141,7 @@ CONDITIONS = {
 
 @pytest.mark.parametrize("seconds", [5.0, 10.0])
 @pytest.mark.parametrize("condition", sorted(CONDITIONS))
-def test_clips_are_identified(index: LandmarkIndex, tracks: dict[str, np.ndarray], condition: str, seconds: float):
+def test_clips_are_identified(index: Searchable, tracks: dict[str, np.ndarray], condition: str, seconds: float):
     transform, required = CONDITIONS[condition]
     seed = sorted(CONDITIONS).index(condition) * 100 + int(seconds)
     hits = _hits(index, tracks, seconds, seed=seed, condition=transform)
@@ -129,7 +149,7 @@ def test_clips_are_identified(index: LandmarkIndex, tracks: dict[str, np.ndarray
     assert hits >= required
 
 
-def test_unindexed_tracks_return_no_match(index: LandmarkIndex):
+def test_unindexed_tracks_return_no_match(index: Searchable):
     rng = np.random.default_rng(1234)
     for seed in range(100, 106):
         samples = synth_track(seed, seconds=12.0)
@@ -138,7 +158,7 @@ def test_unindexed_tracks_return_no_match(index: LandmarkIndex):
         assert index.query(extract(samples[start: start + seconds * RATE], RATE)) == []
 
 
-def test_speed_and_offset_are_reported(index: LandmarkIndex, tracks: dict[str, np.ndarray]):
+def test_speed_and_offset_are_reported(index: Searchable, tracks: dict[str, np.ndarray]):
     clip = change_speed(tracks["track-03"][10 * RATE: 20 * RATE].astype(np.float64), 3)
     best = index.query(extract(clip, RATE))[0]
     assert isinstance(best, Match) and best.track_id == "track-03"
@@ -168,7 +188,7 @@ class DictStore:
         return Postings(np.array(hashes_, dtype=np.uint32), np.array(tracks, dtype=object), np.array(times))
 
 
-def test_storage_is_injected(tracks: dict[str, np.ndarray], index: LandmarkIndex):
+def test_storage_is_injected(tracks: dict[str, np.ndarray], index: Searchable):
     store = DictStore()
     injected = LandmarkIndex(store)
     for track_id in ("track-02", "track-05"):
@@ -180,3 +200,20 @@ def test_storage_is_injected(tracks: dict[str, np.ndarray], index: LandmarkIndex
     [match] = injected.query(query)
     assert match.track_id == "track-05" and abs(match.offset_s - 12.0) <= TOLERANCE_S
     assert match.score == index.query(query)[0].score
+
+
+def test_the_catalogue_index_answers_as_the_store_backed_index(tracks: dict[str, np.ndarray]):
+    """Same landmarks, same votes: the compact index finds the same tracks, scores, speeds and offsets."""
+    reference, compact = LandmarkIndex(), CatalogueSearch()
+    for track_id, samples in tracks.items():
+        fingerprint = extract(samples, RATE)
+        reference.add(track_id, fingerprint)
+        compact.add(track_id, fingerprint)
+    rng = np.random.default_rng(42)
+    for track_id in sorted(tracks)[:5]:
+        start = int(rng.integers(0, 20 * RATE))
+        clip = add_noise(tracks[track_id][start: start + 8 * RATE].astype(np.float64), 10, rng)
+        query = extract(change_speed(clip, int(rng.integers(-3, 4))), RATE)
+        expected, found = reference.query(query), compact.query(query)
+        assert [(m.track_id, m.score, m.speed) for m in found] == [(m.track_id, m.score, m.speed) for m in expected]
+        assert all(abs(a.offset_s - b.offset_s) <= 0.05 for a, b in zip(found, expected, strict=True))

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     identify_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest identify upload")
     identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
     fingerprint_min_matches: int = Field(40, ge=5, description="landmarks agreeing on an offset for a match")
+    fingerprint_shards: int = Field(2, ge=1, description="FingerprintShard actors holding the landmark index "
+                                                          "(tracks are hashed onto them)")
+    fingerprint_max_postings: int = Field(0, ge=0, description="a hash with more postings than this in the "
+                                                               "catalogue is skipped by queries (too common to "
+                                                               "tell tracks apart); 0: no cap")
 
     # Resumable uploads (tus 1.0 at /v1/uploads, audio/resumable.py); size and content rules are the uploads' above.
     resumable_expiry_s: int = Field(24 * 3600, ge=60, description="an upload without new bytes this long expires; "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 
+from actors.fingerprint_shard import catalogue
 from audio import service
 from serve_deployments.deps import Ctx, CurrentUser
 from serve_deployments.multipart import MultipartReader
@@ -28,7 +29,8 @@ _CLIP_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
 async def identify(request: Request, ctx: Ctx, who: CurrentUser):
     """The best-matching track and the clip's offset in it; ``match: null`` when nothing matches.
 
-    Robust to noise, lossy re-encoding and speed changes of ±3 % (``audio/fingerprint.py``).
+    Robust to noise, lossy re-encoding and speed changes of ±3 % (``audio/fingerprint.py``); searched
+    in the ``FingerprintShard`` actors' in-memory index (``actors/fingerprint_shard.py``).
     """
     settings = ctx.settings
     await ratelimit.hit(ctx.redis, f"{settings.redis_prefix}identify:{who.user_id}",
@@ -38,7 +40,8 @@ async def identify(request: Request, ctx: Ctx, who: CurrentUser):
         clip = await asyncio.to_thread(service.clip_fingerprint, clip_path, min_s=settings.identify_min_clip_s,
                                        max_s=settings.identify_max_clip_s,
                                        tolerance_s=settings.identify_clip_tolerance_s)
-    candidates = await service.identify(ctx.pool, clip, min_matches=settings.fingerprint_min_matches)
+    candidates = await service.identify(ctx.pool, catalogue(settings), clip,
+                                        min_matches=settings.fingerprint_min_matches)
     return {"match": candidates[0] if candidates else None, "candidates": candidates}
 
 

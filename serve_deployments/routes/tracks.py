@@ -9,10 +9,12 @@ by decoding its start (``audio/decode.py``), and the track is answered 202 ``pro
 import uuid
 from typing import Annotated, Any
 
+import ray
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse
 
+from actors.fingerprint_shard import catalogue
 from audio import service
 from catalog import tracks
 from serve_deployments.deps import Ctx, CurrentUser, OptionalUser
@@ -29,6 +31,7 @@ from serve_deployments.schemas import (
 )
 from serve_deployments.transcoding import start_job
 from verseflow.errors import InvalidInput, PayloadTooLarge
+from verseflow.settings import Settings
 from verseflow.storage import object_store
 
 router = APIRouter(prefix="/v1/tracks", tags=["catalog"])
@@ -92,6 +95,17 @@ async def update_track(track_id: uuid.UUID, body: TrackUpdateIn, ctx: Ctx, who: 
 @router.delete("/{track_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 async def delete_track(track_id: uuid.UUID, ctx: Ctx, who: CurrentUser) -> None:
     await tracks.delete_track(ctx.pool, who, track_id)
+    await remove_from_catalogue(ctx.settings, track_id)
+
+
+async def remove_from_catalogue(settings: Settings, track_id: uuid.UUID) -> None:
+    """A deleted track leaves the fingerprint shards' index at once.
+
+    Without Ray (the API alone, in tests) there are no shards to tell; and should this call be lost,
+    identification still skips tracks no longer published and a reloading shard never loads them.
+    """
+    if ray.is_initialized():
+        await catalogue(settings).remove(str(track_id))
 
 
 async def _upload(request: Request, ctx: Ctx, who: CurrentUser) -> JSONResponse:

@@ -1,0 +1,156 @@
+"""``FingerprintShard``: the catalogue's landmark index, partitioned over Ray actors.
+
+Each shard holds the published tracks that ``audio.landmark_index.shard_of`` assigns it (a stable
+hash of the track id; ``VERSEFLOW_FINGERPRINT_SHARDS`` of them) in a ``CatalogueIndex``. PostgreSQL
+(``track_fingerprints``, one row per track) is the durable copy: a shard loads its partition when
+it starts, and Ray restarts a killed shard (``max_restarts=-1``), which loads again; calls made
+while it restarts are retried by Ray (``max_task_retries=-1``: every method is idempotent) and
+queries wait until the load has finished, so a restarted shard never answers from a partial index.
+
+Shards are named and detached, so every Serve replica and every ``TranscodeJob`` finds the same ones
+(whoever comes first creates them). They reserve no CPU: a query is tens of milliseconds of numpy.
+:class:`ShardedCatalogue` is what the use cases in ``audio/service.py`` call: a query is scattered to
+every shard with async actor calls (the caller's event loop keeps serving other requests) and the
+best candidates are merged; adds and removals go to the owning shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import ray
+from ray.actor import ActorHandle
+
+from audio import repository
+from audio.fingerprint import Landmarks, Match, Probes
+from audio.landmark_index import CatalogueIndex, merge, shard_cap, shard_of
+from verseflow import logs
+from verseflow.db import create_pool
+from verseflow.settings import Settings
+
+NAMESPACE = "verseflow"
+SHARD_NAME = "verseflow-fingerprint-shard-{}-of-{}"
+#: Tracks read per query while a shard loads its partition.
+LOAD_BATCH = 500
+
+log = logs.get_logger("actors.fingerprint_shard")
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000)
+class FingerprintShard:
+    def __init__(self, settings: Settings, shard: int, shards: int) -> None:
+        logs.configure()
+        self._settings = settings
+        self._shard, self._shards = shard, shards
+        self._index = CatalogueIndex(shard_cap(settings.fingerprint_max_postings, shards))
+        self._removed_while_loading: set[str] = set()
+        self._loaded = asyncio.get_running_loop().create_task(self._load())  # held: a task needs a reference
+
+    async def _load(self) -> None:
+        """Index every published track of this partition (tracks added meanwhile are kept)."""
+        pool = await create_pool(self._settings, min_size=1, max_size=1)
+        try:
+            mine = [t for t in await repository.published_ids(pool) if shard_of(t, self._shards) == self._shard]
+            found: list[tuple[str, np.ndarray, np.ndarray]] = []
+            for start in range(0, len(mine), LOAD_BATCH):
+                for track_id, landmarks in await repository.published_landmarks(pool, mine[start:start + LOAD_BATCH]):
+                    if track_id not in self._removed_while_loading and track_id not in self._index:
+                        found.append((track_id, landmarks.hashes, landmarks.times))
+        finally:
+            await pool.close()
+        self._index.add_many(found)
+        self._removed_while_loading.clear()
+        log.info("fingerprint shard loaded", extra={"shard": self._shard, **self._index.stats()._asdict()})
+
+    async def ready(self) -> dict[str, int]:
+        """Wait for the load; the index's size (tracks, landmarks, bytes)."""
+        await asyncio.shield(self._loaded)
+        return self._index.stats()._asdict()
+
+    async def query(self, probes: Probes, exclude: str | None, min_matches: int, max_results: int) -> list[Match]:
+        await asyncio.shield(self._loaded)
+        return self._index.query(probes, exclude=exclude, min_matches=min_matches, max_results=max_results)
+
+    async def add(self, track_id: str, hashes: np.ndarray, times: np.ndarray) -> None:
+        self._index.add(track_id, hashes, times)
+
+    async def remove(self, track_id: str) -> bool:
+        if not self._loaded.done():
+            self._removed_while_loading.add(track_id)
+        return self._index.remove(track_id)
+
+    async def track_ids(self) -> list[str]:
+        await asyncio.shield(self._loaded)
+        return self._index.track_ids
+
+
+_handles: dict[str, ActorHandle] = {}
+
+
+def shard(settings: Settings, index: int) -> ActorHandle:
+    """The named shard ``index`` of the configured count, created if it does not exist yet (blocks: Ray)."""
+    name = SHARD_NAME.format(index, settings.fingerprint_shards)
+    if name not in _handles:
+        _handles[name] = FingerprintShard.options(name=name, namespace=NAMESPACE, lifetime="detached",
+                                                  get_if_exists=True).remote(settings, index,
+                                                                             settings.fingerprint_shards)
+    return _handles[name]
+
+
+def shards(settings: Settings) -> list[ActorHandle]:
+    return [shard(settings, i) for i in range(settings.fingerprint_shards)]
+
+
+class ShardedCatalogue:
+    """The ``audio.service.Catalogue`` of a Ray cluster: the shards, found by name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._shards: list[ActorHandle] | None = None
+
+    async def _all(self) -> list[ActorHandle]:
+        if self._shards is None:
+            self._shards = await asyncio.to_thread(shards, self._settings)  # finding actors blocks
+        return self._shards
+
+    async def _owner(self, track_id: str) -> ActorHandle:
+        return (await self._all())[shard_of(track_id, self._settings.fingerprint_shards)]
+
+    async def search(self, probes: Probes, *, exclude: str | None, min_matches: int,
+                     max_results: int) -> list[Match]:
+        everyone = await self._all()
+        shared = ray.put(probes) if len(everyone) > 1 else probes  # one copy in the object store for all
+        found = await asyncio.gather(*(s.query.remote(shared, exclude, min_matches, max_results) for s in everyone))
+        return merge(found, max_results)
+
+    async def add(self, track_id: str, landmarks: Landmarks) -> None:
+        await (await self._owner(track_id)).add.remote(track_id, landmarks.hashes, landmarks.times)
+
+    async def remove(self, track_id: str) -> None:
+        await (await self._owner(track_id)).remove.remote(track_id)
+
+    async def ready(self) -> list[dict[str, Any]]:
+        """Wait until every shard has loaded its partition; their sizes."""
+        return list(await asyncio.gather(*(s.ready.remote() for s in await self._all())))
+
+
+_catalogues: dict[int, ShardedCatalogue] = {}
+
+
+def catalogue(settings: Settings) -> ShardedCatalogue:
+    """This process's handle on the shards (one per shard count)."""
+    return _catalogues.setdefault(settings.fingerprint_shards, ShardedCatalogue(settings))
+
+
+def stop_shards(settings: Settings) -> None:
+    """Kill the shards for good (``make up``'s Ctrl-C, the end of a test run); PostgreSQL keeps the landmarks."""
+    for index in range(settings.fingerprint_shards):
+        name = SHARD_NAME.format(index, settings.fingerprint_shards)
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            continue
+        _handles.pop(name, None)
+    _catalogues.pop(settings.fingerprint_shards, None)

@@ -1,0 +1,223 @@
+"""The catalogue's landmark index in memory: compact sorted arrays, vectorised lookups and votes.
+
+Why: identification and the upload-time duplicate check used to fetch every posting of every probe
+hash from PostgreSQL and turn each row into Python objects; frequent hashes carry thousands of
+postings, so each query cost grew with the catalogue. Here a partition of the catalogue lives in
+three parallel numpy arrays sorted by hash (``uint32`` hash, ``int32`` track number, ``int32`` anchor
+frame: 12 bytes a posting, no Python object per posting); a query is one ``np.searchsorted`` pair
+over all its probe hashes, and the vote is :func:`audio.fingerprint.vote` over the collisions.
+
+Updates. New tracks go to a small sorted *delta* level that is folded into the *main* level (one
+linear ``np.insert``) once it holds an eighth of it, so adding a track never re-sorts the catalogue.
+A removed track is a tombstone (its number marked dead, its postings skipped by queries) until dead
+postings are a quarter of the index, when both levels are compacted. Re-adding a track replaces it.
+
+Common hashes. A hash with more than ``max_postings`` postings in this index is skipped by queries:
+it would cost the most to vote and tells the least (audfprint keeps at most 100 postings per hash).
+Every instance applies the cap to its own postings, so a cluster of ``n`` shards gives each
+``ceil(cap / n)`` (:func:`shard_cap`); 0 disables it.
+
+Partitions. :func:`shard_of` spreads tracks over shards by a stable hash of the track id, so every
+API replica and job computes the same owner, and a shard can load exactly its own tracks.
+
+Plain Python and numpy: the Ray adapter is ``actors/fingerprint_shard.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from audio.fingerprint import DEFAULT_MIN_MATCHES, SPEEDS, Landmarks, Match, Probes, matches, ranges, vote
+
+#: Fold the delta level into the main level once it holds this share of the main level's postings.
+DELTA_SHARE = 8
+#: ... but never while it is smaller than this (a small catalogue's delta stays cheap to re-sort).
+DELTA_MIN = 1 << 20
+#: Compact once dead postings (of removed tracks) are this share of all postings.
+DEAD_SHARE = 4
+
+
+class _Level(NamedTuple):
+    hashes: np.ndarray  # uint32, sorted
+    tracks: np.ndarray  # int32 track numbers
+    times: np.ndarray  # int32 anchor frames
+
+    @staticmethod
+    def empty() -> _Level:
+        return _Level(np.zeros(0, np.uint32), np.zeros(0, np.int32), np.zeros(0, np.int32))
+
+    @staticmethod
+    def of(hashes: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> _Level:
+        order = np.argsort(hashes, kind="stable")
+        return _Level(hashes[order], tracks[order], times[order])
+
+    def merged(self, other: _Level) -> _Level:
+        """Both levels' postings in hash order, by inserting ``other`` (the smaller) into ``self``."""
+        if len(other.hashes) == 0:
+            return self
+        at = np.searchsorted(self.hashes, other.hashes, side="right")
+        return _Level(*(np.insert(mine, at, theirs) for mine, theirs in zip(self, other, strict=True)))
+
+    def kept(self, alive: np.ndarray) -> _Level:
+        keep = alive[self.tracks]
+        return _Level(*(column[keep] for column in self))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(column.nbytes for column in self)
+
+
+class IndexStats(NamedTuple):
+    tracks: int
+    landmarks: int  # live postings
+    nbytes: int  # the posting arrays, dead postings included
+
+
+class CatalogueIndex:
+    """Reference landmarks of many tracks; queries return :class:`Match` es like ``LandmarkIndex.query``."""
+
+    def __init__(self, max_postings: int = 0, speeds: Sequence[float] = SPEEDS) -> None:
+        self.max_postings = max_postings
+        self.speeds = tuple(speeds)
+        self._main = _Level.empty()
+        self._delta = _Level.empty()
+        self._ids: list[str] = []  # track number -> id
+        self._numbers: dict[str, int] = {}  # id -> live track number
+        self._alive = np.zeros(0, dtype=bool)
+        self._sizes: list[int] = []  # postings per track number
+        self._dead = 0
+
+    def __contains__(self, track_id: object) -> bool:
+        return str(track_id) in self._numbers
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+    @property
+    def track_ids(self) -> list[str]:
+        return list(self._numbers)
+
+    def stats(self) -> IndexStats:
+        total = len(self._main.hashes) + len(self._delta.hashes)
+        return IndexStats(len(self._numbers), total - self._dead, self._main.nbytes + self._delta.nbytes)
+
+    def add(self, track_id: str | uuid.UUID, hashes: np.ndarray, times: np.ndarray) -> None:
+        """Index one track's landmarks (hashes and anchor frames), replacing any earlier copy."""
+        self.add_many([(str(track_id), hashes, times)])
+
+    def add_many(self, tracks: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Index several tracks with one sort: how a shard loads its partition at start."""
+        latest = {str(track_id): (hashes, times) for track_id, hashes, times in tracks}  # the last copy wins
+        if not latest:
+            return
+        for track_id in latest:
+            self.remove(track_id)
+        parts = []
+        for track_id, (hashes, times) in latest.items():
+            number = len(self._ids)
+            self._ids.append(track_id)
+            self._numbers[track_id] = number
+            self._sizes.append(len(hashes))
+            parts.append((np.asarray(hashes, np.uint32), np.full(len(hashes), number, np.int32),
+                          np.rint(np.asarray(times)).astype(np.int32)))
+        self._alive = np.concatenate([self._alive, np.ones(len(latest), dtype=bool)])
+        added = _Level.of(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+        if len(added.hashes) >= len(self._main.hashes):
+            self._main = _Level.of(*(np.concatenate(c) for c in zip(self._main, self._delta, added, strict=True)))
+            self._delta = _Level.empty()
+            return
+        self._delta = added.merged(self._delta) if len(added.hashes) >= len(self._delta.hashes) \
+            else self._delta.merged(added)
+        if len(self._delta.hashes) > max(DELTA_MIN, len(self._main.hashes) // DELTA_SHARE):
+            self._main, self._delta = self._main.merged(self._delta), _Level.empty()
+
+    def remove(self, track_id: str | uuid.UUID) -> bool:
+        """Forget a track (deleted, or replaced); False if it was not indexed."""
+        number = self._numbers.pop(str(track_id), None)
+        if number is None:
+            return False
+        self._alive[number] = False
+        self._dead += self._sizes[number]
+        if self._dead * DEAD_SHARE > len(self._main.hashes) + len(self._delta.hashes):
+            self._main, self._delta = self._main.kept(self._alive), self._delta.kept(self._alive)
+            self._dead = 0
+        return True
+
+    def query(self, probes: Probes, *, exclude: str | uuid.UUID | None = None,
+              min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5) -> list[Match]:
+        """The tracks this query's probes (``fingerprint.flatten(fingerprint.probes(clip))``) come from."""
+        if len(probes.hashes) == 0 or not self._numbers:
+            return []
+        hashes = np.asarray(probes.hashes, np.uint32)
+        bounds = [(level, np.searchsorted(level.hashes, hashes, side="left"),
+                   np.searchsorted(level.hashes, hashes, side="right")) for level in (self._main, self._delta)]
+        found = sum(hi - lo for _, lo, hi in bounds)
+        usable = found <= self.max_postings if self.max_postings else np.ones(len(hashes), dtype=bool)
+        asked, tracks, times = [], [], []
+        for level, lo, hi in bounds:
+            lo, hi = lo[usable], hi[usable]
+            rows = ranges(lo, hi)
+            asked.append(np.repeat(np.nonzero(usable)[0], hi - lo))
+            tracks.append(level.tracks[rows])
+            times.append(level.times[rows])
+        asked_rows, track_numbers, posting_times = (np.concatenate(c) for c in (asked, tracks, times))
+        live = self._alive[track_numbers]
+        excluded = self._numbers.get(str(exclude)) if exclude is not None else None
+        if excluded is not None:
+            live &= track_numbers != excluded
+        asked_rows, track_numbers, posting_times = asked_rows[live], track_numbers[live], posting_times[live]
+        votes = vote(probes.times[asked_rows], probes.speeds[asked_rows], track_numbers, posting_times)
+        return matches(votes, self._ids, self.speeds, min_matches=min_matches, max_results=max_results)
+
+
+class Catalogue(Protocol):
+    """Where the published catalogue's landmarks are searched: the ``FingerprintShard`` actors in
+    production (``actors/fingerprint_shard.py``), a :class:`LocalCatalogue` in one process."""
+
+    async def search(self, probes: Probes, *, exclude: str | None, min_matches: int,
+                     max_results: int) -> list[Match]: ...
+
+    async def add(self, track_id: str, landmarks: Landmarks) -> None: ...
+
+    async def remove(self, track_id: str) -> None: ...
+
+
+class LocalCatalogue:
+    """A :class:`Catalogue` over one in-process :class:`CatalogueIndex` (tests, benchmarks, one-off tools)."""
+
+    def __init__(self, index: CatalogueIndex | None = None) -> None:
+        self.index = index if index is not None else CatalogueIndex()
+
+    async def search(self, probes: Probes, *, exclude: str | None, min_matches: int,
+                     max_results: int) -> list[Match]:
+        return self.index.query(probes, exclude=exclude, min_matches=min_matches, max_results=max_results)
+
+    async def add(self, track_id: str, landmarks: Landmarks) -> None:
+        self.index.add(track_id, landmarks.hashes, landmarks.times)
+
+    async def remove(self, track_id: str) -> None:
+        self.index.remove(track_id)
+
+
+def shard_of(track_id: str | uuid.UUID, shards: int) -> int:
+    """The shard (0..shards-1) that holds a track: a stable hash of its id, the same in every process."""
+    if shards < 1:
+        raise ValueError("need at least one shard")
+    digest = hashlib.blake2b(str(track_id).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+def shard_cap(max_postings: int, shards: int) -> int:
+    """Each of ``shards`` shards' share of a catalogue-wide per-hash posting cap (0: no cap)."""
+    return math.ceil(max_postings / shards) if max_postings else 0
+
+
+def merge(results: Sequence[list[Match]], max_results: int = 5) -> list[Match]:
+    """The best candidates over shards: a track lives in one shard, so its score there is its score."""
+    return sorted((m for found in results for m in found), key=lambda m: -m.score)[:max_results]

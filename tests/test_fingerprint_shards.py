@@ -1,0 +1,86 @@
+"""The landmark index on real Ray actors over real PostgreSQL: published tracks are always in it.
+
+Songs are uploaded through the API and processed by ``TranscodeJob`` actors; identification goes
+through the ``FingerprintShard`` actors (actors/fingerprint_shard.py). Checked: a track answers as
+soon as it is ``ready``; killed shards come back, reload their partitions and together hold exactly
+the published tracks; a deleted track is no longer matched nor held.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actors.fingerprint_shard import shard, shards
+from audio import repository
+from audio.landmark_index import shard_of
+from tests.audio_fixtures import write_audio
+from tests.test_audio_pipeline import RATE, artist, song, upload, wait_done
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def media(media_url, ray_cluster) -> str:
+    return media_url
+
+
+async def identify(api, owner: dict, tmp_path: Path, samples: np.ndarray) -> dict | None:
+    path = write_audio(tmp_path / f"clip-{uuid.uuid4().hex[:8]}.wav", samples, RATE)
+    response = await api.http.post("/v1/fingerprint/identify", headers=owner["headers"],
+                                   files={"file": (path.name, path.read_bytes())})
+    assert response.status_code == 200, response.text
+    return response.json()["match"]
+
+
+async def published_tracks(api, owner: dict, artist_id: str, tmp_path: Path, seeds: tuple[int, ...]
+                           ) -> dict[int, tuple[str, np.ndarray]]:
+    songs = {seed: song(seed, seconds=12.0) for seed in seeds}
+    ids = {}
+    for seed, samples in songs.items():
+        path = write_audio(tmp_path / f"s{seed}.flac", samples, RATE)
+        ids[seed] = (await upload(api, owner, artist_id, path, title=f"Song {seed}")).json()["id"]
+    return {seed: (ids[seed], songs[seed]) for seed in seeds}
+
+
+async def test_ready_means_identifiable_and_killed_shards_reload_every_published_track(
+        api, media, tmp_path, settings, pool):
+    import ray
+
+    owner, artist_id = await artist(api)
+    tracks = await published_tracks(api, owner, artist_id, tmp_path, (31, 32, 33))
+    for track_id, samples in tracks.values():
+        assert (await wait_done(api, track_id, owner["headers"]))["status"] == "ready"
+        match = await identify(api, owner, tmp_path, samples[:, 3 * RATE: 9 * RATE])  # at once, no waiting
+        assert match is not None and match["track_id"] == track_id
+        assert abs(match["offset_s"] - 3.0) < 0.3
+
+    for handle in shards(settings):  # Ray restarts each; each reloads its partition from PostgreSQL
+        ray.kill(handle, no_restart=False)
+    for track_id, samples in tracks.values():
+        match = await identify(api, owner, tmp_path, samples[:, 5 * RATE: 11 * RATE])
+        assert match is not None and match["track_id"] == track_id
+    held = [await handle.track_ids.remote() for handle in shards(settings)]
+    published = {str(t) for t in await repository.published_ids(pool)}
+    assert set().union(*held) == published and sum(map(len, held)) == len(published)  # all, each once
+    for number, ids in enumerate(held):
+        assert all(shard_of(t, settings.fingerprint_shards) == number for t in ids)
+
+
+async def test_a_deleted_track_is_no_longer_matched(api, media, tmp_path, settings):
+    owner, artist_id = await artist(api)
+    tracks = await published_tracks(api, owner, artist_id, tmp_path, (34, 35))
+    for track_id, _ in tracks.values():
+        assert (await wait_done(api, track_id, owner["headers"]))["status"] == "ready"
+    (gone, gone_samples), (kept, kept_samples) = tracks[34], tracks[35]
+    assert (await identify(api, owner, tmp_path, gone_samples[:, 2 * RATE: 8 * RATE]))["track_id"] == gone
+
+    deleted = await api.http.delete(f"/v1/tracks/{gone}", headers=owner["headers"])
+    assert deleted.status_code == 204, deleted.text
+    assert await identify(api, owner, tmp_path, gone_samples[:, 2 * RATE: 8 * RATE]) is None
+    owner_shard = shard(settings, shard_of(gone, settings.fingerprint_shards))
+    assert gone not in await owner_shard.track_ids.remote()
+    assert (await identify(api, owner, tmp_path, kept_samples[:, 2 * RATE: 8 * RATE]))["track_id"] == kept
