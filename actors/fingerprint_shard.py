@@ -17,7 +17,8 @@ best candidates are merged; adds and removals go to the owning shard.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import ray
@@ -36,6 +37,7 @@ SHARD_NAME = "verseflow-fingerprint-shard-{}-of-{}"
 LOAD_BATCH = 500
 
 log = logs.get_logger("actors.fingerprint_shard")
+T = TypeVar("T")
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000)
@@ -115,25 +117,40 @@ class ShardedCatalogue:
             self._shards = await asyncio.to_thread(shards, self._settings)  # finding actors blocks
         return self._shards
 
-    async def _owner(self, track_id: str) -> ActorHandle:
-        return (await self._all())[shard_of(track_id, self._settings.fingerprint_shards)]
-
     async def search(self, probes: Probes, *, exclude: str | None, min_matches: int,
                      max_results: int) -> list[Match]:
-        everyone = await self._all()
-        shared = ray.put(probes) if len(everyone) > 1 else probes  # one copy in the object store for all
-        found = await asyncio.gather(*(s.query.remote(shared, exclude, min_matches, max_results) for s in everyone))
-        return merge(found, max_results)
+        async def scatter(everyone: list[ActorHandle]) -> list[list[Match]]:
+            shared = ray.put(probes) if len(everyone) > 1 else probes  # one copy in the object store for all
+            return list(await asyncio.gather(*(s.query.remote(shared, exclude, min_matches, max_results)
+                                               for s in everyone)))
+
+        return merge(await self._calling(scatter), max_results)
 
     async def add(self, track_id: str, landmarks: Landmarks) -> None:
-        await (await self._owner(track_id)).add.remote(track_id, landmarks.hashes, landmarks.times)
+        await self._calling(lambda everyone: self._owner(everyone, track_id).add.remote(
+            track_id, landmarks.hashes, landmarks.times))
 
     async def remove(self, track_id: str) -> None:
-        await (await self._owner(track_id)).remove.remote(track_id)
+        await self._calling(lambda everyone: self._owner(everyone, track_id).remove.remote(track_id))
 
     async def ready(self) -> list[dict[str, Any]]:
         """Wait until every shard has loaded its partition; their sizes."""
-        return list(await asyncio.gather(*(s.ready.remote() for s in await self._all())))
+        return await self._calling(lambda everyone: asyncio.gather(*(s.ready.remote() for s in everyone)))
+
+    async def _calling(self, call: Callable[[list[ActorHandle]], Awaitable[T]]) -> T:
+        """``call`` on the shards; once more on fresh handles if one was stopped for good (``stop_shards``
+        from another process): a crashed shard is restarted by Ray and keeps its handle, a stopped one
+        is created anew here."""
+        try:
+            return await call(await self._all())
+        except ray.exceptions.ActorDiedError:
+            self._shards = None
+            for index in range(self._settings.fingerprint_shards):
+                _handles.pop(SHARD_NAME.format(index, self._settings.fingerprint_shards), None)
+            return await call(await self._all())
+
+    def _owner(self, everyone: list[ActorHandle], track_id: str) -> ActorHandle:
+        return everyone[shard_of(track_id, self._settings.fingerprint_shards)]
 
 
 _catalogues: dict[int, ShardedCatalogue] = {}

@@ -60,7 +60,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SONG_S = 30.0
 TARGETS = {"identify_p50_ms": 200.0, "identify_p99_ms": 1000.0, "duplicate_check_s": 2.0}
 #: Degradations of the clips sent through the platform (one of each length per queried song).
-PLATFORM_CASES = (("noise 10 dB", 10.0), ("speed +3%", 5.0))
+PLATFORM_CASES = (("speed +3%", 10.0), ("noise 10 dB", 5.0))  # a sped-up 5 s clip is under 5 s
 
 
 @dataclass
