@@ -237,7 +237,8 @@ def rank(probes: list[Landmarks], postings: Postings, speeds: Sequence[float] = 
     hi = np.searchsorted(ordered.hashes, query.hashes, side="right")
     rows = ranges(lo, hi)
     asked = np.repeat(np.arange(len(query.hashes)), hi - lo)
-    votes = vote(query.times[asked], query.speeds[asked], track_numbers[rows], ordered.times[rows])
+    votes = vote(query.times[asked], query.speeds[asked], track_numbers[rows], ordered.times[rows],
+                 min_collisions=min_matches)
     return matches(votes, ids, speeds, min_matches=min_matches, max_results=max_results)
 
 
@@ -268,30 +269,32 @@ class Votes(NamedTuple):
     purities: np.ndarray
 
 
-def vote(query_times: np.ndarray, query_speeds: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> Votes:
+def vote(query_times: np.ndarray, query_speeds: np.ndarray, tracks: np.ndarray, times: np.ndarray, *,
+         min_collisions: int = 1) -> Votes:
     """The largest offset pile of every (track, speed), then each track's best speed; all vectorised.
 
     Inputs are aligned per collision (a query landmark meeting a stored posting of the same hash): the
     query landmark's time and speed index, the posting's track number and time. Per (track, speed) the
     score is the most collisions within ±``OFFSET_TOLERANCE`` frames of one offset (ties: the earliest
     offset), the offset is their mean, and the purity is the score over all that group's collisions.
-    One ``np.unique`` over (group, offset bin) keys replaces a Python loop per track, so the cost grows
-    with the collisions, not with the number of candidate tracks.
+    Groups with fewer than ``min_collisions`` collisions cannot score that much and are dropped first
+    (one ``bincount``), so the sort over (group, offset bin) keys sees only the few groups that might
+    match; no Python loop runs per track, so the cost grows with the collisions, not with the tracks.
     """
+    empty = Votes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     if len(tracks) == 0:
-        empty = np.zeros(0, np.int64)
-        return Votes(empty, empty, empty, np.zeros(0), np.zeros(0))
+        return empty
     tracks = tracks.astype(np.int64)
-    offsets = times.astype(np.float64) - query_times
     width = int(tracks.max()) + 1
-    group_keys, groups = np.unique(query_speeds.astype(np.int64) * width + tracks, return_inverse=True)
-    groups = groups.reshape(-1)
-    collisions = np.bincount(groups)
+    group_keys, groups, collisions, kept = _groups(query_speeds.astype(np.int64) * width + tracks, min_collisions)
+    if len(group_keys) == 0:
+        return empty
+    offsets = times[kept].astype(np.float64) - query_times[kept]
     bins = np.rint(offsets).astype(np.int64)
     low = int(bins.min()) - 2
     span = int(bins.max()) - low + 3  # every bin ± 1 stays inside its group's span
-    keys, counts = np.unique(groups * span + (bins - low), return_counts=True)
-    centres = np.unique(np.concatenate([keys - 1, keys, keys + 1]))
+    keys, counts = _unique_counts(groups * span + (bins - low))
+    centres = _unique_counts(np.concatenate([keys - 1, keys, keys + 1]))[0]
     windows = sum(_count_at(keys, counts, centres + d) for d in range(-OFFSET_TOLERANCE, OFFSET_TOLERANCE + 1))
     centre_groups = centres // span
     order = np.lexsort((centres, -windows, centre_groups))
@@ -306,6 +309,32 @@ def vote(query_times: np.ndarray, query_speeds: np.ndarray, tracks: np.ndarray, 
     best = per_track[np.r_[True, group_tracks[per_track][1:] != group_tracks[per_track][:-1]]]
     return Votes(group_tracks[best], group_speeds[best], scores[best], mean_offsets[best],
                  scores[best] / collisions[best])
+
+
+#: Group keys below this are counted with one dense ``bincount`` (8 bytes a key), larger ones by sorting.
+_DENSE_GROUPS = 1 << 22
+
+
+def _groups(raw: np.ndarray, min_collisions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(group keys with at least ``min_collisions`` collisions, each kept collision's group number,
+    collisions per group, which collisions were kept)."""
+    if int(raw.max()) < _DENSE_GROUPS:
+        counts = np.bincount(raw)
+        kept = counts[raw] >= min_collisions
+        group_keys = np.nonzero(counts >= min_collisions)[0]
+        return group_keys, np.searchsorted(group_keys, raw[kept]), counts[group_keys], kept
+    keys, counts = _unique_counts(raw)
+    at = np.searchsorted(keys, raw)
+    kept = counts[at] >= min_collisions
+    numbered = np.cumsum(counts >= min_collisions) - 1
+    return keys[counts >= min_collisions], numbered[at[kept]], counts[counts >= min_collisions], kept
+
+
+def _unique_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and their counts, by one sort (faster here than ``np.unique``'s hashing)."""
+    ordered = np.sort(values)
+    starts = np.nonzero(np.r_[True, ordered[1:] != ordered[:-1]])[0]
+    return ordered[starts], np.diff(np.r_[starts, len(ordered)])
 
 
 def matches(votes: Votes, ids: Sequence[str] | np.ndarray, speeds: Sequence[float] = SPEEDS, *,

@@ -172,7 +172,8 @@ class CatalogueIndex:
         if excluded is not None:
             live &= track_numbers != excluded
         asked_rows, track_numbers, posting_times = asked_rows[live], track_numbers[live], posting_times[live]
-        votes = vote(probes.times[asked_rows], probes.speeds[asked_rows], track_numbers, posting_times)
+        votes = vote(probes.times[asked_rows], probes.speeds[asked_rows], track_numbers, posting_times,
+                     min_collisions=min_matches)
         return matches(votes, self._ids, self.speeds, min_matches=min_matches, max_results=max_results)
 
 
