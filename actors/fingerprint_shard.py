@@ -24,12 +24,13 @@ import numpy as np
 import ray
 from ray.actor import ActorHandle
 
-from audio import repository
+from audio import repository, service
 from audio.fingerprint import Landmarks, Match, Probes
 from audio.landmark_index import CatalogueIndex, merge, shard_cap, shard_of
 from verseflow import logs
 from verseflow.db import create_pool
 from verseflow.settings import Settings
+from verseflow.storage import object_store
 
 NAMESPACE = "verseflow"
 SHARD_NAME = "verseflow-fingerprint-shard-{}-of-{}"
@@ -171,3 +172,13 @@ def stop_shards(settings: Settings) -> None:
             continue
         _handles.pop(name, None)
     _catalogues.pop(settings.fingerprint_shards, None)
+
+
+async def index_unfingerprinted(settings: Settings) -> int:
+    """Give tracks published before the triplet index their hashes (``make up`` runs this at start)."""
+    pool = await create_pool(settings, min_size=1, max_size=2)
+    try:
+        return await service.index_unfingerprinted(pool, object_store(settings), catalogue(settings),
+                                                   max_duration_s=settings.track_max_duration_s)
+    finally:
+        await pool.close()

@@ -79,6 +79,19 @@ STEPS_PER_OCTAVE = 36
 DT_STEP = 2  # frames per time quantum
 PROBE_MARGIN = 0.2  # fraction of a quantum near a boundary that also probes the neighbour
 
+TRIPLET_TARGETS = 3  # an anchor's first targets that its triplets pair up (3: three triplets an anchor)
+TRI_BAND_STEPS = 12  # anchor band: 1/12 octave
+TRI_DF_STEPS = 24  # frequency differences: 1/24 octave
+TRI_DT_STEP = 3  # frames per time quantum
+TRI_PROBE_MARGIN = 0.15
+_TRI_BITS = (6, 6, 6, 5, 5)  # anchor band | df to b | df to c | dt to b | dt to c
+#: Triplet matching: a pile of 13 agreeing triplets holding 15 % of that track's collisions, or of 20.
+#: Over 200 rendered songs, chance piles reached 16 (at 4-5 % purity) and 12-13 only below 30 % purity
+#: or... see docs/audio.md ("Identification at scale") for the calibration.
+TRIPLET_MIN_MATCHES = 13
+TRIPLET_MIN_PURITY = 0.15
+TRIPLET_STRONG_MATCHES = 20
+
 SPEEDS: tuple[float, ...] = tuple(round(0.97 + 0.005 * i, 3) for i in range(13))
 DEFAULT_MIN_MATCHES = 40
 MIN_PURITY = 0.03  # the pile over all collisions with that track at that speed
@@ -142,6 +155,32 @@ class Fingerprint:
         hashes = _pack(np.floor(f1), np.floor(df), np.floor(dt))
         keep = hashes >= 0
         return Landmarks(hashes[keep].astype(np.uint32), t[keep])
+
+    def triplets(self, speed: float = 1.0, *, probe: bool = False) -> Landmarks:
+        """Hashes of peak triplets (an anchor and two of its first targets) after undoing ``speed``.
+
+        Three peaks carry about 28 bits (anchor band, two frequency and two time differences) where a
+        pair carries 21, of which music uses about 17: far fewer chance collisions per hash, which is
+        what keeps a query's cost flat as the catalogue grows. ``probe`` adds neighbouring quanta.
+        """
+        times = self.times * speed
+        log_freqs = self.log_freqs - np.log2(speed)
+        a, b, c = _triplets(times, log_freqs)
+        f1 = (log_freqs[a] - np.log2(FMIN_HZ)) * TRI_BAND_STEPS
+        df_b = (log_freqs[b] - log_freqs[a]) * TRI_DF_STEPS + TRI_DF_STEPS * DF_MAX_OCT + 0.5
+        df_c = (log_freqs[c] - log_freqs[a]) * TRI_DF_STEPS + TRI_DF_STEPS * DF_MAX_OCT + 0.5
+        dt_b = (times[b] - times[a]) / TRI_DT_STEP
+        dt_c = (times[c] - times[a]) / TRI_DT_STEP
+        t = times[a]
+        if probe:
+            f1, df_b, df_c, dt_b, dt_c, t = _probe(f1, df_b, df_c, dt_b, dt_c, t, margin=TRI_PROBE_MARGIN)
+        fields = [np.floor(v).astype(np.int64) for v in (f1, df_b, df_c, dt_b, dt_c)]
+        hashes = np.zeros(len(t), dtype=np.int64)
+        valid = np.ones(len(t), dtype=bool)
+        for value, bits in zip(fields, _TRI_BITS, strict=True):
+            valid &= (value >= 0) & (value < 1 << bits)
+            hashes = (hashes << bits) | np.clip(value, 0, (1 << bits) - 1)
+        return Landmarks(hashes[valid].astype(np.uint32), t[valid])
 
 
 def extract(samples: np.ndarray, rate: int) -> Fingerprint:
@@ -250,6 +289,11 @@ class Probes(NamedTuple):
     speeds: np.ndarray
 
 
+def triplet_probes(fingerprint: Fingerprint, speeds: Sequence[float] = SPEEDS) -> Probes:
+    """A query's triplet hashes under every candidate speed, flattened: what the catalogue's index searches."""
+    return flatten([fingerprint.triplets(s, probe=True) for s in speeds])
+
+
 def flatten(probes: list[Landmarks]) -> Probes:
     """One set of aligned arrays for all candidate speeds, so that one lookup and one vote serve them all."""
     if not probes:
@@ -338,12 +382,14 @@ def _unique_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def matches(votes: Votes, ids: Sequence[str] | np.ndarray, speeds: Sequence[float] = SPEEDS, *,
-            min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5) -> list[Match]:
+            min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5, min_purity: float = MIN_PURITY,
+            strong_matches: int = STRONG_MATCHES) -> list[Match]:
     """The significant votes as :class:`Match` es, best first; ``ids[n]`` names track number ``n``."""
     found = [Match(str(ids[track]), round(float(offset) * FRAME_S, 3), int(score), speeds[speed],
                    round(float(purity), 4))
              for track, speed, score, offset, purity in zip(*votes, strict=True)]
-    ranked = sorted((m for m in found if _significant(m, min_matches)), key=lambda m: -m.score)
+    ranked = sorted((m for m in found if _significant(m, min_matches, min_purity, strong_matches)),
+                    key=lambda m: -m.score)
     return ranked[:max_results]
 
 
@@ -442,17 +488,41 @@ def _pairs(times: np.ndarray, log_freqs: np.ndarray) -> tuple[np.ndarray, np.nda
     return order[a[keep]], order[t[keep]]
 
 
-def _probe(f1: np.ndarray, df: np.ndarray, dt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Each value near a quantum boundary is also tried on the other side of it (query side only)."""
-    columns = [f1, df, dt, t]
-    for axis in range(3):
-        values = columns[axis]
+def _triplets(times: np.ndarray, log_freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(anchor, b, c) peak indices: every two of an anchor's first ``TRIPLET_TARGETS`` targets, b first."""
+    anchors, targets = _pairs(times, log_freqs)
+    if len(anchors) == 0:
+        none = np.zeros(0, dtype=np.intp)
+        return none, none, none
+    starts = np.r_[True, anchors[1:] != anchors[:-1]]
+    rank = np.arange(len(anchors)) - np.maximum.accumulate(np.where(starts, np.arange(len(anchors)), 0))
+    picked_a, picked_b, picked_c = [], [], []
+    for first in range(TRIPLET_TARGETS):
+        for second in range(first + 1, TRIPLET_TARGETS):
+            i = np.nonzero(rank == first)[0]
+            j = i + (second - first)
+            ok = j < len(anchors)
+            i, j = i[ok], j[ok]
+            ok = anchors[j] == anchors[i]
+            picked_a.append(anchors[i[ok]])
+            picked_b.append(targets[i[ok]])
+            picked_c.append(targets[j[ok]])
+    return np.concatenate(picked_a), np.concatenate(picked_b), np.concatenate(picked_c)
+
+
+def _probe(*columns: np.ndarray, margin: float = PROBE_MARGIN) -> tuple[np.ndarray, ...]:
+    """Each value near a quantum boundary is also tried on the other side of it (query side only).
+
+    Every column but the last (the anchor time, carried along) is a quantized field."""
+    out = list(columns)
+    for axis in range(len(out) - 1):
+        values = out[axis]
         frac = values - np.floor(values)
-        near_low, near_high = frac < PROBE_MARGIN, frac > 1 - PROBE_MARGIN
+        near_low, near_high = frac < margin, frac > 1 - margin
         moved = np.concatenate([values[near_low] - 1, values[near_high] + 1])
         rows = np.concatenate([np.nonzero(near_low)[0], np.nonzero(near_high)[0]])
-        columns = [np.concatenate([c, moved if i == axis else c[rows]]) for i, c in enumerate(columns)]
-    return tuple(columns)
+        out = [np.concatenate([c, moved if i == axis else c[rows]]) for i, c in enumerate(out)]
+    return tuple(out)
 
 
 def _pack(f1: np.ndarray, df: np.ndarray, dt: np.ndarray) -> np.ndarray:
@@ -483,10 +553,11 @@ def _sorted(postings: Postings) -> Postings:
                     np.asarray(postings.times, dtype=np.float64)[order])
 
 
-def _significant(match: Match, min_matches: int) -> bool:
+def _significant(match: Match, min_matches: int, min_purity: float = MIN_PURITY,
+                 strong_matches: int = STRONG_MATCHES) -> bool:
     """Enough agreeing landmarks, and either a pure pile or one far above any chance pile."""
-    strong = match.score >= max(STRONG_MATCHES, min_matches)
-    return match.score >= min_matches and (match.purity >= MIN_PURITY or strong)
+    strong = match.score >= max(strong_matches, min_matches)
+    return match.score >= min_matches and (match.purity >= min_purity or strong)
 
 
 def window(full: Fingerprint, start_s: float, length_s: float) -> Fingerprint:

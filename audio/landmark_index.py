@@ -33,7 +33,18 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from audio.fingerprint import DEFAULT_MIN_MATCHES, SPEEDS, Landmarks, Match, Probes, matches, ranges, vote
+from audio.fingerprint import (
+    SPEEDS,
+    TRIPLET_MIN_MATCHES,
+    TRIPLET_MIN_PURITY,
+    TRIPLET_STRONG_MATCHES,
+    Landmarks,
+    Match,
+    Probes,
+    matches,
+    ranges,
+    vote,
+)
 
 #: Fold the delta level into the main level once it holds this share of the main level's postings.
 DELTA_SHARE = 8
@@ -80,11 +91,16 @@ class IndexStats(NamedTuple):
 
 
 class CatalogueIndex:
-    """Reference landmarks of many tracks; queries return :class:`Match` es like ``LandmarkIndex.query``."""
+    """Reference hashes of many tracks; queries return :class:`Match` es like ``LandmarkIndex.query``.
 
-    def __init__(self, max_postings: int = 0, speeds: Sequence[float] = SPEEDS) -> None:
+    Agnostic of the hash scheme: the catalogue stores triplets (``Fingerprint.triplets``), and the
+    thresholds default to theirs; pair landmarks work the same with the pairs' thresholds."""
+
+    def __init__(self, max_postings: int = 0, speeds: Sequence[float] = SPEEDS, *,
+                 min_purity: float = TRIPLET_MIN_PURITY, strong_matches: int = TRIPLET_STRONG_MATCHES) -> None:
         self.max_postings = max_postings
         self.speeds = tuple(speeds)
+        self.min_purity, self.strong_matches = min_purity, strong_matches
         self._main = _Level.empty()
         self._delta = _Level.empty()
         self._ids: list[str] = []  # track number -> id
@@ -150,8 +166,10 @@ class CatalogueIndex:
         return True
 
     def query(self, probes: Probes, *, exclude: str | uuid.UUID | None = None,
-              min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5) -> list[Match]:
-        """The tracks this query's probes (``fingerprint.flatten(fingerprint.probes(clip))``) come from."""
+              min_matches: int = TRIPLET_MIN_MATCHES, max_results: int = 5) -> list[Match]:
+        """The tracks this query's probes (``fingerprint.triplet_probes(clip)``) come from.
+
+        Significance as in ``audio/fingerprint.py``, with this index's thresholds (the triplets' by default)."""
         if len(probes.hashes) == 0 or not self._numbers:
             return []
         hashes = np.asarray(probes.hashes, np.uint32)
@@ -174,7 +192,8 @@ class CatalogueIndex:
         asked_rows, track_numbers, posting_times = asked_rows[live], track_numbers[live], posting_times[live]
         votes = vote(probes.times[asked_rows], probes.speeds[asked_rows], track_numbers, posting_times,
                      min_collisions=min_matches)
-        return matches(votes, self._ids, self.speeds, min_matches=min_matches, max_results=max_results)
+        return matches(votes, self._ids, self.speeds, min_matches=min_matches, max_results=max_results,
+                       min_purity=self.min_purity, strong_matches=self.strong_matches)
 
 
 class Catalogue(Protocol):

@@ -44,6 +44,14 @@ async def published_ids(pool: asyncpg.Pool) -> list[uuid.UUID]:
     return [r["track_id"] for r in rows]
 
 
+async def unfingerprinted(pool: asyncpg.Pool) -> list[tuple[uuid.UUID, str]]:
+    """(track id, source key) of published tracks without a ``track_fingerprints`` row."""
+    rows = await pool.fetch(
+        """SELECT t.id, t.source_key FROM tracks t LEFT JOIN track_fingerprints f ON f.track_id = t.id
+           WHERE t.status = 'ready' AND t.source_key IS NOT NULL AND f.track_id IS NULL""")
+    return [(r["id"], r["source_key"]) for r in rows]
+
+
 async def published_landmarks(pool: asyncpg.Pool, track_ids: list[uuid.UUID]) -> list[tuple[str, Landmarks]]:
     """The landmarks of those of ``track_ids`` that are published, in one query."""
     rows = await pool.fetch(

@@ -163,7 +163,12 @@ async def _query(catalogue: Catalogue, clip: fingerprint.Fingerprint, *, exclude
 
 
 def query_probes(clip: fingerprint.Fingerprint) -> fingerprint.Probes:
-    return fingerprint.flatten(fingerprint.probes(clip))
+    return fingerprint.triplet_probes(clip)
+
+
+def catalogue_hashes(full: fingerprint.Fingerprint) -> fingerprint.Landmarks:
+    """What a published track contributes to the catalogue's index: its triplet hashes."""
+    return full.triplets()
 
 
 async def publish(pool: asyncpg.Pool, catalogue: Catalogue, track_id: uuid.UUID, *, media_prefix: str,
@@ -174,7 +179,7 @@ async def publish(pool: asyncpg.Pool, catalogue: Catalogue, track_id: uuid.UUID,
     ``ready`` can identify it at once) and again after the commit, which covers a shard that restarted
     in between and loaded its partition before this track was ready. Adding is idempotent.
     """
-    landmarks = outputs.fingerprint.landmarks()
+    landmarks = catalogue_hashes(outputs.fingerprint)
     await catalogue.add(str(track_id), landmarks)
     media = {"files": outputs.files, "index": media_index(outputs).to_json()}
     async with transaction(pool) as conn:
@@ -192,6 +197,32 @@ async def publish(pool: asyncpg.Pool, catalogue: Catalogue, track_id: uuid.UUID,
                    matches=[m["track_id"] for m in matches])
     await catalogue.add(str(track_id), landmarks)
     return True
+
+
+async def index_unfingerprinted(pool: asyncpg.Pool, store: ObjectStore, catalogue: Catalogue, *,
+                                max_duration_s: float) -> int:
+    """Fingerprint again the published tracks that have no catalogue hashes, from their stored source.
+
+    Tracks published before migration 0012 had pair landmarks, which the triplet index cannot use
+    (the migration dropped them); this rebuilds theirs. Returns how many tracks it indexed.
+    """
+    done = 0
+    for track_id, key in await repository.unfingerprinted(pool):
+        try:
+            path = store.local_path(key)
+        except NotFound:
+            continue
+        landmarks = catalogue_hashes(await asyncio.to_thread(_fingerprint_source, path, max_duration_s))
+        async with pool.acquire() as conn:
+            await repository.put_landmarks(conn, track_id, landmarks)
+        await catalogue.add(str(track_id), landmarks)
+        done += 1
+    return done
+
+
+def _fingerprint_source(path: Path, max_duration_s: float) -> fingerprint.Fingerprint:
+    audio = decode.decode(path, max_duration_s=max_duration_s)
+    return fingerprint.extract(audio.samples, audio.rate)
 
 
 def media_index(outputs: Outputs) -> MediaIndex:

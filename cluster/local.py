@@ -122,7 +122,7 @@ class LocalPlatform:
 
     def _start_workers(self) -> None:
         from actors.event_worker import start_event_worker, stop_event_worker
-        from actors.fingerprint_shard import shards, stop_shards
+        from actors.fingerprint_shard import index_unfingerprinted, shards, stop_shards
         from actors.room_host import stop_hosts
         from actors.transcode import resume_open_jobs
 
@@ -137,6 +137,8 @@ class LocalPlatform:
             edges = start_edges(self.settings)
             self._stoppers.append(lambda: stop_edges(edges))
             self.say(f"realtime edge on {self.settings.edge_host}:{self.settings.edge_port} (GET /v1/realtime)")
+        if indexed := asyncio.run(index_unfingerprinted(self.settings)):
+            self.say(f"fingerprinted {indexed} track(s) published before the triplet index")
         if resumed := asyncio.run(resume_open_jobs(self.settings)):
             self.say(f"resumed {resumed} unfinished transcoding job(s)")
 

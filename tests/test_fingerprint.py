@@ -3,8 +3,9 @@
 The tracks are generated here from seeds: a melody and a bass line of harmonic notes (random timbre,
 envelopes and vibrato, a random tuning offset so nothing sits on the analysis grid) plus drums (noise
 bursts and pitched kicks). Clips are cut at random sample offsets; a hit is the right track with the
-offset within ±0.2 s. Every case runs on both indexes: the store-backed ``LandmarkIndex`` and the
-catalogue's compact in-memory index (``audio/landmark_index.py``) that the shards hold.
+offset within ±0.2 s. Every case runs twice: pair landmarks in the store-backed ``LandmarkIndex``,
+and triplet hashes in the catalogue's compact in-memory index (``audio/landmark_index.py``), which is
+what the shards serve.
 """
 
 from __future__ import annotations
@@ -13,7 +14,20 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from audio.fingerprint import Fingerprint, LandmarkIndex, Landmarks, Match, Postings, extract, flatten, probes
+from audio.fingerprint import (
+    DEFAULT_MIN_MATCHES,
+    MIN_PURITY,
+    STRONG_MATCHES,
+    Fingerprint,
+    LandmarkIndex,
+    Landmarks,
+    Match,
+    Postings,
+    extract,
+    flatten,
+    probes,
+    triplet_probes,
+)
 from audio.landmark_index import CatalogueIndex
 
 RATE = 22050
@@ -90,26 +104,32 @@ def tracks() -> dict[str, np.ndarray]:
 
 
 class CatalogueSearch:
-    """The catalogue's in-memory index (``audio/landmark_index.py``) behind ``LandmarkIndex``'s interface."""
+    """The catalogue's in-memory index (``audio/landmark_index.py``) behind ``LandmarkIndex``'s interface:
+    triplet hashes, as the shards hold them (or pairs with their thresholds, to compare the two indexes)."""
 
-    def __init__(self) -> None:
-        self.index = CatalogueIndex()
+    def __init__(self, pairs: bool = False) -> None:
+        self.pairs = pairs
+        self.index = CatalogueIndex(min_purity=MIN_PURITY, strong_matches=STRONG_MATCHES) if pairs \
+            else CatalogueIndex()
 
     def add(self, track_id: str, fingerprint: Fingerprint) -> None:
-        landmarks = fingerprint.landmarks()
+        landmarks = fingerprint.landmarks() if self.pairs else fingerprint.triplets()
         self.index.add(track_id, landmarks.hashes, landmarks.times)
 
     def query(self, fingerprint: Fingerprint) -> list[Match]:
-        return self.index.query(flatten(probes(fingerprint)))
+        if self.pairs:
+            return self.index.query(flatten(probes(fingerprint)), min_matches=DEFAULT_MIN_MATCHES)
+        return self.index.query(triplet_probes(fingerprint))
 
 
 Searchable = LandmarkIndex | CatalogueSearch
 
 
-@pytest.fixture(scope="module", params=["store", "catalogue"])
+@pytest.fixture(scope="module", params=["pairs", "triplets"])
 def index(request, tracks: dict[str, np.ndarray]) -> Searchable:
-    """Every accuracy case runs on both: the store-backed index and the catalogue's compact index."""
-    index = LandmarkIndex() if request.param == "store" else CatalogueSearch()
+    """Every accuracy case runs on both: pair landmarks in the store-backed index, and triplet hashes in
+    the catalogue's compact index (what the shards serve)."""
+    index = LandmarkIndex() if request.param == "pairs" else CatalogueSearch()
     for track_id, samples in tracks.items():
         index.add(track_id, extract(samples, RATE))
     return index
@@ -199,12 +219,13 @@ def test_storage_is_injected(tracks: dict[str, np.ndarray], index: Searchable):
     query = extract(tracks["track-05"][12 * RATE: 17 * RATE], RATE)
     [match] = injected.query(query)
     assert match.track_id == "track-05" and abs(match.offset_s - 12.0) <= TOLERANCE_S
-    assert match.score == index.query(query)[0].score
+    if isinstance(index, LandmarkIndex):
+        assert match.score == index.query(query)[0].score
 
 
 def test_the_catalogue_index_answers_as_the_store_backed_index(tracks: dict[str, np.ndarray]):
     """Same landmarks, same votes: the compact index finds the same tracks, scores, speeds and offsets."""
-    reference, compact = LandmarkIndex(), CatalogueSearch()
+    reference, compact = LandmarkIndex(), CatalogueSearch(pairs=True)
     for track_id, samples in tracks.items():
         fingerprint = extract(samples, RATE)
         reference.add(track_id, fingerprint)

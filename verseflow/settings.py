@@ -124,7 +124,8 @@ class Settings(BaseSettings):
                                                                     "padding and frame rounding")
     identify_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest identify upload")
     identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
-    fingerprint_min_matches: int = Field(40, ge=5, description="landmarks agreeing on an offset for a match")
+    fingerprint_min_matches: int = Field(13, ge=5, description="triplet hashes agreeing on an offset for a match "
+                                                                "(audio/fingerprint.py: TRIPLET_MIN_MATCHES)")
     fingerprint_shards: int = Field(2, ge=1, description="FingerprintShard actors holding the landmark index "
                                                           "(tracks are hashed onto them)")
     fingerprint_max_postings: int = Field(0, ge=0, description="a hash with more postings than this in the "
