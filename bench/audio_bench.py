@@ -12,9 +12,10 @@ Run: ``make bench-audio`` (or ``.venv/bin/python -m bench.audio_bench [--seconds
    (the same ranking code as production; an in-memory store instead of the PostgreSQL table, which
    holds the same postings). Clips of 5 s and 10 s at random offsets, under each degradation (clean,
    white noise at 10 and 0 dB SNR, MP3 64 kbit/s, speed ±3 %), must return the right track with the
-   offset within 0.5 s. The baseline, in the same run over the same postings, is classic landmark
-   matching at one speed (audfprint's design). Clips of songs *not* in the index measure false
-   positives.
+   offset within 0.5 s, for pair landmarks (13 speed candidates), for the triplet hashes the catalogue's
+   shards serve (``audio/landmark_index.py``), and for the baseline, in the same run over the same
+   postings: classic landmark matching at one speed (audfprint's design). Clips of songs *not* in the
+   index measure false positives.
 3. **Tempo and key** over ``corpus(--tracks)`` (seed 0) and ``corpus(3 × --tracks)`` (seed 100), both
    never used for tuning: accuracy 1 (±4 %), accuracy 2 (also ×2, ×½, ×3, ×⅓), MIREX-weighted key score;
    Essentia's estimators side by side when the ``bench`` extra is installed.
@@ -36,6 +37,7 @@ from audio import fingerprint
 from audio.decode import decode
 from audio.evaluation import evaluate_tempo_key
 from audio.ladder import encode_mp3
+from audio.landmark_index import CatalogueIndex
 from audio.pipeline import process
 from audio.synthetic import SongSpec, corpus, render, write_audio
 from bench.harness import say
@@ -122,10 +124,15 @@ def identification(tracks: int) -> None:
     # The baseline: classic landmark matching at one speed (audfprint's and Shazam's 2003 design), over
     # the same postings; it shows what the speed candidates add.
     classic = fingerprint.LandmarkIndex(index.store, speeds=(1.0,))
+    # What production serves: triplet hashes in the catalogue's compact index (audio/landmark_index.py).
+    triplets = CatalogueIndex()
     songs = {}
     for number, spec in enumerate(specs):
         songs[number] = render(spec, RATE)
-        index.add(str(number), fingerprint.extract(songs[number], RATE))
+        full = fingerprint.extract(songs[number], RATE)
+        index.add(str(number), full)
+        hashes = full.triplets()
+        triplets.add(str(number), hashes.hashes, hashes.times)
     results: dict[tuple[str, float, str], list[bool]] = {}
     started = time.perf_counter()
     queries = 0
@@ -136,27 +143,36 @@ def identification(tracks: int) -> None:
             for degradation in DEGRADATIONS:
                 query = fingerprint.extract(_degrade(clip, degradation, rng), RATE)
                 queries += 1
-                for name, searched in (("ours", index), ("classic", classic)):
-                    matches = searched.query(query)
+                for name, searched in (("pairs", index), ("classic", classic), ("triplets", triplets)):
+                    matches = _search(searched, query)
                     hit = bool(matches) and matches[0].track_id == str(number) and \
                         abs(matches[0].offset_s - start_s) <= OFFSET_TOLERANCE_S
                     results.setdefault((name, length, degradation), []).append(hit)
-    false_positives = 0
+    false_positives = {"pairs": 0, "triplets": 0}
     for spec in strangers:
         samples = render(spec, RATE)
         for length in CLIP_LENGTHS:
-            clip = samples[:, 5 * RATE: int((5 + length) * RATE)]
-            false_positives += bool(index.query(fingerprint.extract(clip, RATE)))
+            query = fingerprint.extract(samples[:, 5 * RATE: int((5 + length) * RATE)], RATE)
+            false_positives["pairs"] += bool(index.query(query))
+            false_positives["triplets"] += bool(_search(triplets, query))
     per_query_ms = (time.perf_counter() - started) / (queries + 2 * len(strangers)) * 1000
     print(f"\n== Identification: {tracks} indexed songs, right track and offset within {OFFSET_TOLERANCE_S} s ==")
-    columns = [(name, length) for name in ("ours", "classic") for length in CLIP_LENGTHS]
+    columns = [(name, length) for name in ("pairs", "classic", "triplets") for length in CLIP_LENGTHS]
     print(f"{'degradation':<14}" + "".join(f"{f'{name} {length:.0f} s':>15}" for name, length in columns))
     for degradation in DEGRADATIONS:
         row = "".join(f"{_share(results[(name, length, degradation)]):>15}" for name, length in columns)
         print(f"{degradation:<14}{row}")
-    print("classic = the same landmarks and votes at one speed (as audfprint and Shazam's 2003 design)")
-    print(f"false positives: {false_positives} of {2 * len(strangers)} clips of songs not in the index; "
-          f"{per_query_ms:.0f} ms per query (extract + 13 speed candidates + vote)")
+    print("pairs = pair landmarks at 13 speed candidates (the PostgreSQL design before the shards); classic = the "
+          "same at one speed (audfprint's and Shazam's 2003 design); triplets = what the catalogue's shards serve")
+    print(f"false positives: pairs {false_positives['pairs']}, triplets {false_positives['triplets']} of "
+          f"{2 * len(strangers)} clips of songs not in the index; {per_query_ms:.0f} ms per query (extract + "
+          "the three searches)")
+
+
+def _search(index: fingerprint.LandmarkIndex | CatalogueIndex, query: fingerprint.Fingerprint) -> list:
+    if isinstance(index, CatalogueIndex):
+        return index.query(fingerprint.triplet_probes(query))
+    return index.query(query)
 
 
 def _degrade(clip: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:

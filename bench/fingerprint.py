@@ -13,7 +13,7 @@ One run builds one catalogue and grows it through every size, measuring at each:
 - **duplicate check**: ``audio.service.find_matches`` on a whole song's fingerprint against the shards,
   as a ``TranscodeJob`` runs it before publication;
 - **shard load**: killed and recreated shards loading the catalogue from PostgreSQL;
-- **memory**: bytes of posting arrays per million landmarks (the shards' own figure);
+- **memory**: bytes of posting arrays per million hashes (MB/M h; the shards' own figure);
 - **accuracy**: right track and offset within 0.5 s, by clip length (5 s, 10 s) and degradation
   (those of ``bench/audio_bench.py``: clean, white noise 10 and 0 dB SNR, MP3 64 kbit/s, speed ±3 %),
   the same queries at every size; **false positives**: clips of songs not in the catalogue.
@@ -76,7 +76,7 @@ class Query:
 class Corpus:
     """What the catalogue is made of, and what is asked of it."""
 
-    landmarks: list[fingerprint.Landmarks] = field(default_factory=list)  # generated tracks
+    landmarks: list[fingerprint.Landmarks] = field(default_factory=list)  # generated tracks' catalogue hashes
     fingerprints: list[fingerprint.Fingerprint] = field(default_factory=list)
     queries: list[Query] = field(default_factory=list)
     strangers: list[Query] = field(default_factory=list)
@@ -89,6 +89,7 @@ class Row:
     size: int
     generated: int
     landmarks: int = 0
+    distinct: int = 0
     load_s: float = 0.0
     bytes_per_million: float = 0.0
     platform_ms: list[float] = field(default_factory=list)
@@ -120,13 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     try:
         asyncio.run(_prepare(admin_url, database, settings))
-        rows, extract_ms = asyncio.run(_measure(args, settings, scratch))
+        rows, extract_ms, growth = asyncio.run(_measure(args, settings, scratch))
     finally:
         _stop_platform()
         asyncio.run(clean_up(admin_url, settings, database))
         shutil.rmtree(scratch, ignore_errors=True)
-    _report(rows, extract_ms, args)
-    return 0
+    _report(rows, extract_ms, growth, args)
+    found = sum(sum(hits) for hits in rows[0].hits.values())
+    if not found:
+        print(f"nothing was identified at {rows[0].size} tracks: the measurement is broken")
+    return 0 if found else 1
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -172,7 +176,7 @@ def _build_corpus(args: argparse.Namespace, scratch: Path) -> Corpus:
         samples = render(spec, RATE)
         full = fingerprint.extract(samples, RATE)
         found.fingerprints.append(full)
-        found.landmarks.append(full.landmarks())
+        found.landmarks.append(service.catalogue_hashes(full))
         if number < args.queried:
             found.queries += _clips(number, samples, rng, found, scratch)
         if number % 100 == 99:
@@ -211,23 +215,38 @@ def _probes(clip: np.ndarray, found: Corpus) -> fingerprint.Probes:
 
 
 class Distractors:
-    """Landmark sets whose hashes are drawn from the rendered tracks' pooled hashes."""
+    """Other songs' hashes, made from the rendered ones: a rendered track's triplets moved to another key
+    (the anchor band shifted by 1-6 semitones either way: intervals, hence the frequency differences, stay)
+    and another tempo (times and time differences scaled by 0.8-1.25), as a catalogue holds the same
+    musical material in many keys and tempi. The within-track structure (repetition, density) is the
+    rendered songs'; the spread of distinct hashes is reported beside the rendered songs' own growth."""
 
-    def __init__(self, generated: list[fingerprint.Landmarks], frames: int) -> None:
-        self._pool = np.concatenate([lm.hashes for lm in generated])
-        self._sizes = np.array([len(lm.hashes) for lm in generated])
-        self._frames = frames
+    def __init__(self, generated: list[fingerprint.Landmarks]) -> None:
+        self._generated = generated
         self._rng = np.random.default_rng(2026)
 
     def make(self) -> fingerprint.Landmarks:
-        n = int(self._rng.choice(self._sizes))
-        return fingerprint.Landmarks(self._rng.choice(self._pool, n),
-                                     np.sort(self._rng.integers(0, self._frames, n)).astype(np.float64))
+        source = self._generated[int(self._rng.integers(len(self._generated)))]
+        band, df_b, df_c, dt_b, dt_c = fingerprint.unpack_triplets(source.hashes)
+        shift = int(self._rng.choice([-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6]))
+        tempo = float(self._rng.uniform(0.8, 1.25))
+        hashes = fingerprint.pack_triplets([band + shift, df_b, df_c, np.floor((dt_b + 0.5) * tempo).astype(np.int64),
+                                            np.floor((dt_c + 0.5) * tempo).astype(np.int64)])
+        keep = hashes >= 0
+        return fingerprint.Landmarks(hashes[keep].astype(np.uint32), source.times[keep] * tempo)
+
+
+def distinct_growth(landmarks: list[fingerprint.Landmarks]) -> tuple[float, int]:
+    """Heaps' law over the rendered tracks: the exponent of distinct hashes against tracks, and their count."""
+    half = len(landmarks) // 2
+    counts = [len(np.unique(np.concatenate([lm.hashes for lm in landmarks[:n]]))) for n in (half, len(landmarks))]
+    return (float(np.log(counts[1] / counts[0]) / np.log(len(landmarks) / half)) if half else float("nan")), counts[1]
 
 
 # --- measuring ------------------------------------------------------------------------------------
 
-async def _measure(args: argparse.Namespace, settings: Settings, scratch: Path) -> tuple[list[Row], list[float]]:
+async def _measure(args: argparse.Namespace, settings: Settings,
+                   scratch: Path) -> tuple[list[Row], list[float], tuple[float, int]]:
     say(f"rendering {args.generated} songs of {args.seconds:.0f} s and cutting the clips")
     found = _build_corpus(args, scratch)
     port = _start_platform()
@@ -241,8 +260,9 @@ async def _measure(args: argparse.Namespace, settings: Settings, scratch: Path) 
         async with httpx.AsyncClient(base_url=base_url, timeout=120) as http:
             headers, artist_id = await _artist(http)
             local = CatalogueIndex(shard_cap(args.max_postings, 1))
-            distractors = Distractors(found.landmarks, int(args.seconds / fingerprint.FRAME_S))
+            distractors = Distractors(found.landmarks)
             ids: list[str] = []
+            distinct = np.zeros(0, np.uint32)
             for size in args.sizes:
                 say(f"catalogue of {size} tracks: writing {size - len(ids)} more to PostgreSQL")
                 added = []
@@ -253,14 +273,15 @@ async def _measure(args: argparse.Namespace, settings: Settings, scratch: Path) 
                     added.append((ids[-1], landmarks))
                 await _insert(pool, artist_id, added)
                 local.add_many([(track_id, lm.hashes, lm.times) for track_id, lm in added])
-                row = Row(size, min(size, args.generated))
+                distinct = np.union1d(distinct, np.concatenate([lm.hashes for _, lm in added]))
+                row = Row(size, min(size, args.generated), distinct=len(distinct))
                 stop_shards(settings)  # recreated below: they load the whole catalogue, as after a restart
                 started = time.perf_counter()
                 stats = await catalogue(settings).ready()
                 row.load_s = time.perf_counter() - started
                 row.landmarks = sum(s["landmarks"] for s in stats)
                 row.bytes_per_million = sum(s["nbytes"] for s in stats) / max(row.landmarks, 1) * 1e6
-                say(f"{size} tracks: shards loaded {row.landmarks:,} landmarks in {row.load_s:.1f} s")
+                say(f"{size} tracks: shards loaded {row.landmarks:,} hashes in {row.load_s:.1f} s")
                 _in_process(local, found, ids, row)
                 await _through_platform(http, headers, found, ids, row)
                 await _duplicate_checks(pool, catalogue(settings), found, ids, args.duplicates, row, settings)
@@ -269,7 +290,7 @@ async def _measure(args: argparse.Namespace, settings: Settings, scratch: Path) 
                     f"{_p(row.local_ms, 50):.1f} ms in process; duplicate check {_p(row.duplicate_s, 50):.2f} s")
     finally:
         await pool.close()
-    return rows, found.extract_ms
+    return rows, found.extract_ms, distinct_growth(found.landmarks)
 
 
 def _in_process(index: CatalogueIndex, found: Corpus, ids: list[str], row: Row) -> None:
@@ -378,20 +399,24 @@ def _share(hits: list[bool]) -> str:
     return f"{sum(hits)}/{len(hits)}"
 
 
-def _report(rows: list[Row], extract_ms: list[float], args: argparse.Namespace) -> None:
+def _report(rows: list[Row], extract_ms: list[float], growth: tuple[float, int], args: argparse.Namespace) -> None:
     base = rows[0]
     print(f"\n== Fingerprint catalogue: {args.shards} shards, per-hash posting cap "
           f"{args.max_postings or 'none'}; songs of {args.seconds:.0f} s ==")
-    print(f"{'tracks':>8}{'rendered':>10}{'landmarks':>13}{'MB/M lm':>9}{'load s':>8}"
+    print(f"{'tracks':>8}{'rendered':>10}{'hashes':>13}{'distinct':>12}{'MB/M h':>9}{'load s':>8}"
           f"{'Serve p50':>11}{'p99 ms':>8}{'local p50':>11}{'p99 ms':>8}{'dup p50 s':>11}{'max s':>7}")
     for row in rows:
-        print(f"{row.size:>8}{row.generated:>10}{row.landmarks:>13,}{row.bytes_per_million / 1e6:>9.1f}"
-              f"{row.load_s:>8.1f}{_p(row.platform_ms, 50):>11.0f}{_p(row.platform_ms, 99):>8.0f}"
+        print(f"{row.size:>8}{row.generated:>10}{row.landmarks:>13,}{row.distinct:>12,}"
+              f"{row.bytes_per_million / 1e6:>9.1f}{row.load_s:>8.1f}"
+              f"{_p(row.platform_ms, 50):>11.0f}{_p(row.platform_ms, 99):>8.0f}"
               f"{_p(row.local_ms, 50):>11.2f}{_p(row.local_ms, 99):>8.2f}{_p(row.duplicate_s, 50):>11.2f}"
               f"{max(row.duplicate_s, default=float('nan')):>7.2f}")
-    print(f"distractors (hashes drawn from the rendered songs' pooled hashes) fill each size past "
-          f"{args.generated} rendered songs; clip extraction + probes (not in 'local'): "
-          f"p50 {_p(extract_ms, 50):.0f} ms")
+    exponent, rendered_distinct = growth
+    print(f"past {args.generated} rendered songs, distractors: rendered songs' triplets in another key and tempo. "
+          f"Distinct hashes of the rendered songs grow as tracks^{exponent:.2f} ({rendered_distinct:,} for "
+          f"{args.generated}); at that rate {rows[-1].size} real tracks would hold "
+          f"{rendered_distinct * (rows[-1].size / args.generated) ** exponent:,.0f}")
+    print(f"clip extraction + probes (not in 'local'): p50 {_p(extract_ms, 50):.0f} ms")
     print("\n-- growth against the smallest size, same run --")
     for row in rows[1:]:
         print(f"{row.size:>8} tracks: Serve p50 x{_p(row.platform_ms, 50) / _p(base.platform_ms, 50):.2f}, "
