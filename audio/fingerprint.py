@@ -365,8 +365,8 @@ def vote(query_times: np.ndarray, query_speeds: np.ndarray, tracks: np.ndarray, 
     bins = np.rint(offsets).astype(np.int64)
     low = int(bins.min()) - 2
     span = int(bins.max()) - low + 3  # every bin ± 1 stays inside its group's span
-    keys, counts = _unique_counts(groups * span + (bins - low))
-    centres = _unique_counts(np.concatenate([keys - 1, keys, keys + 1]))[0]
+    keys, counts = unique_counts(groups * span + (bins - low))
+    centres = unique_counts(np.concatenate([keys - 1, keys, keys + 1]))[0]
     windows = sum(_count_at(keys, counts, centres + d) for d in range(-OFFSET_TOLERANCE, OFFSET_TOLERANCE + 1))
     centre_groups = centres // span
     order = np.lexsort((centres, -windows, centre_groups))
@@ -395,14 +395,14 @@ def _groups(raw: np.ndarray, min_collisions: int) -> tuple[np.ndarray, np.ndarra
         kept = counts[raw] >= min_collisions
         group_keys = np.nonzero(counts >= min_collisions)[0]
         return group_keys, np.searchsorted(group_keys, raw[kept]), counts[group_keys], kept
-    keys, counts = _unique_counts(raw)
+    keys, counts = unique_counts(raw)
     at = np.searchsorted(keys, raw)
     kept = counts[at] >= min_collisions
     numbered = np.cumsum(counts >= min_collisions) - 1
     return keys[counts >= min_collisions], numbered[at[kept]], counts[counts >= min_collisions], kept
 
 
-def _unique_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values and their counts, by one sort (faster here than ``np.unique``'s hashing)."""
     ordered = np.sort(values)
     starts = np.nonzero(np.r_[True, ordered[1:] != ordered[:-1]])[0]

@@ -34,6 +34,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from audio.fingerprint import (
+    OFFSET_TOLERANCE,
     SPEEDS,
     TRIPLET_MIN_MATCHES,
     TRIPLET_MIN_PURITY,
@@ -43,6 +44,7 @@ from audio.fingerprint import (
     Probes,
     matches,
     ranges,
+    unique_counts,
     vote,
 )
 
@@ -52,6 +54,10 @@ DELTA_SHARE = 8
 DELTA_MIN = 1 << 20
 #: Compact once dead postings (of removed tracks) are this share of all postings.
 DEAD_SHARE = 4
+#: Tracks whose collisions the full (track, speed, offset) vote examines: those with the largest
+#: speed-blind piles. Past this many plausible tracks (repetitive material, very common hashes), the
+#: rest are chance piles far below the true one's; it bounds the cost of such queries.
+STAGE_TWO_TRACKS = 32
 
 
 class _Level(NamedTuple):
@@ -169,10 +175,56 @@ class CatalogueIndex:
               min_matches: int = TRIPLET_MIN_MATCHES, max_results: int = 5) -> list[Match]:
         """The tracks this query's probes (``fingerprint.triplet_probes(clip)``) come from.
 
-        Significance as in ``audio/fingerprint.py``, with this index's thresholds (the triplets' by default)."""
+        Two stages, so that the cost follows the collisions of one speed, not of thirteen. A triplet
+        hashes alike at neighbouring candidate speeds, so the probes are first reduced to distinct
+        (hash, query frame) pairs and looked up once. Stage one counts, per track, those collisions in
+        offset windows wide enough to hold a true pile at any candidate speed (the drift between
+        speeds over the clip, plus the vote's tolerance); a track whose best window holds fewer than
+        ``min_matches`` cannot score that much at any speed. Stage two votes per (track, speed,
+        offset) (``fingerprint.vote``) over those windows' collisions, each expanded to the speeds its
+        probe came from (purity still counts all of a track's collisions at that speed). The answer is
+        the one-stage vote's: stage one only drops tracks that could not match (and, when more than
+        ``STAGE_TWO_TRACKS`` could, all but the strongest of them). Significance as in
+        ``audio/fingerprint.py``, with this index's thresholds.
+        """
         if len(probes.hashes) == 0 or not self._numbers:
             return []
-        hashes = np.asarray(probes.hashes, np.uint32)
+        speeds = np.asarray(self.speeds)
+        frames = np.rint(probes.times / speeds[probes.speeds]).astype(np.int64)  # the clip's own frames
+        distinct, of_probe = _distinct(np.asarray(probes.hashes, np.int64) << 32 | frames)
+        hashes, distinct_frames = (distinct >> 32).astype(np.uint32), distinct & 0xFFFFFFFF
+        asked, track_numbers, posting_times = self._collisions(hashes, exclude)
+        if len(asked) == 0:
+            return []
+        drift = np.abs(speeds - 1).max() * float(distinct_frames.max()) * 2
+        width = int(np.ceil(drift)) + 2 * OFFSET_TOLERANCE + 2
+        near = _near_piles(track_numbers, posting_times - distinct_frames[asked], width=width,
+                           min_matches=min_matches, keep_tracks=STAGE_TWO_TRACKS)
+        candidates = np.zeros(int(track_numbers.max()) + 1, dtype=bool)
+        candidates[track_numbers[near]] = True
+        of_candidates = candidates[track_numbers]
+        # Purity needs every collision of a (track, speed), the far ones too: count them per speed.
+        probed_at = np.zeros((len(distinct), len(self.speeds)), dtype=bool)
+        probed_at[of_probe, probes.speeds] = True
+        tracks_kept, numbered = np.unique(track_numbers[of_candidates], return_inverse=True)
+        totals = np.stack([np.bincount(numbered, weights=probed_at[asked[of_candidates], k], minlength=len(tracks_kept))
+                           for k in range(len(self.speeds))], axis=1)
+        asked, track_numbers, posting_times = asked[near], track_numbers[near], posting_times[near]
+        order = np.argsort(of_probe, kind="stable")
+        starts = np.searchsorted(of_probe[order], np.arange(len(distinct)))
+        per_distinct = np.bincount(of_probe, minlength=len(distinct))
+        rows = order[ranges(starts[asked], starts[asked] + per_distinct[asked])]
+        votes = vote(probes.times[rows], probes.speeds[rows], np.repeat(track_numbers, per_distinct[asked]),
+                     np.repeat(posting_times, per_distinct[asked]), min_collisions=min_matches)
+        totals_of = totals[np.searchsorted(tracks_kept, votes.tracks), votes.speeds]
+        votes = votes._replace(purities=votes.scores / np.maximum(totals_of, 1))
+        return matches(votes, self._ids, self.speeds, min_matches=min_matches, max_results=max_results,
+                       min_purity=self.min_purity, strong_matches=self.strong_matches)
+
+    def _collisions(self, hashes: np.ndarray, exclude: str | uuid.UUID | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(index into ``hashes``, track number, stored frame) of every live posting of those hashes,
+        hashes past the posting cap left out."""
         bounds = [(level, np.searchsorted(level.hashes, hashes, side="left"),
                    np.searchsorted(level.hashes, hashes, side="right")) for level in (self._main, self._delta)]
         found = sum(hi - lo for _, lo, hi in bounds)
@@ -189,11 +241,44 @@ class CatalogueIndex:
         excluded = self._numbers.get(str(exclude)) if exclude is not None else None
         if excluded is not None:
             live &= track_numbers != excluded
-        asked_rows, track_numbers, posting_times = asked_rows[live], track_numbers[live], posting_times[live]
-        votes = vote(probes.times[asked_rows], probes.speeds[asked_rows], track_numbers, posting_times,
-                     min_collisions=min_matches)
-        return matches(votes, self._ids, self.speeds, min_matches=min_matches, max_results=max_results,
-                       min_purity=self.min_purity, strong_matches=self.strong_matches)
+        return asked_rows[live], track_numbers[live], posting_times[live]
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values, and for each input the index of its value among them."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    numbers = np.empty(len(values), dtype=np.int64)
+    numbers[order] = np.cumsum(first) - 1
+    return ordered[first], numbers
+
+
+def _near_piles(tracks: np.ndarray, offsets: np.ndarray, *, width: int, min_matches: int,
+                keep_tracks: int) -> np.ndarray:
+    """Which collisions lie in a pair of adjacent offset bins of ``width`` frames that holds ``min_matches``
+    collisions of their track (any interval of ``width`` frames lies in such a pair), for the
+    ``keep_tracks`` tracks whose best pair holds the most."""
+    bins = np.floor_divide(offsets, width).astype(np.int64)
+    low = int(bins.min())
+    span = int(bins.max()) - low + 2
+    keys = tracks.astype(np.int64) * span + (bins - low)
+    distinct, counts = unique_counts(keys)
+    after = np.minimum(np.searchsorted(distinct, distinct + 1), len(distinct) - 1)
+    windows = counts + np.where(distinct[after] == distinct + 1, counts[after], 0)
+    full, full_windows = distinct[windows >= min_matches], windows[windows >= min_matches]
+    if len(full) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    owners = full // span
+    best = np.zeros(int(owners.max()) + 1, dtype=np.int64)
+    np.maximum.at(best, owners, full_windows)
+    ranked = np.nonzero(best)[0]
+    if len(ranked) > keep_tracks:
+        ranked = ranked[np.argsort(-best[ranked], kind="stable")[:keep_tracks]]
+        full = full[np.isin(owners, ranked)]
+    hot = np.union1d(full, full + 1)
+    at = np.minimum(np.searchsorted(hot, keys), len(hot) - 1)
+    return hot[at] == keys
 
 
 class Catalogue(Protocol):

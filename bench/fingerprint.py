@@ -216,9 +216,10 @@ def _probes(clip: np.ndarray, found: Corpus) -> fingerprint.Probes:
 
 class Distractors:
     """Other songs' hashes, made from the rendered ones: a rendered track's triplets moved to another key
-    (the anchor band shifted by 1-6 semitones either way: intervals, hence the frequency differences, stay)
-    and another tempo (times and time differences scaled by 0.8-1.25), as a catalogue holds the same
-    musical material in many keys and tempi. The within-track structure (repetition, density) is the
+    (the anchor band shifted by 2-6 semitones either way: intervals, hence the frequency differences, stay)
+    and another tempo (times and time differences scaled by 0.75-0.9 or 1.1-1.25), as a catalogue holds
+    the same musical material in many keys and tempi. One semitone or a few per cent of tempo would be
+    within reach of the query's speed candidates and probes: a near-copy of the song, not another song. The within-track structure (repetition, density) is the
     rendered songs'; the spread of distinct hashes is reported beside the rendered songs' own growth."""
 
     def __init__(self, generated: list[fingerprint.Landmarks]) -> None:
@@ -228,8 +229,8 @@ class Distractors:
     def make(self) -> fingerprint.Landmarks:
         source = self._generated[int(self._rng.integers(len(self._generated)))]
         band, df_b, df_c, dt_b, dt_c = fingerprint.unpack_triplets(source.hashes)
-        shift = int(self._rng.choice([-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6]))
-        tempo = float(self._rng.uniform(0.8, 1.25))
+        shift = int(self._rng.choice([-6, -5, -4, -3, -2, 2, 3, 4, 5, 6]))
+        tempo = float(self._rng.choice([-1, 1]) * self._rng.uniform(0.1, 0.25) + 1)
         hashes = fingerprint.pack_triplets([band + shift, df_b, df_c, np.floor((dt_b + 0.5) * tempo).astype(np.int64),
                                             np.floor((dt_c + 0.5) * tempo).astype(np.int64)])
         keep = hashes >= 0
