@@ -219,8 +219,9 @@ class Distractors:
     (the anchor band shifted by 2-6 semitones either way: intervals, hence the frequency differences, stay)
     and another tempo (times and time differences scaled by 0.75-0.9 or 1.1-1.25), as a catalogue holds
     the same musical material in many keys and tempi. One semitone or a few per cent of tempo would be
-    within reach of the query's speed candidates and probes: a near-copy of the song, not another song. The within-track structure (repetition, density) is the
-    rendered songs'; the spread of distinct hashes is reported beside the rendered songs' own growth."""
+    within reach of the query's speed candidates and probes: a near-copy of the song, not another song.
+    The within-track structure (repetition, density) is the rendered songs'; the spread of distinct
+    hashes is reported beside the rendered songs' own growth."""
 
     def __init__(self, generated: list[fingerprint.Landmarks]) -> None:
         self._generated = generated
