@@ -84,6 +84,7 @@ async def test_a_job_publishes_into_the_bucket_and_the_media_app_redirects(api, 
                                                                             store, tmp_path):
     from accounts.model import Principal, Role
     from audio import jobs, service
+    from audio.landmark_index import LocalCatalogue
     from serve_deployments.media import create_media_app
     from tests.audio_fixtures import tone, write_audio
     from verseflow.signing import MediaGrant
@@ -101,7 +102,7 @@ async def test_a_job_publishes_into_the_bucket_and_the_media_app_redirects(api, 
     async def quiet(*_: object) -> None:
         return None
 
-    assert await jobs.run(pool, store, settings, track_id, quiet) == "succeeded"
+    assert await jobs.run(pool, store, settings, track_id, quiet, LocalCatalogue()) == "succeeded"
     prefix = await pool.fetchval("SELECT media_prefix FROM tracks WHERE id = $1", track_id)
     version = prefix.rsplit("/", 1)[1]
     assert "master.m3u8" in store.children(prefix) and "seg-0-00001.m4s" in store.children(prefix)

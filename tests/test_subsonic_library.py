@@ -14,6 +14,7 @@ import pytest
 
 from accounts.model import Principal, Role
 from audio import jobs, service
+from audio.landmark_index import LocalCatalogue
 from tests.audio_fixtures import tone, write_audio
 from tests.subsonic_support import NS, seed, subsonic_user
 from verseflow.storage import object_store
@@ -45,7 +46,7 @@ async def published(api, pool, settings, tmp_path, published_holder) -> dict:
     stored = store.put_file(service.source_key(track_id), source)
     fields = service.UploadFields("Tone poem", uuid.UUID(artist.json()["id"]))
     await service.accept_upload(pool, store, settings, who, track_id, fields, stored)
-    assert await jobs.run(pool, store, settings, track_id, _nobody) == "succeeded"
+    assert await jobs.run(pool, store, settings, track_id, _nobody, LocalCatalogue()) == "succeeded"
     published_holder.update(owner=owner, name=name, artist_id=artist.json()["id"], track_id=str(track_id))
     return published_holder
 
