@@ -51,8 +51,7 @@ from audio import fingerprint, repository, service
 from audio.landmark_index import CatalogueIndex, shard_cap
 from audio.synthetic import corpus, render, write_audio
 from bench.audio_bench import CLIP_LENGTHS, DEGRADATIONS, OFFSET_TOLERANCE_S, RATE, _degrade
-from bench.harness import admin, clean_up, free_port, say
-from verseflow import migrations
+from bench.harness import clean_up, create_database, free_port, say
 from verseflow.settings import Settings
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)  # before Ray starts: Serve replicas and shards read their settings from it
     settings = Settings()
     try:
-        asyncio.run(_prepare(admin_url, database, settings))
+        asyncio.run(create_database(admin_url, database, settings))
         rows, extract_ms, growth = asyncio.run(_measure(args, settings, scratch))
     finally:
         _stop_platform()
@@ -153,15 +152,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.sizes != sorted(args.sizes) or args.queried > min(args.sizes) or args.generated < args.queried:
         parser.error("sizes must ascend, the smallest holding every queried song, and --generated >= --queried")
     return args
-
-
-async def _prepare(admin_url: str, database: str, settings: Settings) -> None:
-    await admin(admin_url, f"CREATE DATABASE {database}")
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await migrations.migrate(conn)
-    finally:
-        await conn.close()
 
 
 # --- the catalogue --------------------------------------------------------------------------------

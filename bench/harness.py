@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
+from verseflow import migrations
 from verseflow.redis_client import create_redis
 from verseflow.settings import Settings
 
@@ -101,6 +102,16 @@ async def admin(url: str, *statements: str) -> None:
     try:
         for statement in statements:
             await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def create_database(admin_url: str, database: str, settings: Settings) -> None:
+    """A fresh, migrated database for one run (``settings.database_url`` names it)."""
+    await admin(admin_url, f"CREATE DATABASE {database}")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await migrations.migrate(conn)
     finally:
         await conn.close()
 

@@ -58,8 +58,7 @@ import httpx
 import numpy as np
 import psutil
 
-from bench.harness import ROOT, admin, clean_up, free_port, process_group, say, wait_healthy
-from verseflow import migrations
+from bench.harness import ROOT, clean_up, create_database, free_port, process_group, say, wait_healthy
 from verseflow.settings import Settings
 from verseflow.storage import LocalObjectStore
 
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     measures: list[Measure] = []
     try:
-        asyncio.run(_prepare(admin_url, database, settings))
+        asyncio.run(create_database(admin_url, database, settings))
         files = {size_mb: _wav(scratch / f"upload-{size_mb}mb.wav", size_mb * MB) for size_mb in args.sizes}
         digests = {size_mb: _sha256(path) for size_mb, path in files.items()}
         warm_up = _wav(scratch / "warm-up.wav", MB)
@@ -151,15 +150,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.sizes, args.chunk_mib, args.fresh = [4], 1, False
     return args
-
-
-async def _prepare(admin_url: str, database: str, settings: Settings) -> None:
-    await admin(admin_url, f"CREATE DATABASE {database}")
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await migrations.migrate(conn)
-    finally:
-        await conn.close()
 
 
 @contextmanager

@@ -105,12 +105,7 @@ class EmbeddedRedis:
         return f"unix://{socket_path}?db=0"
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        _terminate(self._process)
         self._process = None
 
 
@@ -160,13 +155,18 @@ class EmbeddedStripe:
                 "VERSEFLOW_STRIPE_WEBHOOK_SECRET": webhook_secret}
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        _terminate(self._process)
         self._process = None
+
+
+def _terminate(process: subprocess.Popen | None) -> None:
+    """Stop a server we started: politely, then by force if it has not gone within 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def ensure_secret(var_dir: Path, name: str = "jwt_secret") -> str:
