@@ -10,12 +10,14 @@ Ray: started once, lazily, by the tests that need it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse, urlunparse
 
 import asyncpg
@@ -26,6 +28,11 @@ import redis.asyncio as aioredis
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_ID = uuid.uuid4().hex[:8]
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from verseflow.settings import Settings
 
 
 def _with_database(url: str, name: str) -> str:
@@ -158,13 +165,20 @@ async def redis(settings) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-@pytest.fixture(scope="session")
-async def app(settings, pool):
-    """The FastAPI app with its lifespan running (pool, Redis, migrations)."""
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The FastAPI app built from ``settings`` with its lifespan running (pool, Redis, migrations)."""
     from serve_deployments.app import create_app
 
     application = create_app(settings)
     async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def app(settings, pool):
+    """The FastAPI app with its lifespan running (pool, Redis, migrations)."""
+    async with running_app(settings) as application:
         yield application
 
 
@@ -272,3 +286,13 @@ class Api:
 @pytest.fixture
 def api(client) -> Api:
     return Api(client)
+
+
+@pytest.fixture(scope="module")
+def sink():
+    """Where a module's own local Stripe server delivers its webhooks (tests/stripe_support.py)."""
+    from tests.stripe_support import WebhookSink
+
+    receiver = WebhookSink()
+    yield receiver
+    receiver.close()

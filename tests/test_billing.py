@@ -17,17 +17,10 @@ import pytest
 from billing import ledger, subscriptions
 from billing.entitlements import ALL_RUNGS, STANDARD_RUNGS
 from stripelocal import LocalStripe, sign
-from tests.conftest import Api
+from tests.conftest import Api, running_app
 from tests.stripe_support import WebhookSink, client_for, wait_for
 
 WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def sink():
-    receiver = WebhookSink()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +46,7 @@ def billing_settings(settings, stripe_server):
 
 @pytest.fixture(scope="module")
 async def billing_app(billing_settings, pool):
-    from serve_deployments.app import create_app
-
-    application = create_app(billing_settings)
-    async with application.router.lifespan_context(application):
+    async with running_app(billing_settings) as application:
         yield application
 
 

@@ -11,14 +11,7 @@ import pytest
 import stripe
 
 from stripelocal import LocalStripe
-from tests.stripe_support import WebhookSink, client_for, wait_for
-
-
-@pytest.fixture(scope="module")
-def sink():
-    receiver = WebhookSink()
-    yield receiver
-    receiver.close()
+from tests.stripe_support import client_for, wait_for
 
 
 @pytest.fixture(scope="module")
