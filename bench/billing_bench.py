@@ -36,10 +36,9 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 
-from bench.harness import ROOT, admin, free_port, say
+from bench.harness import ROOT, admin, create_database, free_port, say
 from billing import ledger, royalties, subscriptions
 from stripelocal import sign
-from verseflow import migrations
 from verseflow.db import create_pool
 from verseflow.settings import Settings
 
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                         stripe_webhook_secret="whsec_bench_" + secrets.token_hex(8), stripe_max_network_retries=0)
     try:
         _wait_up(settings.stripe_api_base)
-        asyncio.run(admin(admin_url, f"CREATE DATABASE {DATABASE}"))
+        asyncio.run(create_database(admin_url, DATABASE, settings))
         report = asyncio.run(_run(settings, args))
     finally:
         stripe_process.terminate()
@@ -97,8 +96,6 @@ def _wait_up(base: str) -> None:
 async def _run(settings: Settings, args: argparse.Namespace) -> list[str]:
     pool = await create_pool(settings, min_size=2, max_size=args.concurrency + 2)
     try:
-        async with pool.acquire() as conn:
-            await migrations.migrate(conn)
         lines = await _webhooks(pool, settings, args)
         lines += await _royalties(pool, args)
         return lines
