@@ -33,6 +33,7 @@ def _launch(var_dir: Path, port: int) -> subprocess.Popen:
         "VERSEFLOW_RAY_DASHBOARD": "false",
         "VERSEFLOW_RAY_METRICS_PORT": str(free_port()),
         "VERSEFLOW_STRIPE_LOCAL_PORT": str(free_port()),
+        "VERSEFLOW_EDGE_PORT": str(free_port()),  # not 8765: another suite's edge may hold it
     }
     return subprocess.Popen([sys.executable, "-m", "verseflow.cli", "up"], env=env, cwd=Path(__file__).parents[1],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -60,9 +61,16 @@ def _wait_ready(proc: subprocess.Popen, base: str) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> set[int]:
-    """SIGINT the launcher as Ctrl-C would; return the pids of everything it had started."""
-    started = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-    proc.send_signal(signal.SIGINT)
+    """SIGINT the launcher as Ctrl-C would; return the pids of everything it had started.
+
+    A launcher that has already exited (it failed to start) has nothing left to list; the failure that
+    made it exit is what the test reports, not a NoSuchProcess from here."""
+    try:
+        started = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        started = set()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
     proc.wait(timeout=90)
     return started
 
