@@ -200,10 +200,6 @@ async def test_tuspy_upload_stopped_at_half_resumes_and_makes_one_track(api, ser
     assert stored_under(settings, f"resumable/{location.rsplit('/', 1)[1]}") == []  # pieces gone
 
 
-@pytest.mark.xfail(strict=False, reason="known race, open: when Serve's proxy cancels the replica's call in the "
-                   "middle of a chunk, put_stream can discard the piece it was writing, so nothing is kept "
-                   "(failed in 3 of 6 full runs on 2026-12-03, never alone); the client was never acknowledged, "
-                   "so nothing acknowledged is lost, but the resume starts from 0")
 async def test_a_patch_cut_mid_body_keeps_what_arrived(api, serve_url, settings, audio_file, tmp_path, pool):
     owner, artist_id = await artist(api)
     data = audio_file.read_bytes()

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
+from ray.exceptions import TaskCancelledError
 from starlette.requests import ClientDisconnect
 
 from audio import resumable
@@ -133,14 +134,18 @@ def _state(upload: resumable.ResumableUpload) -> dict[str, str]:
 
 
 async def _received(request: Request, *, idle_s: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; ends early, without error, when the client leaves or falls silent
-    (under Serve a client that leaves may also cancel the request: ``resumable.append`` handles that)."""
+    """The body as it arrives; ends early, without error, when the client leaves or falls silent.
+
+    Under Serve a client that leaves shows up in one of three ways, and each ends the body the same
+    way: an ``http.disconnect`` (``ClientDisconnect``), a cancellation of the request
+    (``resumable.append`` handles that), or ``TaskCancelledError`` from the Ray call that fetches the
+    next body message from the proxy, which the proxy cancelled. Ending the body keeps what arrived."""
     stream = request.stream()
     while True:
         try:
             async with asyncio.timeout(idle_s):
                 chunk = await anext(stream)
-        except (StopAsyncIteration, ClientDisconnect, TimeoutError):
+        except (StopAsyncIteration, ClientDisconnect, TaskCancelledError, TimeoutError):
             return
         if chunk:
             yield chunk
