@@ -24,7 +24,7 @@ from accounts import registration, sessions
 from accounts import retention as accounts_retention
 from actors.room_host import notify_user
 from audio import resumable
-from billing import subscriptions
+from billing import family, subscriptions
 from ml import interactions, training, trending
 from verseflow import logs
 from verseflow.db import create_pool
@@ -48,9 +48,14 @@ def consumer_groups(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> lis
         Consumer(pool, redis, settings, group="accounts.registration", handlers=registration.handlers(pool)),
         Consumer(pool, redis, settings, group="accounts.sessions", handlers=sessions.handlers(redis, settings)),
         Consumer(pool, redis, settings, group=interactions.GROUP, handlers=interactions.handlers(settings)),
-        Consumer(pool, redis, settings, group="billing.notify",
-                 handlers=subscriptions.handlers(settings, functools.partial(notify_user, settings))),
+        Consumer(pool, redis, settings, group="billing.notify", handlers=_billing_notices(settings)),
     ]
+
+
+def _billing_notices(settings: Settings) -> dict:
+    """Plan changes, a subscription's or a family seat's, reach the user's open sessions."""
+    notify = functools.partial(notify_user, settings)
+    return subscriptions.handlers(settings, notify) | family.handlers(settings, notify)
 
 
 def periodic_jobs(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> list[Awaitable[None]]:

@@ -20,7 +20,6 @@ ALL_RUNGS = frozenset({"aac64", "aac128", "aac256", "mp3_128", "mp3_320"})
 FREE, PREMIUM, FAMILY = "free", "premium", "family"
 PAID_PLANS = (PREMIUM, FAMILY)
 PLAN_RUNGS = {FREE: STANDARD_RUNGS, PREMIUM: ALL_RUNGS, FAMILY: ALL_RUNGS}
-FAMILY_MEMBERS_MAX = 6  # premium for up to 6 members of one account (members are not built yet)
 
 ENTITLED_STATUSES = frozenset({"active", "trialing"})
 

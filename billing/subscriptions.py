@@ -30,7 +30,7 @@ import stripe
 
 from accounts.model import Principal
 from billing import entitlements, ledger
-from billing.entitlements import FREE, PAID_PLANS
+from billing.entitlements import FAMILY, FREE, PAID_PLANS
 from verseflow import logs
 from verseflow.db import transaction
 from verseflow.errors import Conflict, DomainError, InvalidInput, MalformedRequest, NotFound
@@ -174,7 +174,24 @@ async def _plan_of_price(conn: asyncpg.Connection, client: stripe.StripeClient, 
 
 async def plan_of(pool: asyncpg.Pool | asyncpg.Connection, settings: Settings, user_id: uuid.UUID,
                   *, now: datetime | None = None) -> str:
-    """The plan ``user_id``'s newest subscription grants now (``free`` without one): what entitlements use."""
+    """The plan ``user_id`` may stream under now: what entitlements use.
+
+    Their own subscription's plan if it grants one; otherwise ``family`` while they are a member of a
+    family whose owner's own subscription grants ``family`` (billing/family.py); otherwise ``free``.
+    """
+    now = now or datetime.now(UTC)
+    own = await own_plan(pool, settings, user_id, now=now)
+    if own != FREE:
+        return own
+    owner = await pool.fetchval("SELECT owner_id FROM family_members WHERE member_id = $1", user_id)
+    if owner is not None and await own_plan(pool, settings, owner, now=now) == FAMILY:
+        return FAMILY
+    return FREE
+
+
+async def own_plan(pool: asyncpg.Pool | asyncpg.Connection, settings: Settings, user_id: uuid.UUID,
+                   *, now: datetime | None = None) -> str:
+    """The plan ``user_id``'s newest subscription grants now (``free`` without one), family seats aside."""
     row = await pool.fetchrow("SELECT plan, status, past_due_since FROM billing_subscriptions WHERE user_id = $1"
                               " ORDER BY started_at DESC LIMIT 1", user_id)
     if row is None:
@@ -527,10 +544,19 @@ def handlers(settings: Settings, notify: Notify) -> dict[str, list[Callable[[asy
     async def on_subscription_changed(conn: asyncpg.Connection, event: Event) -> None:
         user_id = uuid.UUID(event.payload["user_id"])
         plan = await plan_of(conn, settings, user_id)
+        rungs = entitlements.PLAN_RUNGS.get(plan, entitlements.STANDARD_RUNGS)
         data = {"plan": plan, "status": event.payload["status"], "subscription": event.payload["subscription"],
-                "cancel_at_period_end": event.payload["cancel_at_period_end"],
-                "rungs": sorted(entitlements.PLAN_RUNGS[plan] if plan in entitlements.PLAN_RUNGS
-                                else entitlements.STANDARD_RUNGS)}
+                "cancel_at_period_end": event.payload["cancel_at_period_end"], "rungs": sorted(rungs)}
+        await _notify(user_id, data)
+        if FAMILY in (event.payload["plan"], event.payload.get("previous_plan")):
+            # The family's members stream under this subscription: they hear of its change too.
+            for member_id in await conn.fetch("SELECT member_id FROM family_members WHERE owner_id = $1", user_id):
+                member_plan = await plan_of(conn, settings, member_id["member_id"])
+                await _notify(member_id["member_id"], {
+                    "plan": member_plan, "family": "owner_plan_changed",
+                    "rungs": sorted(entitlements.PLAN_RUNGS.get(member_plan, entitlements.STANDARD_RUNGS))})
+
+    async def _notify(user_id: uuid.UUID, data: dict[str, Any]) -> None:
         try:
             await notify(user_id, "subscription.changed", data)
         except Exception:  # noqa: BLE001 - best effort: a user with no session, or hosts restarting

@@ -229,6 +229,10 @@ class Settings(BaseSettings):
     billing_family_amount: int = Field(1599, ge=50, description="family's monthly price in minor units")
     billing_past_due_grace_s: int = Field(3 * 86400, ge=0, description="a past_due subscription keeps its plan "
                                                                        "this long after the failed payment")
+    family_members_max: int = Field(6, ge=1, le=50, description="accounts sharing one family plan, its owner "
+                                                                "included")
+    family_invite_ttl_s: int = Field(7 * 86400, ge=60, description="how long a family invitation code "
+                                                                   "can be redeemed")
 
     # Feature flags: a flag missing here is off.
     features: dict[str, bool] = Field(default_factory=lambda: {"search": True, "registration": True})

@@ -6,13 +6,14 @@ Stripe's signature covers the exact bytes sent.
 """
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from billing import royalties, subscriptions
+from billing import family, royalties, subscriptions
 from serve_deployments.deps import Ctx, CurrentUser
 
 router = APIRouter(tags=["billing"])
@@ -29,6 +30,38 @@ class SubscribeIn(BaseModel):
 
 class ChangePlanIn(BaseModel):
     plan: PaidPlan
+
+
+class InviteOut(BaseModel):
+    code: str = Field(description="single-use; shown once: pass it to the person you invite")
+    expires_at: datetime
+
+
+class JoinIn(BaseModel):
+    code: str = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z2-7]+$")
+
+
+class MemberOut(BaseModel):
+    user_id: uuid.UUID
+    display_name: str
+    joined_at: datetime
+
+
+class FamilyOut(BaseModel):
+    role: Literal["owner", "member"]
+    owner_id: uuid.UUID
+    owner_name: str
+    plan_active: bool = Field(description="the owner's family plan grants its seats now")
+    members: list[MemberOut]
+    seats_used: int
+    seats_max: int
+
+
+def _family_out(view: family.Family) -> FamilyOut:
+    return FamilyOut(role=view.role, owner_id=view.owner_id, owner_name=view.owner_name, plan_active=view.plan_active,
+                     members=[MemberOut(user_id=m.user_id, display_name=m.display_name, joined_at=m.joined_at)
+                              for m in view.members],
+                     seats_used=view.seats_used, seats_max=view.seats_max)
 
 
 class WebhookOut(BaseModel):
@@ -68,6 +101,39 @@ async def resume(ctx: Ctx, who: CurrentUser):
 async def my_subscription(ctx: Ctx, who: CurrentUser):
     """The plan granted now, the subscription's Stripe status and period, and the next invoice."""
     return await subscriptions.subscription_view(ctx.pool, ctx.settings, who)
+
+
+@router.get("/v1/me/family", response_model=FamilyOut)
+async def my_family(ctx: Ctx, who: CurrentUser):
+    """The family the caller owns or is a member of: who shares it and how many seats are left."""
+    return _family_out(await family.family_of(ctx.pool, ctx.settings, who))
+
+
+@router.post("/v1/me/family/invites", response_model=InviteOut, status_code=201)
+async def invite_to_family(ctx: Ctx, who: CurrentUser):
+    """A single-use invitation to one seat of the caller's family plan (409 without the plan or a free seat)."""
+    created = await family.invite(ctx.pool, ctx.settings, who)
+    return InviteOut(code=created.code, expires_at=created.expires_at)
+
+
+@router.post("/v1/me/family/join", response_model=FamilyOut)
+async def join_family(body: JoinIn, ctx: Ctx, who: CurrentUser):
+    """Redeem an invitation: stream under its family plan from the next stream grant."""
+    return _family_out(await family.join(ctx.pool, ctx.settings, who, code=body.code))
+
+
+@router.delete("/v1/me/family/members/{member_id}", status_code=204)
+async def remove_family_member(member_id: uuid.UUID, ctx: Ctx, who: CurrentUser):
+    """The owner takes a member's seat back."""
+    await family.remove(ctx.pool, who, member_id)
+    return Response(status_code=204)
+
+
+@router.delete("/v1/me/family/membership", status_code=204)
+async def leave_family(ctx: Ctx, who: CurrentUser):
+    """A member gives up their seat."""
+    await family.leave(ctx.pool, who)
+    return Response(status_code=204)
 
 
 @router.post("/v1/billing/stripe/webhook", response_model=WebhookOut)
