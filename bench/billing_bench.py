@@ -1,6 +1,6 @@
 """Billing throughput: webhook events handled per second, and the monthly royalty run's time.
 
-    .venv/bin/python -m bench.billing_bench [--subscriptions 300] [--concurrency 8] [--plays 10000000] [--smoke]
+    .venv/bin/python -m bench.billing_bench [--subscriptions 300] [--concurrency 8] [--plays 1000000,10000000] [--smoke]
 
 What runs: a fresh database on the PostgreSQL server of ``VERSEFLOW_DATABASE_URL`` (default: the local
 test server) and the local Stripe server (``python -m stripelocal``) as a process of its own.
@@ -13,9 +13,12 @@ test server) and the local Stripe server (``python -m stripelocal``) as a proces
    Reported: events per second over all events, over the ones VerseFlow acts on (subscription,
    invoice and refund events), and for a second delivery of every event (duplicates).
    Checked: the ledger balances and holds one entry per paid invoice. Target: ≥ 500 events/s.
-2. Royalties: ``--plays`` qualifying plays (Zipf-like over tracks) from 50,000 listeners over 20,000
-   tracks of 1,000 artists are inserted for one month, then ``run_month`` (pro-rata, then
-   artist-centric) is timed: the qualifying-play query, the computation and the stored lines.
+2. Royalties, at each size of ``--plays`` (a month each): plays (a start and a complete event each,
+   Zipf-like over tracks) from 50,000 listeners over 20,000 tracks of 1,000 artists are inserted, then
+   ``run_month`` (pro-rata, then artist-centric) is timed: reading the month's counted streams, the
+   computation and the stored lines. Baselines in the same run: the aggregation over raw play events
+   that the run did before ``0026_monthly_streams.sql`` (query only), and the same plays inserted into a
+   copy of the table without the trigger that counts them (what counting costs ingestion).
    Target: ≤ 60 s for 10 million plays.
 
 The database is dropped at the end; the exit status is 0 when everything was measured.
@@ -46,18 +49,18 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE = f"vf_bench_billing_{secrets.token_hex(4)}"
 TARGET_EVENTS_PER_S = 500
 TARGET_ROYALTY_S = 60.0
-MONTH = "2026-11"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.billing_bench")
     parser.add_argument("--subscriptions", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--plays", type=int, default=10_000_000)
+    parser.add_argument("--plays", type=lambda v: [int(x) for x in v.split(",")], default=[1_000_000, 10_000_000],
+                        help="comma-separated sizes, one month each (default 1000000,10000000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything is measured")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.subscriptions, args.plays = 10, 20_000
+        args.subscriptions, args.plays = 10, [10_000, 20_000]
     admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
     api_key = "sk_test_bench_" + secrets.token_hex(8)
     port = free_port()
@@ -179,50 +182,97 @@ async def _all_events(settings: Settings) -> list[dict]:
             after = page["data"][-1]["id"]
 
 
+# The aggregation the run did before 0026 (every play event of the month grouped by play): the baseline.
+_BASELINE_QUERY = """
+    SELECT q.user_id, q.track_id, t.artist_id, count(*) AS streams
+    FROM (SELECT user_id, track_id, play_id FROM plays WHERE created_at >= $1 AND created_at < $2
+          GROUP BY user_id, track_id, play_id
+          HAVING bool_or(event = 'complete') OR max(position_ms) >= 30000) AS q
+    JOIN tracks t ON t.id = q.track_id
+    GROUP BY q.user_id, q.track_id, t.artist_id"""
+
+# Plays of one month: each a start and a complete (two events), Zipf-like over tracks.
+_PLAYS = """
+    INSERT INTO {table} (play_id, user_id, track_id, event, position_ms, created_at)
+    SELECT p.play_id, f.id, t.id, e.event, e.position_ms, p.at + e.after
+    FROM (SELECT gen_random_uuid() AS play_id, (g::bigint * 7919) % 50000 AS fan,
+                 floor(power(random(), 3) * 20000)::int AS track,
+                 $1::timestamptz + (random() * ($2::timestamptz - $1::timestamptz - interval '1 hour')) AS at
+          FROM generate_series(1, {plays}) AS g) AS p
+    CROSS JOIN (VALUES ('start', 0::bigint, interval '0'), ('complete', 180000::bigint, interval '3 minutes'))
+         AS e (event, position_ms, after)
+    JOIN bench_fans f ON f.n = p.fan
+    JOIN bench_tracks t ON t.n = p.track"""
+
+
 async def _royalties(pool, args: argparse.Namespace) -> list[str]:
-    say(f"inserting {args.plays:,} qualifying plays for {MONTH}")
-    start, end = royalties.month_bounds(MONTH)
+    """The royalty run at each size of ``--plays`` (a month each), against the aggregation over raw plays it
+    replaced; and what counting at insert time costs the plays' ingestion, against a table with no trigger."""
     async with pool.acquire() as conn:
-        await conn.execute("""
-            INSERT INTO users (id, email, password_hash, display_name, role)
-            SELECT gen_random_uuid(), 'royal' || i || '@bench.test', 'x', 'fan', 'listener'
-            FROM generate_series(1, 50000) AS i""")
-        await conn.execute("""
-            INSERT INTO artists (id, owner_id, name)
-            SELECT gen_random_uuid(), (SELECT id FROM users LIMIT 1), 'Artist ' || i FROM generate_series(1, 1000) i""")
-        await conn.execute("""
-            INSERT INTO tracks (id, artist_id, title)
-            SELECT gen_random_uuid(), a.id, 'Track ' || i
-            FROM generate_series(1, 20000) AS i
-            JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM artists) a ON a.n = i % 1000""")
-        await conn.execute("""
-            CREATE TEMP TABLE bench_fans AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
-            WHERE email LIKE 'royal%';
-            CREATE TEMP TABLE bench_tracks AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM tracks""")
-        await conn.execute(f"""
-            INSERT INTO plays (play_id, user_id, track_id, event, position_ms, created_at)
-            SELECT gen_random_uuid(), f.id, t.id, 'complete', 180000,
-                   $1::timestamptz + (random() * ($2::timestamptz - $1::timestamptz))
-            FROM (SELECT (g::bigint * 7919) % 50000 AS fan, floor(power(random(), 3) * 20000)::int AS track
-                  FROM generate_series(1, {int(args.plays)}) AS g) AS p
-            JOIN bench_fans f ON f.n = p.fan
-            JOIN bench_tracks t ON t.n = p.track""", start, end, timeout=3600)
-        await conn.execute("ANALYZE plays", timeout=600)
+        await _royalty_catalogue(conn)
     lines = []
-    for model in ("pro_rata", "artist_centric"):
-        started = time.perf_counter()
-        result = await royalties.run_month(pool, month=MONTH, model=model, currency="eur", share_bp=7000,
-                                           pool_override=10_000_000, post_to_ledger=False, timeout_s=3600)
-        elapsed = time.perf_counter() - started
-        total = await pool.fetchval("SELECT sum(amount) FROM royalty_lines WHERE run_id = $1", result.run_id)
-        assert total == result.pool, (total, result.pool)
-        say(f"royalty run ({model}): {elapsed:.1f} s")
-        verdict = ("met" if elapsed <= TARGET_ROYALTY_S else "NOT met") if args.plays >= 10_000_000 else \
-            "not judged below 10,000,000 plays"
-        lines.append(f"royalty run over {args.plays:,} plays ({model}): {elapsed:.1f} s, {result.lines:,} statement "
-                     f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): "
-                     f"{verdict}")
+    for index, plays in enumerate(args.plays):
+        month = f"2026-{index + 1:02d}"
+        start, end = royalties.month_bounds(month)
+        say(f"inserting {plays:,} plays ({2 * plays:,} events) for {month}, and the same into a table with no trigger")
+        async with pool.acquire() as conn:
+            counted = await _timed(conn.execute(_PLAYS.format(table="plays", plays=int(plays)), start, end,
+                                                timeout=7200))
+            await conn.execute("CREATE TABLE bench_plays_bare (LIKE plays INCLUDING DEFAULTS INCLUDING INDEXES)")
+            bare = await _timed(conn.execute(_PLAYS.format(table="bench_plays_bare", plays=int(plays)), start, end,
+                                             timeout=7200))
+            await conn.execute("DROP TABLE bench_plays_bare")
+            await conn.execute("ANALYZE plays", timeout=600)
+            old_read = await _timed(_read_raw(conn, start, end))
+            new_read = await _timed(royalties.qualifying_streams(conn, month, timeout_s=7200))
+        lines.append(f"plays ingestion, {plays:,} plays: {bare:.1f} s bare, {counted:.1f} s counting qualified plays "
+                     f"(x{counted / bare:.2f})")
+        lines.append(f"reading the month's streams, {plays:,} plays: {new_read:.2f} s from the counts, "
+                     f"{old_read:.2f} s aggregating raw play events (baseline; x{old_read / new_read:.1f})")
+        for model in ("pro_rata", "artist_centric"):
+            started = time.perf_counter()
+            result = await royalties.run_month(pool, month=month, model=model, currency="eur", share_bp=7000,
+                                               pool_override=10_000_000, post_to_ledger=False, timeout_s=7200)
+            elapsed = time.perf_counter() - started
+            total = await pool.fetchval("SELECT sum(amount) FROM royalty_lines WHERE run_id = $1", result.run_id)
+            assert total == result.pool, (total, result.pool)
+            say(f"royalty run ({model}, {plays:,} plays): {elapsed:.1f} s")
+            verdict = ("met" if elapsed <= TARGET_ROYALTY_S else "NOT met") if plays >= 10_000_000 else \
+                "not judged below 10,000,000 plays"
+            lines.append(f"royalty run over {plays:,} plays ({model}): {elapsed:.1f} s, {result.lines:,} statement "
+                         f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): "
+                         f"{verdict}")
     return lines
+
+
+async def _read_raw(conn, start, end) -> royalties.StreamTable:
+    return royalties.StreamTable.from_rows(await conn.fetch(_BASELINE_QUERY, start, end, timeout=7200))
+
+
+async def _royalty_catalogue(conn) -> None:
+    """50,000 listeners, 1,000 artists, 20,000 tracks, numbered for the play generator."""
+    await conn.execute("""
+        INSERT INTO users (id, email, password_hash, display_name, role)
+        SELECT gen_random_uuid(), 'royal' || i || '@bench.test', 'x', 'fan', 'listener'
+        FROM generate_series(1, 50000) AS i""")
+    await conn.execute("""
+        INSERT INTO artists (id, owner_id, name)
+        SELECT gen_random_uuid(), (SELECT id FROM users LIMIT 1), 'Artist ' || i FROM generate_series(1, 1000) i""")
+    await conn.execute("""
+        INSERT INTO tracks (id, artist_id, title)
+        SELECT gen_random_uuid(), a.id, 'Track ' || i
+        FROM generate_series(1, 20000) AS i
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM artists) a ON a.n = i % 1000""")
+    await conn.execute("""
+        CREATE TEMP TABLE bench_fans AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+        WHERE email LIKE 'royal%';
+        CREATE TEMP TABLE bench_tracks AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM tracks""")
+
+
+async def _timed(awaitable) -> float:
+    started = time.perf_counter()
+    await awaitable
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

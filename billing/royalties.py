@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -31,7 +31,7 @@ from billing import ledger
 from verseflow.errors import Forbidden, InvalidInput, NotFound
 
 MODELS = ("pro_rata", "user_centric", "artist_centric")
-QUALIFYING_MS = 30_000
+QUALIFYING_MS = 30_000  # the plays trigger of 0026_monthly_streams.sql applies it (30000 there)
 BOOST_MIN_STREAMS = 1_000
 BOOST_MIN_LISTENERS = 500
 USER_STREAM_CAP = 1_000
@@ -87,14 +87,61 @@ def apportion(pool: int, weights: Sequence[float] | np.ndarray, keys: Sequence[s
     return [int(x) for x in floors]
 
 
-def _lines(pool: int, weight_by_track: Mapping[str, float], streams_by_track: Mapping[str, int],
-           artist_of: Mapping[str, str]) -> list[Line]:
-    tracks = sorted(t for t, w in weight_by_track.items() if w > 0)
-    amounts = apportion(pool, [weight_by_track[t] for t in tracks], tracks)
-    return [Line(artist_of[t], t, streams_by_track[t], a) for t, a in zip(tracks, amounts, strict=True)]
+@dataclass(frozen=True)
+class StreamTable:
+    """A month's qualifying streams as arrays: row i is ``counts[i]`` streams of user ``users[user[i]]`` on
+    track ``tracks[track[i]]``, whose artist is ``artists[track[i]]``.
+
+    Millions of (user, track) rows are summed with numpy, not Python objects: the run's time is the
+    database's read, not the interpreter's loop."""
+
+    users: list[str]
+    tracks: list[str]
+    artists: list[str]  # per track
+    user: np.ndarray
+    track: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence]) -> StreamTable:  # (user, track, artist, count) rows
+        users: dict[object, int] = {}
+        tracks: dict[object, int] = {}
+        artists: list[object] = []
+        user_index, track_index, counts = [], [], []
+        for user_id, track_id, artist_id, count in rows:
+            if count <= 0:
+                continue
+            if (t := tracks.setdefault(track_id, len(tracks))) == len(artists):
+                artists.append(artist_id)
+            user_index.append(users.setdefault(user_id, len(users)))
+            track_index.append(t)
+            counts.append(count)
+        return cls([str(u) for u in users], [str(t) for t in tracks], [str(a) for a in artists],
+                   np.asarray(user_index, dtype=np.int64), np.asarray(track_index, dtype=np.int64),
+                   np.asarray(counts, dtype=np.int64))
+
+    @classmethod
+    def from_streams(cls, streams: Iterable[Streams]) -> StreamTable:
+        return cls.from_rows((s.user_id, s.track_id, s.artist_id, s.count) for s in streams)
+
+    def __iter__(self) -> Iterator[Streams]:
+        for u, t, n in zip(self.user.tolist(), self.track.tolist(), self.counts.tolist(), strict=True):
+            yield Streams(self.users[u], self.tracks[t], self.artists[t], n)
+
+    def __len__(self) -> int:
+        return len(self.counts)
 
 
-def compute(model: str, pool: int, streams: Iterable[Streams],
+def _lines(pool: int, weights: np.ndarray, table: StreamTable) -> list[Line]:
+    """One line per track with weight, in track id order (the tie-break apportion relies on)."""
+    per_track = np.bincount(table.track, weights=table.counts, minlength=len(table.tracks)).astype(np.int64)
+    order = sorted((i for i in range(len(table.tracks)) if weights[i] > 0), key=table.tracks.__getitem__)
+    keys = [table.tracks[i] for i in order]
+    amounts = apportion(pool, weights[order], keys)
+    return [Line(table.artists[i], table.tracks[i], int(per_track[i]), a) for i, a in zip(order, amounts, strict=True)]
+
+
+def compute(model: str, pool: int, streams: Iterable[Streams] | StreamTable,
             contributions: Mapping[str, int] | None = None) -> list[Line]:
     """Statement lines (per track) for one month under ``model``; amounts sum to ``pool``.
 
@@ -102,44 +149,36 @@ def compute(model: str, pool: int, streams: Iterable[Streams],
     """
     if model not in MODELS:
         raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
-    rows = [s for s in streams if s.count > 0]
-    if not rows or pool == 0:
+    table = streams if isinstance(streams, StreamTable) else StreamTable.from_streams(streams)
+    if not len(table) or pool == 0:
         return []
-    artist_of = {s.track_id: s.artist_id for s in rows}
-    per_track: dict[str, int] = {}
-    per_user: dict[str, int] = {}
-    for s in rows:
-        per_track[s.track_id] = per_track.get(s.track_id, 0) + s.count
-        per_user[s.user_id] = per_user.get(s.user_id, 0) + s.count
+    n_tracks, n_users = len(table.tracks), len(table.users)
+    per_track = np.bincount(table.track, weights=table.counts, minlength=n_tracks).astype(np.int64)
+    per_user = np.bincount(table.user, weights=table.counts, minlength=n_users)
     if model == "pro_rata":
-        return _lines(pool, per_track, per_track, artist_of)
+        return _lines(pool, per_track, table)
     if model == "artist_centric":
-        artist_streams: dict[str, int] = {}
-        listeners: dict[str, set[str]] = {}
-        for s in rows:
-            artist_streams[s.artist_id] = artist_streams.get(s.artist_id, 0) + s.count
-            listeners.setdefault(s.artist_id, set()).add(s.user_id)
-        boosted = {a for a, n in artist_streams.items()
-                   if n >= BOOST_MIN_STREAMS and len(listeners[a]) >= BOOST_MIN_LISTENERS}
-        weights: dict[str, float] = {}
-        for s in rows:
-            cap = min(1.0, USER_STREAM_CAP / per_user[s.user_id])
-            boost = 2.0 if s.artist_id in boosted else 1.0
-            weights[s.track_id] = weights.get(s.track_id, 0.0) + s.count * cap * boost
-        return _lines(pool, weights, per_track, artist_of)
+        artist_ids, artist_of_track = np.unique(np.asarray(table.artists), return_inverse=True)
+        artist = artist_of_track[table.track]
+        artist_streams = np.bincount(artist, weights=table.counts, minlength=len(artist_ids))
+        pairs = np.unique(artist * np.int64(n_users) + table.user)  # distinct (artist, listener)
+        listeners = np.bincount(pairs // n_users, minlength=len(artist_ids))
+        boosted = (artist_streams >= BOOST_MIN_STREAMS) & (listeners >= BOOST_MIN_LISTENERS)
+        cap = np.minimum(1.0, USER_STREAM_CAP / per_user[table.user])
+        boost = np.where(boosted[artist], 2.0, 1.0)
+        weights = np.bincount(table.track, weights=table.counts * cap * boost, minlength=n_tracks)
+        return _lines(pool, weights, table)
     # user_centric
     money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
     if sum(money.values()) != pool:
         raise InvalidInput("user-centric contributions must add up to the pool")
-    weights = {t: 0.0 for t in per_track}
-    for s in rows:
-        if s.user_id in money:
-            weights[s.track_id] += money[s.user_id] * s.count / per_user[s.user_id]
-    silent = sum(v for u, v in money.items() if u not in per_user)
-    all_streams = sum(per_track.values())
-    for t, n in per_track.items():
-        weights[t] += silent * n / all_streams
-    return _lines(pool, weights, per_track, artist_of)
+    paid = np.array([money.get(u, 0) for u in table.users], dtype=np.float64)
+    weights = np.bincount(table.track, weights=paid[table.user] * table.counts / per_user[table.user],
+                          minlength=n_tracks)
+    listening = set(table.users)
+    silent = sum(v for u, v in money.items() if u not in listening)
+    weights += silent * per_track / per_track.sum()
+    return _lines(pool, weights, table)
 
 
 # --------------------------------------------------------------------------- repository and run
@@ -153,18 +192,14 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-async def qualifying_streams(conn: asyncpg.Connection, month: str, *, timeout_s: float = 600.0) -> list[Streams]:
-    """One row per (user, track): plays of the month that completed or reached 30 s, counted by play id."""
-    start, end = month_bounds(month)
+async def qualifying_streams(conn: asyncpg.Connection, month: str, *, timeout_s: float = 600.0) -> StreamTable:
+    """One row per (user, track): the month's qualifying plays, as the plays trigger counted them
+    (``0026_monthly_streams.sql``: a play counts once, in the month it completed or reached 30 s)."""
+    start, _ = month_bounds(month)
     rows = await conn.fetch(
-        """SELECT q.user_id, q.track_id, t.artist_id, count(*) AS streams
-           FROM (SELECT user_id, track_id, play_id FROM plays
-                 WHERE created_at >= $1 AND created_at < $2
-                 GROUP BY user_id, track_id, play_id
-                 HAVING bool_or(event = 'complete') OR max(position_ms) >= $3) AS q
-           JOIN tracks t ON t.id = q.track_id
-           GROUP BY q.user_id, q.track_id, t.artist_id""", start, end, QUALIFYING_MS, timeout=timeout_s)
-    return [Streams(str(r["user_id"]), str(r["track_id"]), str(r["artist_id"]), r["streams"]) for r in rows]
+        """SELECT m.user_id, m.track_id, t.artist_id, m.streams FROM monthly_streams m
+           JOIN tracks t ON t.id = m.track_id WHERE m.month = $1""", start.date(), timeout=timeout_s)
+    return StreamTable.from_rows(rows)
 
 
 async def month_pool(conn: asyncpg.Connection, month: str, currency: str, share_bp: int) -> tuple[int, dict[str, int]]:
@@ -228,7 +263,7 @@ async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str
                                      strict=True))
         streams = await qualifying_streams(conn, month, timeout_s=timeout_s)
         if model == "user_centric" and not contributions:
-            listeners = sorted({s.user_id for s in streams})
+            listeners = sorted(streams.users)
             contributions = dict(zip(listeners, apportion(amount, [1] * len(listeners), listeners), strict=True)) \
                 if listeners else {}
         lines = compute(model, amount, streams, contributions)

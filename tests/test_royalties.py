@@ -136,3 +136,41 @@ async def test_the_run_as_a_ray_task_under_every_model(pool, settings, ray_clust
         (model, 777, 1, True) for model in royalties.MODELS]
     async with pool.acquire() as conn:
         assert await ledger.balance(conn, ledger.royalties_payable(artist), "eur") == 0  # not the booked model
+
+
+async def test_a_play_counts_once_in_the_month_it_first_qualified(pool):
+    """The plays trigger (0026): a play across a month's end counts in the month it reached 30 s; its later
+    events, sent one by one or again, never count it a second time."""
+    _, _, (song,) = await _catalog(pool, 1)
+    fan = await _listener(pool)
+    play_id = uuid.uuid4()
+    events = [("start", 0, datetime(2031, 7, 31, 23, 58, tzinfo=UTC)),
+              ("progress", 45_000, datetime(2031, 7, 31, 23, 59, tzinfo=UTC)),
+              ("complete", 200_000, datetime(2031, 8, 1, 0, 1, tzinfo=UTC))]
+    for event, position, at in events + events[1:]:  # each event in its own statement, then sent again
+        await pool.execute("INSERT INTO plays (play_id, user_id, track_id, event, position_ms, created_at)"
+                           " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                           play_id, fan, song, event, position, at)
+    async with pool.acquire() as conn:
+        july = {(s.track_id, s.count) for s in await royalties.qualifying_streams(conn, "2031-07")}
+        august = list(await royalties.qualifying_streams(conn, "2031-08"))
+    assert july == {(str(song), 1)} and august == []
+
+
+async def test_plays_inserted_in_bulk_are_counted_per_play(pool):
+    _, _, (song_a, song_b) = await _catalog(pool, 2)
+    fans = [await _listener(pool) for _ in range(3)]
+    rows = []
+    for index, fan in enumerate(fans):
+        for _ in range(index + 1):  # fan 0: one play of each song, fan 1: two, fan 2: three
+            for song in (song_a, song_b):
+                play_id = uuid.uuid4()
+                rows += [(play_id, fan, song, "start", 0, datetime(2031, 9, 5, tzinfo=UTC)),
+                         (play_id, fan, song, "complete", 180_000, datetime(2031, 9, 5, 0, 3, tzinfo=UTC))]
+    rows.append((uuid.uuid4(), fans[0], song_a, "progress", 29_999, datetime(2031, 9, 6, tzinfo=UTC)))  # too short
+    await pool.copy_records_to_table("plays", records=rows,
+                                     columns=["play_id", "user_id", "track_id", "event", "position_ms", "created_at"])
+    async with pool.acquire() as conn:
+        found = sorted((s.user_id, s.track_id, s.count) for s in await royalties.qualifying_streams(conn, "2031-09"))
+    assert found == sorted((str(fan), str(song), index + 1) for index, fan in enumerate(fans)
+                           for song in (song_a, song_b))
