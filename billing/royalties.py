@@ -193,13 +193,48 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 async def qualifying_streams(conn: asyncpg.Connection, month: str, *, timeout_s: float = 600.0) -> StreamTable:
-    """One row per (user, track): the month's qualifying plays, as the plays trigger counted them
-    (``0026_monthly_streams.sql``: a play counts once, in the month it completed or reached 30 s)."""
+    """The month's qualifying plays per (user, track), as the plays trigger counted them
+    (``0026_monthly_streams.sql``: a play counts once, in the month it completed or reached 30 s).
+
+    Millions of rows come as one binary COPY of three integers each (the user's and the track's positions
+    in two short id lists), read straight into numpy: no Python object per row."""
     start, _ = month_bounds(month)
-    rows = await conn.fetch(
-        """SELECT m.user_id, m.track_id, t.artist_id, m.streams FROM monthly_streams m
-           JOIN tracks t ON t.id = m.track_id WHERE m.month = $1""", start.date(), timeout=timeout_s)
-    return StreamTable.from_rows(rows)
+    day = start.date()
+    users = [r[0] for r in await conn.fetch(
+        "SELECT DISTINCT user_id FROM monthly_streams WHERE month = $1 ORDER BY user_id", day, timeout=timeout_s)]
+    tracks = await conn.fetch(
+        """SELECT t.id, t.artist_id FROM tracks t
+           WHERE t.id IN (SELECT DISTINCT track_id FROM monthly_streams WHERE month = $1) ORDER BY t.id""",
+        day, timeout=timeout_s)
+    rows = await _copy_integers(conn, """
+        SELECT (us.i - 1)::int4, (ts.i - 1)::int4, m.streams::int4 FROM monthly_streams m
+        JOIN unnest($2::uuid[]) WITH ORDINALITY AS us (user_id, i) USING (user_id)
+        JOIN unnest($3::uuid[]) WITH ORDINALITY AS ts (track_id, i) USING (track_id)
+        WHERE m.month = $1""", day, users, [r["id"] for r in tracks], columns=3, timeout_s=timeout_s)
+    return StreamTable([str(u) for u in users], [str(r["id"]) for r in tracks], [str(r["artist_id"]) for r in tracks],
+                       rows[:, 0], rows[:, 1], rows[:, 2])
+
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+async def _copy_integers(conn: asyncpg.Connection, query: str, *args: object, columns: int,
+                         timeout_s: float) -> np.ndarray:
+    """The rows of ``query`` (``columns`` non-null int4 each) as an int64 array, via COPY's binary format:
+    a header, then per row a field count and, per field, a length and big-endian bytes; a -1 trailer."""
+    buffer = io.BytesIO()
+    await conn.copy_from_query(query, *args, output=buffer, format="binary", timeout=timeout_s)
+    raw = buffer.getbuffer()
+    if bytes(raw[:11]) != _COPY_SIGNATURE:
+        raise RuntimeError("not a PostgreSQL binary COPY stream")
+    offset = 19 + int.from_bytes(raw[15:19], "big")  # past the header and its extension area
+    layout = np.dtype([("fields", ">i2")] + [(f, ">i4") for i in range(columns) for f in (f"len{i}", f"v{i}")])
+    count = (len(raw) - offset - 2) // layout.itemsize
+    records = np.frombuffer(raw, dtype=layout, offset=offset, count=count)
+    if count and (np.any(records["fields"] != columns) or any(np.any(records[f"len{i}"] != 4) for i in range(columns))):
+        raise RuntimeError("unexpected row layout in the binary COPY stream")
+    return np.stack([records[f"v{i}"].astype(np.int64) for i in range(columns)], axis=1) if count else \
+        np.zeros((0, columns), dtype=np.int64)
 
 
 async def month_pool(conn: asyncpg.Connection, month: str, currency: str, share_bp: int) -> tuple[int, dict[str, int]]:
