@@ -24,7 +24,7 @@ from accounts import registration, sessions
 from accounts import retention as accounts_retention
 from actors.room_host import notify_user
 from audio import resumable
-from billing import family, subscriptions
+from billing import family, royalties, subscriptions
 from ml import interactions, training, trending
 from verseflow import logs
 from verseflow.db import create_pool
@@ -80,6 +80,7 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
         "outbox": await retention.prune_outbox(pool, settings),
         "processed_events": await retention.prune_processed_events(pool, settings),
         "refresh_tokens": await accounts_retention.prune_refresh_tokens(pool, settings),
+        "qualified_plays": await royalties.prune_qualified_plays(pool, settings),
         "track_listens": await trending.prune_listens(pool, settings),
         "open_plays_ended": await interactions.end_stale_plays(pool, settings),
     }

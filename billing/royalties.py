@@ -29,6 +29,8 @@ import numpy as np
 
 from billing import ledger
 from verseflow.errors import Forbidden, InvalidInput, NotFound
+from verseflow.events.retention import delete_in_batches
+from verseflow.settings import Settings
 
 MODELS = ("pro_rata", "user_centric", "artist_centric")
 QUALIFYING_MS = 30_000  # the plays trigger of 0026_monthly_streams.sql applies it (30000 there)
@@ -235,6 +237,20 @@ async def _copy_integers(conn: asyncpg.Connection, query: str, *args: object, co
         raise RuntimeError("unexpected row layout in the binary COPY stream")
     return np.stack([records[f"v{i}"].astype(np.int64) for i in range(columns)], axis=1) if count else \
         np.zeros((0, columns), dtype=np.int64)
+
+
+_QUALIFIED_BEFORE = """
+DELETE FROM qualified_plays WHERE (user_id, play_id) IN (
+    SELECT user_id, play_id FROM qualified_plays
+    WHERE month < (date_trunc('month', now() AT TIME ZONE 'UTC') - $2 * interval '1 month')::date
+    LIMIT $1 FOR UPDATE SKIP LOCKED)"""
+
+
+async def prune_qualified_plays(pool: asyncpg.Pool, settings: Settings) -> int:
+    """Forget which plays of old months were counted: their counts stay in ``monthly_streams``; only the
+    de-duplication of late events needs the rows, for ``qualified_plays_retention_months``."""
+    return await delete_in_batches(pool, _QUALIFIED_BEFORE, settings.qualified_plays_retention_months,
+                                   batch=settings.prune_batch_size)
 
 
 async def month_pool(conn: asyncpg.Connection, month: str, currency: str, share_bp: int) -> tuple[int, dict[str, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -174,3 +174,17 @@ async def test_plays_inserted_in_bulk_are_counted_per_play(pool):
         found = sorted((s.user_id, s.track_id, s.count) for s in await royalties.qualifying_streams(conn, "2031-09"))
     assert found == sorted((str(fan), str(song), index + 1) for index, fan in enumerate(fans)
                            for song in (song_a, song_b))
+
+
+async def test_pruning_forgets_old_months_counted_plays_but_keeps_their_counts(pool, settings):
+    _, _, (song,) = await _catalog(pool, 1)
+    fan = await _listener(pool)
+    now = datetime.now(UTC)
+    old, recent = datetime(2020, 1, 15, tzinfo=UTC), now
+    for at in (old, recent):
+        await _play(pool, fan, song, at, [("complete", 180_000)])
+    assert await royalties.prune_qualified_plays(pool, settings) >= 1
+    kept = await pool.fetch("SELECT month FROM qualified_plays WHERE user_id = $1", fan)
+    assert [r["month"] for r in kept] == [date(now.year, now.month, 1)]  # this month's play is still remembered
+    async with pool.acquire() as conn:
+        assert [(s.track_id, s.count) for s in await royalties.qualifying_streams(conn, "2020-01")] == [(str(song), 1)]

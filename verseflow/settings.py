@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     refresh_token_retention_s: int = Field(7 * 24 * 3600, ge=0, description="a login whose every refresh token "
                                                                              "expired or was revoked this long ago "
                                                                              "is deleted")
+    qualified_plays_retention_months: int = Field(
+        2, ge=1, description="months before the current one whose plays stay remembered as counted for royalties: "
+                             "a late event of such a play (an offline player syncing) is never counted twice")
     # --- end of retention ---
 
     # Ray / Serve.

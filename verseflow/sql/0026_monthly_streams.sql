@@ -14,6 +14,8 @@ CREATE TABLE qualified_plays (
     month       date NOT NULL,
     PRIMARY KEY (user_id, play_id)
 );
+-- Pruned by month once no late event of those plays can come (royalties.prune_qualified_plays).
+CREATE INDEX qualified_plays_month ON qualified_plays (month);
 
 CREATE TABLE monthly_streams (
     month       date NOT NULL,
