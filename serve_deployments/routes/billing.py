@@ -13,8 +13,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from billing import family, royalties, subscriptions
+from billing import family, reports, royalties, subscriptions
 from serve_deployments.deps import Ctx, CurrentUser
+from verseflow.errors import Forbidden
 
 router = APIRouter(tags=["billing"])
 
@@ -62,6 +63,27 @@ def _family_out(view: family.Family) -> FamilyOut:
                      members=[MemberOut(user_id=m.user_id, display_name=m.display_name, joined_at=m.joined_at)
                               for m in view.members],
                      seats_used=view.seats_used, seats_max=view.seats_max)
+
+
+class MrrOut(BaseModel):
+    plan: str
+    currency: str
+    amount: int = Field(description="minor units per month")
+
+
+class RevenueOut(BaseModel):
+    plan: str
+    currency: str
+    revenue: int = Field(description="minor units booked to the plan's revenue in the month (prorations included)")
+
+
+class ReportOut(BaseModel):
+    month: str
+    mrr_at: datetime
+    mrr: list[MrrOut]
+    churn_rate: float = Field(description="subscriptions that ended in the month / live at its start")
+    subscribers_at_start: int
+    revenue: list[RevenueOut]
 
 
 class WebhookOut(BaseModel):
@@ -134,6 +156,20 @@ async def leave_family(ctx: Ctx, who: CurrentUser):
     """A member gives up their seat."""
     await family.leave(ctx.pool, who)
     return Response(status_code=204)
+
+
+@router.get("/v1/admin/billing/report", response_model=ReportOut)
+async def billing_report(ctx: Ctx, who: CurrentUser,
+                         month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]):
+    """MRR, churn and revenue by plan for one month (administrators only)."""
+    if not who.is_admin:
+        raise Forbidden("only administrators see the billing report")
+    report = await reports.month_report(ctx.pool, month)
+    return ReportOut(month=report.month, mrr_at=report.mrr_at, churn_rate=report.churn_rate,
+                     subscribers_at_start=report.subscribers_at_start,
+                     mrr=[MrrOut(plan=plan, currency=currency, amount=amount)
+                          for (plan, currency), amount in report.mrr.items()],
+                     revenue=[RevenueOut(plan=r.plan, currency=r.currency, revenue=r.revenue) for r in report.revenue])
 
 
 @router.post("/v1/billing/stripe/webhook", response_model=WebhookOut)
