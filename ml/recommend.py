@@ -1,9 +1,11 @@
 """Serving recommendations: the home feed and similar tracks, from the newest ready model version.
 
 The model is held in the serving process (``ModelCache``: the newest ``ready`` version, looked up at
-most every ``rec_model_refresh_s`` and loaded from the object store when it changed) and searched
-exactly with numpy — a plain in-process index; the sharded ``RecShard`` actors of the design are not
-built yet (ml/README.md). Per request:
+most every ``rec_model_refresh_s``), which folds users in and explains; the item vectors are searched
+through an ``ml.item_index.ItemIndex``: the ``RecShard`` actors when Ray runs (``actors/rec_shard.py``),
+one process otherwise. A newer version is loaded into the index beside the one in service, checked
+(recall@10 against exact search, at least ``rec_swap_min_recall``) and only then swapped in, as one
+assignment; requests keep being answered from the previous version meanwhile. Per request:
 
 - the listener's interaction rows (one indexed read) are folded into a fresh user vector, so plays
   made since the training count at once;
@@ -23,6 +25,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -30,6 +33,7 @@ import numpy as np
 
 from accounts.model import Principal
 from ml.collaborative import Model
+from ml.item_index import Answer, ItemIndex, LocalIndex, Metric
 from ml.signals import confidence, decay
 from verseflow import logs
 from verseflow.errors import InvalidInput, NotFound
@@ -42,26 +46,47 @@ _TRACK_COLUMNS = """t.id, t.title, t.artist_id, a.name AS artist_name, t.album_i
 
 
 class ModelCache:
-    """The newest ready model version of this process; a newer one replaces it whole (readers never see half)."""
+    """The model version this process serves; a newer one replaces it whole (readers never see half),
+    after it was loaded into the item index and passed the recall check."""
 
     def __init__(self) -> None:
         self.model: Model | None = None
+        self.artefact = ""
+        self.rejected: set[int] = set()
         self._checked = 0.0
         self._lock = asyncio.Lock()
 
-    async def current(self, pool: asyncpg.Pool, store: ObjectStore, settings: Settings) -> Model | None:
-        if time.monotonic() - self._checked < settings.rec_model_refresh_s:
-            return self.model
+    async def current(self, pool: asyncpg.Pool, store: ObjectStore, settings: Settings,
+                      index: ItemIndex) -> tuple[Model, str] | None:
+        """The model in service and its artefact key; a request never waits for a newer one to load."""
+        if time.monotonic() - self._checked < settings.rec_model_refresh_s or (self._lock.locked() and self.model):
+            return self.serving()
         async with self._lock:
             if time.monotonic() - self._checked >= settings.rec_model_refresh_s:
                 row = await pool.fetchrow("SELECT version, artefact FROM rec_models WHERE state = 'ready' "
                                           "ORDER BY version DESC LIMIT 1")
-                if row is not None and (self.model is None or self.model.version != row["version"]):
-                    data = await asyncio.to_thread(store.read_bytes, row["artefact"])
-                    self.model = await asyncio.to_thread(Model.from_bytes, data)
-                    log.info("serving recommendation model %s", row["version"])
+                if row is not None and row["version"] not in self.rejected and \
+                        (self.model is None or self.model.version != row["version"]):
+                    await self._swap(store, settings, index, row["version"], row["artefact"])
                 self._checked = time.monotonic()
-        return self.model
+        return self.serving()
+
+    async def _swap(self, store: ObjectStore, settings: Settings, index: ItemIndex, version: int,
+                    artefact: str) -> None:
+        data = await asyncio.to_thread(store.read_bytes, artefact)
+        model = await asyncio.to_thread(Model.from_bytes, data)
+        measured = await index.prepare(model, artefact)
+        if measured < settings.rec_swap_min_recall:
+            self.rejected.add(version)
+            log.error("model %s not swapped in: recall@10 %.3f of its index < %.3f", version, measured,
+                      settings.rec_swap_min_recall)
+            return
+        self.model, self.artefact = model, artefact
+        log.info("serving recommendation model %s (index recall@10 %.3f)", version, measured)
+
+    def serving(self) -> tuple[Model, str] | None:
+        model, artefact = self.model, self.artefact
+        return (model, artefact) if model is not None else None
 
 
 _cache = ModelCache()
@@ -70,6 +95,26 @@ _cache = ModelCache()
 def model_cache() -> ModelCache:
     """This process's cache (one per Serve replica)."""
     return _cache
+
+
+_local = LocalIndex()
+_index_factory: Callable[[Settings], ItemIndex] | None = None
+
+
+def use_index(factory: Callable[[Settings], ItemIndex] | None) -> None:
+    """Where this process searches item vectors from now on (the API registers the ``RecShard`` actors
+    when Ray runs); None: in process."""
+    global _index_factory
+    _index_factory = factory
+
+
+def local_index(settings: Settings) -> LocalIndex:
+    _local.hnsw_min_items = settings.rec_shard_hnsw_min_items
+    return _local
+
+
+def item_index(settings: Settings) -> ItemIndex:
+    return _index_factory(settings) if _index_factory is not None else local_index(settings)
 
 
 def _check_limit(limit: int, settings: Settings) -> None:
@@ -86,20 +131,26 @@ async def _published(pool: asyncpg.Pool, track_ids: list[str], viewer: uuid.UUID
     return {str(r["id"]): dict(r) for r in rows}
 
 
-async def _ranked(pool: asyncpg.Pool, model: Model, scores: np.ndarray, limit: int,
-                  viewer: uuid.UUID | None) -> list[tuple[int, float, dict[str, Any]]]:
-    """The best ``limit`` items by ``scores`` (masked ones are -inf) that pass the catalogue filters."""
-    finite = int(np.isfinite(scores).sum())
-    cut = min(finite, max(4 * limit, 50))
+async def _ranked(pool: asyncpg.Pool, index: ItemIndex, model: Model, artefact: str, vector: np.ndarray,
+                  metric: Metric, exclude: list[str], limit: int,
+                  viewer: uuid.UUID | None) -> tuple[list[tuple[str, float, dict[str, Any]]], Answer]:
+    """The best ``limit`` items for ``vector`` (``exclude`` left out before the cut) that pass the
+    catalogue filters (published, not ``viewer``'s own), widening the search until the page is full
+    or the index has nothing more; and the index's last answer (how many shards took part)."""
+    cut = max(4 * limit, 50)
     while True:
-        top = np.argpartition(-scores, cut - 1)[:cut] if cut else np.array([], dtype=int)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        tracks = await _published(pool, [model.track_ids[i] for i in top], viewer)
-        picked = [(int(i), float(scores[i]), tracks[model.track_ids[i]]) for i in top
-                  if model.track_ids[i] in tracks][:limit]
-        if len(picked) >= limit or cut >= finite:
-            return picked
-        cut = min(finite, cut * 4)
+        answer = await index.search(model, artefact, vector, cut, exclude, metric)
+        tracks = await _published(pool, [t for t, _ in answer.hits], viewer)
+        picked = [(t, score, tracks[t]) for t, score in answer.hits if t in tracks][:limit]
+        if len(picked) >= limit or len(answer.hits) < cut or cut >= len(model.track_ids):
+            return picked, answer
+        cut *= 4
+
+
+def _served(answer: Answer | None) -> dict[str, Any] | None:
+    if answer is None:
+        return None
+    return {"total": answer.shards, "answered": answer.answered, "complete": answer.answered == answer.shards}
 
 
 async def _interactions(pool: asyncpg.Pool, user_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -119,15 +170,19 @@ def _reason(row: asyncpg.Record, title: str) -> str:
 
 
 async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
-                          limit: int) -> dict[str, Any]:
-    """The home feed: ``limit`` items of track, score and reason, and the model version behind them."""
+                          limit: int, index: ItemIndex | None = None) -> dict[str, Any]:
+    """The home feed: ``limit`` items of track, score and reason, the model version behind them and how
+    many index shards answered."""
     _check_limit(limit, settings)
+    index = index or item_index(settings)
     rows = await _interactions(pool, who.user_id)
     known = [r["track_id"] for r in rows]
-    model = await model_cache().current(pool, store, settings)
+    serving = await model_cache().current(pool, store, settings, index)
     items: list[dict[str, Any]] = []
+    answer: Answer | None = None
     now = datetime.now(UTC)
-    if model is not None and rows:
+    if serving is not None and rows:
+        model, artefact = serving
         values = []
         for r in rows:
             factor = decay(r["decayed_at"], now, settings.rec_half_life_days)
@@ -135,18 +190,15 @@ async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Sett
                                                      r["saved"], settings)))
         user_row = model.user_row(values)
         if (user_row.data > 0).any():
-            scores = model.scores(model.fold_in(user_row))
-            for track_id in known:
-                if (column := model.track_index.get(track_id)) is not None:
-                    scores[column] = -np.inf
-            picked = await _ranked(pool, model, scores, limit, who.user_id)
+            picked, answer = await _ranked(pool, index, model, artefact, model.fold_in(user_row), "dot",
+                                           known, limit, who.user_id)
             by_track = {r["track_id"]: r for r in rows}
-            sources = dict(zip([item for item, _, _ in picked],
-                               model.because(user_row, [item for item, _, _ in picked]), strict=True))
+            columns = [model.track_index[t] for t, _, _ in picked]
+            sources = dict(zip(columns, model.because(user_row, columns), strict=True))
             titles = dict(await pool.fetch("SELECT id::text, title FROM tracks WHERE id = ANY($1::uuid[])",
                                            [model.track_ids[s] for s in sources.values() if s is not None]))
-            for item, score, track in picked:
-                source = sources[item]
+            for column, (_, score, track) in zip(columns, picked, strict=True):
+                source = sources[column]
                 source_id = model.track_ids[source] if source is not None else None
                 reason = (_reason(by_track[source_id], titles[source_id])
                           if source_id in by_track and source_id in titles else "popular with listeners like you")
@@ -154,7 +206,7 @@ async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Sett
     if len(items) < limit:
         items += await _cold_start(pool, settings, who, rows, limit - len(items),
                                    exclude=known + [str(i["track"]["id"]) for i in items], with_saved=not items)
-    return {"model_version": model.version if model else None, "items": items}
+    return {"model_version": serving[0].version if serving else None, "items": items, "shards": _served(answer)}
 
 
 async def _cold_start(pool: asyncpg.Pool, settings: Settings, who: Principal, rows: list[asyncpg.Record],
@@ -198,22 +250,23 @@ async def popular(pool: asyncpg.Pool, settings: Settings, limit: int, *, exclude
 
 
 async def similar_tracks(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal | None,
-                         track_id: uuid.UUID, limit: int) -> dict[str, Any]:
+                         track_id: uuid.UUID, limit: int, index: ItemIndex | None = None) -> dict[str, Any]:
     """Tracks whose listeners overlap with this one's (cosine of ALS item factors); for a track the model
     does not know yet, popular tracks of its genre."""
     _check_limit(limit, settings)
     seed = await pool.fetchrow("SELECT id, title, genre, status FROM tracks WHERE id = $1", track_id)
     if seed is None or seed["status"] != "ready":
         raise NotFound("track not found")
-    model = await model_cache().current(pool, store, settings)
+    index = index or item_index(settings)
+    serving = await model_cache().current(pool, store, settings, index)
     items: list[dict[str, Any]] = []
-    item = model.track_index.get(str(track_id)) if model else None
-    if model is not None and item is not None:
-        neighbours = model.similar(item, len(model.track_ids))
-        scores = np.full(len(model.track_ids), -np.inf, dtype=np.float32)
-        for other, similarity in neighbours:
-            scores[other] = similarity
-        for _, score, track in await _ranked(pool, model, scores, limit, None):
+    answer: Answer | None = None
+    item = serving[0].track_index.get(str(track_id)) if serving else None
+    if serving is not None and item is not None:
+        model, artefact = serving
+        picked, answer = await _ranked(pool, index, model, artefact, model.normalized_items[item], "cosine",
+                                       [str(track_id)], limit, None)
+        for _, score, track in picked:
             items.append({"track": track, "score": round(score, 6),
                           "reason": f"listeners of {seed['title']} also play this"})
     if len(items) < limit and seed["genre"]:
@@ -221,4 +274,5 @@ async def similar_tracks(pool: asyncpg.Pool, store: ObjectStore, settings: Setti
         for track, listeners in await popular(pool, settings, limit - len(items), exclude=taken,
                                               genres=[seed["genre"]]):
             items.append({"track": track, "score": float(listeners), "reason": f"popular in {track['genre']}"})
-    return {"model_version": model.version if model else None, "seed": str(track_id), "items": items}
+    return {"model_version": serving[0].version if serving else None, "seed": str(track_id), "items": items,
+            "shards": _served(answer)}

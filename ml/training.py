@@ -31,6 +31,18 @@ def artefact_key(version: int) -> str:
     return f"{ARTEFACT_PREFIX}/{version:010d}.npz"
 
 
+def store_model(store: ObjectStore, model: collaborative.Model) -> str:
+    """Put ``model``'s artefact at its version's key (blocking: run it in a thread); the key."""
+    key = artefact_key(model.version)
+    staged = store.staging_dir() / f"model-{uuid.uuid4().hex}.npz"
+    try:
+        staged.write_bytes(model.to_bytes())
+        store.put_file(key, staged)
+    finally:
+        staged.unlink(missing_ok=True)
+    return key
+
+
 async def request_version(pool: asyncpg.Pool, trigger: str) -> int:
     """A new version in state ``training``: its number is what the caller reports."""
     return await pool.fetchval("INSERT INTO rec_models (trigger) VALUES ($1) RETURNING version", trigger)
@@ -56,13 +68,7 @@ async def train_version(pool: asyncpg.Pool, store: ObjectStore, settings: Settin
     try:
         entries = await training_entries(pool, settings)
         model = await asyncio.to_thread(collaborative.train, entries, settings, version=version)
-        key = artefact_key(version)
-        staged = store.staging_dir() / f"model-{uuid.uuid4().hex}.npz"
-        try:
-            staged.write_bytes(model.to_bytes())
-            await asyncio.to_thread(store.put_file, key, staged)
-        finally:
-            staged.unlink(missing_ok=True)
+        key = await asyncio.to_thread(store_model, store, model)
     except Exception as exc:
         log.exception("training of recommendation model %s failed", version)
         await pool.execute("UPDATE rec_models SET state = 'failed', error = $2, finished_at = now() "

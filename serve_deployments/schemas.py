@@ -417,9 +417,18 @@ class RecItemOut(BaseModel):
     reason: str
 
 
+class ShardsOut(BaseModel):
+    """How many index shards took part: fewer than all while a shard restarts (the rest still answer)."""
+
+    total: int
+    answered: int
+    complete: bool
+
+
 class RecommendationsOut(BaseModel):
     model_version: int | None
     items: list[RecItemOut]
+    shards: ShardsOut | None = None
 
 
 class SimilarOut(RecommendationsOut):

@@ -179,6 +179,21 @@ class Settings(BaseSettings):
                                                                    "(at least two 7-day windows)")
     rec_popular_window_days: float = Field(30.0, gt=0, description="popular picks count the evidence of this "
                                                                    "many days")
+    rec_shards: int = Field(4, ge=1, le=256, description="RecShard actors the item vectors are hashed onto "
+                                                          "(serving uses them whenever Ray is running)")
+    rec_shard_hnsw_min_items: int = Field(300_000, ge=1, description="a shard holding at least this many items "
+                                                                     "builds an HNSW index; smaller ones search "
+                                                                     "exactly")
+    rec_shard_timeout_s: float = Field(2.0, gt=0, description="a shard that has not answered a query in this "
+                                                              "long is left out of the answer (which says so)")
+    rec_shard_versions_kept: int = Field(2, ge=1, le=8, description="model versions a shard keeps loaded, so "
+                                                                    "requests on the previous version still "
+                                                                    "find it during a swap")
+    rec_swap_min_recall: float = Field(0.95, ge=0, le=1, description="recall@10 of the shards against exact "
+                                                                     "search a new version must reach before "
+                                                                     "it is swapped in")
+    rec_swap_check_queries: int = Field(32, ge=1, description="user vectors of the new version used as the "
+                                                              "fixed query set of that check")
 
     # Realtime (rooms/, actors/room_host.py, actors/edge.py): hosts, limits, timeouts.
     room_hosts: int = Field(2, ge=1, description="RoomHost actors in the cluster (rooms are hashed onto them)")

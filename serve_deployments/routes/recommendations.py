@@ -1,6 +1,7 @@
 """The library (``/v1/me/library/tracks``), the home feed, similar tracks and training the model on demand.
 
-Thin: the library is ``catalog.library``, recommendations are ``ml.recommend``, training is
+Thin: the library is ``catalog.library``, recommendations are ``ml.recommend`` searching the
+``RecShard`` actors (``actors/rec_shard.py``) when Ray runs, training is
 ``ml.training`` run as a Ray task by ``actors/rec_training.py``.
 """
 
@@ -12,6 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
 
+from actors.rec_shard import serving_index
 from catalog import library
 from ml import recommend, training, trending
 from serve_deployments.deps import Ctx, CurrentUser, OptionalUser, Paging
@@ -29,6 +31,8 @@ from verseflow.settings import Settings
 from verseflow.storage import object_store
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+recommend.use_index(serving_index)  # the RecShard actors whenever this process runs under Ray
 
 Limit = Annotated[int, Query(ge=1, description="items wanted (at most VERSEFLOW_REC_LIMIT_MAX)")]
 

@@ -1,0 +1,186 @@
+"""``RecShard``: the recommendation model's item vectors partitioned over Ray actors (``ml.item_index``).
+
+Each of ``rec_shards`` named, detached actors holds its hash partition of the items of the model
+versions it was asked about, as ``ml.item_index.ShardIndex`` objects (faiss). The artefact in the
+object store is the durable copy: a shard loads a version's partition the first time it is asked
+(``load`` before a swap, or lazily by a query carrying that version), keeps the newest
+``rec_shard_versions_kept`` versions, and loads off the event loop, so queries on the version in
+service keep being answered while the next one loads (blue/green inside each shard).
+
+Ray restarts a killed shard (``max_restarts=-1``); it comes back empty and reloads from the object
+store on its first call. :class:`ShardedIndex`, what ``ml.recommend`` searches, scatters a query to
+every shard with async calls, waits at most ``rec_shard_timeout_s`` for each, and merges the top k of
+those that answered: while a shard is down, requests are answered from the others and the answer
+says how many shards took part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from typing import Any
+
+import numpy as np
+import ray
+from ray.actor import ActorHandle
+
+from audio.landmark_index import shard_of
+from ml.collaborative import Model
+from ml.item_index import Answer, ItemIndex, Metric, ShardIndex, check_queries, measured_recall, merge
+from ml.recommend import local_index
+from verseflow import logs
+from verseflow.errors import DomainError
+from verseflow.settings import Settings
+from verseflow.storage import object_store
+
+NAMESPACE = "verseflow"
+SHARD_NAME = "verseflow-rec-shard-{}-of-{}"
+
+log = logs.get_logger("actors.rec_shard")
+
+
+class ShardsUnavailable(DomainError):
+    status, title = 503, "Recommendation index unavailable"
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000)
+class RecShard:
+    def __init__(self, settings: Settings, shard: int, shards: int) -> None:
+        logs.configure()
+        self._settings = settings
+        self._shard, self._shards = shard, shards
+        self._versions: dict[int, ShardIndex] = {}
+        self._loading: dict[int, asyncio.Task[ShardIndex]] = {}
+
+    def _read(self, version: int, artefact: str) -> ShardIndex:
+        model = Model.from_bytes(object_store(self._settings).read_bytes(artefact))
+        if model.version != version:
+            raise ValueError(f"artefact {artefact} holds version {model.version}, not {version}")
+        return ShardIndex.from_model(model, self._shard, self._shards,
+                                     hnsw_min_items=self._settings.rec_shard_hnsw_min_items)
+
+    async def _get(self, version: int, artefact: str) -> ShardIndex:
+        """The partition of ``version``, loaded once however many calls ask for it meanwhile."""
+        if (index := self._versions.get(version)) is not None:
+            return index
+        task = self._loading.get(version)
+        if task is None:
+            task = self._loading[version] = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self._read, version, artefact))
+        try:
+            index = await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._loading.pop(version, None)
+        self._versions[version] = index
+        for old in sorted(self._versions)[:-self._settings.rec_shard_versions_kept]:
+            del self._versions[old]
+        log.info("rec shard loaded", extra={"shard": self._shard, "version": version, "items": len(index)})
+        return index
+
+    async def load(self, version: int, artefact: str) -> dict[str, Any]:
+        index = await self._get(version, artefact)
+        return {"shard": self._shard, "version": version, "items": len(index), "hnsw": index.hnsw}
+
+    async def search(self, version: int, artefact: str, vector: np.ndarray, k: int, exclude: list[str],
+                     metric: Metric) -> list[tuple[str, float]]:
+        return (await self._get(version, artefact)).search(vector, k, exclude, metric)
+
+    async def versions(self) -> list[int]:
+        return sorted(self._versions)
+
+
+_handles: dict[str, ActorHandle] = {}
+
+
+def shard(settings: Settings, index: int) -> ActorHandle:
+    """The named shard ``index`` of the configured count, created if it does not exist yet (blocks: Ray)."""
+    name = SHARD_NAME.format(index, settings.rec_shards)
+    if name not in _handles:
+        _handles[name] = RecShard.options(name=name, namespace=NAMESPACE, lifetime="detached",
+                                          get_if_exists=True).remote(settings, index, settings.rec_shards)
+    return _handles[name]
+
+
+def shards(settings: Settings) -> list[ActorHandle]:
+    return [shard(settings, i) for i in range(settings.rec_shards)]
+
+
+class ShardedIndex:
+    """``ml.item_index.ItemIndex`` over the ``RecShard`` actors, found by name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._shards: list[ActorHandle] | None = None
+
+    async def _all(self) -> list[ActorHandle]:
+        if self._shards is None:
+            self._shards = await asyncio.to_thread(shards, self._settings)  # finding actors blocks
+        return self._shards
+
+    def _forget(self) -> None:
+        """Drop handles of shards stopped for good (``stop_shards``); crashed ones keep theirs."""
+        self._shards = None
+        for index in range(self._settings.rec_shards):
+            _handles.pop(SHARD_NAME.format(index, self._settings.rec_shards), None)
+
+    async def prepare(self, model: Model, artefact: str) -> float:
+        """Load ``model`` into every shard (beside the version in service), then measure recall@10 of the
+        sharded search against exact search on the version's fixed query set."""
+        try:
+            await asyncio.gather(*(s.load.remote(model.version, artefact) for s in await self._all()))
+        except ray.exceptions.ActorDiedError:
+            self._forget()
+            await asyncio.gather(*(s.load.remote(model.version, artefact) for s in await self._all()))
+        queries = check_queries(model, self._settings.rec_swap_check_queries)
+        return await measured_recall(self, model, artefact, queries)
+
+    async def search(self, model: Model, artefact: str, vector: np.ndarray, k: int, exclude: Collection[str],
+                     metric: Metric) -> Answer:
+        everyone = await self._all()
+        count = len(everyone)
+        owned: list[list[str]] = [[] for _ in range(count)]
+        for track_id in exclude:
+            owned[shard_of(track_id, count)].append(track_id)
+        vector = np.asarray(vector, dtype=np.float32)
+        timeout = self._settings.rec_shard_timeout_s
+
+        async def ask(i: int, handle: ActorHandle) -> list[tuple[str, float]]:
+            return await asyncio.wait_for(handle.search.remote(model.version, artefact, vector, k, owned[i], metric),
+                                          timeout)
+
+        results = await asyncio.gather(*(ask(i, s) for i, s in enumerate(everyone)), return_exceptions=True)
+        answers = [r for r in results if not isinstance(r, BaseException)]
+        failed = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
+        for i, error in failed:
+            log.warning("rec shard %s left out of an answer: %r", i, error)
+            if isinstance(error, ray.exceptions.ActorDiedError):
+                self._forget()
+        if not answers:
+            raise ShardsUnavailable("no recommendation shard answered; try again shortly")
+        return Answer(merge(answers, k), count, len(answers))
+
+
+_indexes: dict[int, ShardedIndex] = {}
+
+
+def sharded_index(settings: Settings) -> ShardedIndex:
+    """This process's handle on the shards (one per shard count)."""
+    return _indexes.setdefault(settings.rec_shards, ShardedIndex(settings))
+
+
+def stop_shards(settings: Settings) -> None:
+    """Kill the shards for good (the end of a test run, ``make up``'s Ctrl-C); the artefacts stay stored."""
+    for index in range(settings.rec_shards):
+        name = SHARD_NAME.format(index, settings.rec_shards)
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            continue
+        _handles.pop(name, None)
+    _indexes.pop(settings.rec_shards, None)
+
+
+def serving_index(settings: Settings) -> ItemIndex:
+    """The shards when this process is connected to Ray, else ``ml.recommend``'s in-process index."""
+    return sharded_index(settings) if ray.is_initialized() else local_index(settings)
