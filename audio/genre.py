@@ -73,6 +73,9 @@ class Genre:
     confidence: float  # probability of ``label``; 0.0 for "unknown"
     scores: dict[str, float]
     model: str  # e.g. "genre-v1 (synthetic styles)"
+    #: the track's timbre/rhythm features standardised by the model and averaged over its windows: the
+    #: audio embedding the recommender's content model reads (empty for "unknown")
+    embedding: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,4 +298,6 @@ def classify(mono: np.ndarray, rate: int, model: GenreModel | None = None) -> Ge
     probabilities /= probabilities.sum()
     best = int(np.argmax(probabilities))
     scores = {label: float(p) for label, p in zip(model.labels, probabilities, strict=True)}
-    return Genre(model.labels[best], float(probabilities[best]), scores, model.name)
+    embedding = np.clip(((features - model.mean) / model.scale).mean(axis=0), -10.0, 10.0)
+    return Genre(model.labels[best], float(probabilities[best]), scores, model.name,
+                 tuple(float(v) for v in embedding))

@@ -94,6 +94,8 @@ def analyse(audio: DecodedAudio) -> dict[str, Any]:
                 "confidence": round(tonality.confidence, 3)},
         "genre": {"label": style.label, "confidence": round(style.confidence, 3), "model": style.model,
                   "scores": {k: round(v, 4) for k, v in style.scores.items()}},
+        # timbre and rhythm features of the genre model's windows, averaged: the recommender's audio embedding
+        "embedding": {"model": style.model, "values": [round(v, 3) for v in style.embedding]},
     }
 
 

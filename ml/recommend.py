@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -33,6 +33,7 @@ import numpy as np
 
 from accounts.model import Principal
 from ml.collaborative import Model
+from ml.content import content_vector
 from ml.item_index import Answer, ItemIndex, LocalIndex, Metric
 from ml.signals import confidence, decay
 from verseflow import logs
@@ -200,8 +201,12 @@ async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Sett
             for column, (_, score, track) in zip(columns, picked, strict=True):
                 source = sources[column]
                 source_id = model.track_ids[source] if source is not None else None
-                reason = (_reason(by_track[source_id], titles[source_id])
-                          if source_id in by_track and source_id in titles else "popular with listeners like you")
+                if source_id in titles and model.is_cold(column):
+                    reason = f"sounds like {titles[source_id]}"
+                elif source_id in by_track and source_id in titles:
+                    reason = _reason(by_track[source_id], titles[source_id])
+                else:
+                    reason = "popular with listeners like you"
                 items.append({"track": track, "score": round(score, 6), "reason": reason})
     if len(items) < limit:
         items += await _cold_start(pool, settings, who, rows, limit - len(items),
@@ -254,21 +259,20 @@ async def similar_tracks(pool: asyncpg.Pool, store: ObjectStore, settings: Setti
     """Tracks whose listeners overlap with this one's (cosine of ALS item factors); for a track the model
     does not know yet, popular tracks of its genre."""
     _check_limit(limit, settings)
-    seed = await pool.fetchrow("SELECT id, title, genre, status FROM tracks WHERE id = $1", track_id)
+    seed = await pool.fetchrow("SELECT id, title, genre, status, analysis FROM tracks WHERE id = $1", track_id)
     if seed is None or seed["status"] != "ready":
         raise NotFound("track not found")
     index = index or item_index(settings)
     serving = await model_cache().current(pool, store, settings, index)
     items: list[dict[str, Any]] = []
     answer: Answer | None = None
-    item = serving[0].track_index.get(str(track_id)) if serving else None
-    if serving is not None and item is not None:
+    vector, heard = _seed_vector(serving[0], str(track_id), seed["analysis"]) if serving else (None, False)
+    if serving is not None and vector is not None:
         model, artefact = serving
-        picked, answer = await _ranked(pool, index, model, artefact, model.normalized_items[item], "cosine",
-                                       [str(track_id)], limit, None)
+        picked, answer = await _ranked(pool, index, model, artefact, vector, "cosine", [str(track_id)], limit, None)
+        reason = f"sounds like {seed['title']}" if heard else f"listeners of {seed['title']} also play this"
         for _, score, track in picked:
-            items.append({"track": track, "score": round(score, 6),
-                          "reason": f"listeners of {seed['title']} also play this"})
+            items.append({"track": track, "score": round(score, 6), "reason": reason})
     if len(items) < limit and seed["genre"]:
         taken = [str(track_id)] + [str(i["track"]["id"]) for i in items]
         for track, listeners in await popular(pool, settings, limit - len(items), exclude=taken,
@@ -276,3 +280,16 @@ async def similar_tracks(pool: asyncpg.Pool, store: ObjectStore, settings: Setti
             items.append({"track": track, "score": float(listeners), "reason": f"popular in {track['genre']}"})
     return {"model_version": serving[0].version if serving else None, "seed": str(track_id), "items": items,
             "shards": _served(answer)}
+
+
+def _seed_vector(model: Model, track_id: str, analysis: dict[str, Any] | None) -> tuple[np.ndarray | None, bool]:
+    """The unit vector to search from for a seed track, and whether it comes from its sound only: the
+    model's vector when the track was known at training, else its sound through the content model."""
+    item = model.track_index.get(track_id)
+    if item is not None:
+        return model.normalized_items[item], model.is_cold(item)
+    features = content_vector(analysis)
+    if model.content_map is None or features is None or len(features) != model.content_map.dimensions:
+        return None, False
+    predicted = model.content_map.predict(features)[0]
+    return predicted / max(float(np.linalg.norm(predicted)), 1e-9), True

@@ -9,14 +9,16 @@ functions: ``actors/rec_training.py`` runs ``train_version`` as a Ray task, test
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import numpy as np
 
-from ml import collaborative
+from ml import collaborative, content
 from ml.signals import confidence, decay
 from verseflow import logs
 from verseflow.settings import Settings
@@ -62,12 +64,26 @@ async def training_entries(pool: asyncpg.Pool, settings: Settings,
     return entries
 
 
+async def content_vectors(pool: asyncpg.Pool) -> dict[str, np.ndarray]:
+    """The content features of every published track whose analysis holds an audio embedding."""
+    rows = await pool.fetch("SELECT id::text AS id, analysis FROM tracks "
+                            "WHERE status = 'ready' AND analysis ? 'embedding'")
+    found = {}
+    for row in rows:
+        vector = content.content_vector(row["analysis"])
+        if vector is not None:
+            found[row["id"]] = vector
+    return found
+
+
 async def train_version(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, version: int) -> dict[str, Any]:
     """Train ``version`` from the current interactions and publish it; the row says how it ended."""
     started = time.monotonic()
     try:
         entries = await training_entries(pool, settings)
-        model = await asyncio.to_thread(collaborative.train, entries, settings, version=version)
+        sounds = await content_vectors(pool)
+        model = await asyncio.to_thread(functools.partial(collaborative.train, entries, settings, version=version,
+                                                          content=sounds))
         key = await asyncio.to_thread(store_model, store, model)
     except Exception as exc:
         log.exception("training of recommendation model %s failed", version)
@@ -75,6 +91,8 @@ async def train_version(pool: asyncpg.Pool, store: ObjectStore, settings: Settin
                            "WHERE version = $1", version, str(exc)[:2000])
         raise
     stats = {"users": len(model.user_ids), "tracks": len(model.track_ids), "interactions": len(entries),
+             "sound_only_tracks": int((model.evidence == 0).sum()) if model.evidence is not None else 0,
+             "content_model": model.content_map is not None,
              "factors": int(model.item_factors.shape[1]), "seconds": round(time.monotonic() - started, 3)}
     await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2, stats = $3::jsonb, finished_at = now() "
                        "WHERE version = $1", version, key, stats)

@@ -84,7 +84,7 @@ async def test_shards_answer_like_exact_search(ray_cluster, shard_settings):
 async def test_a_killed_shard_is_restarted_and_requests_are_answered_meanwhile(ray_cluster, shard_settings):
     import ray
 
-    from actors.rec_shard import SHARD_NAME, NAMESPACE, ShardedIndex
+    from actors.rec_shard import NAMESPACE, SHARD_NAME, ShardedIndex
 
     model = random_model(10_002, seed=6)
     key = await asyncio.to_thread(training.store_model, object_store(shard_settings), model)
@@ -125,7 +125,8 @@ async def test_a_version_swap_under_traffic_fails_no_request(ray_cluster, api, p
 
     tracks = await catalogue(pool, owner, f"swap-{uuid.uuid4().hex[:6]}", 40)
     listener = await api.user()
-    await pool.execute("INSERT INTO interactions (user_id, track_id, positive, completes, decayed_at) VALUES ($1, $2, 1, 1, now())",
+    await pool.execute("INSERT INTO interactions (user_id, track_id, positive, completes, decayed_at) "
+                       "VALUES ($1, $2, 1, 1, now())",
                        uuid.UUID(listener["id"]), uuid.UUID(tracks[0]))
 
     async def publish(seed: int) -> int:

@@ -179,6 +179,13 @@ class Settings(BaseSettings):
                                                                    "(at least two 7-day windows)")
     rec_popular_window_days: float = Field(30.0, gt=0, description="popular picks count the evidence of this "
                                                                    "many days")
+    rec_blend_evidence: float = Field(5.0, ge=0, description="listeners at which an item's served vector is half "
+                                                             "collaborative, half predicted from its sound (w = "
+                                                             "n / (n + this); 0: collaborative once played)")
+    rec_content_regularization: float = Field(30.0, ge=0, description="L2 penalty of the content model's ridge "
+                                                                      "regression (audio features -> ALS factors)")
+    rec_content_min_items: int = Field(8, ge=2, description="played tracks with an audio embedding needed before "
+                                                            "a content model is fitted")
     rec_shards: int = Field(4, ge=1, le=256, description="RecShard actors the item vectors are hashed onto "
                                                           "(serving uses them whenever Ray is running)")
     rec_shard_hnsw_min_items: int = Field(300_000, ge=1, description="a shard holding at least this many items "

@@ -1,0 +1,101 @@
+"""The content model: a track's sound, as stored by its analysis, mapped into the ALS factor space.
+
+Why: a new upload nobody has played has no collaborative vector, yet its sound is known. Following van
+den Oord, Dieleman and Schrauwen (NeurIPS 2013), a model trained with each ALS run predicts an item's
+latent factors from its audio, so a cold track lands near the tracks it sounds like *as listeners
+hear them*, and the home feed, similar tracks and radio can place it.
+
+- :func:`content_vector` reads what the transcoding job stored in ``tracks.analysis``
+  (``audio/pipeline.py``): the audio embedding (the genre model's standardised timbre and rhythm
+  features averaged over the track's windows), the genre probabilities, tempo (log BPM, folded into
+  one octave-insensitive pair), key (pitch class on the circle of fifths, mode) and loudness.
+- :class:`ContentMap` is ridge regression (closed form, numpy) from standardised content vectors to
+  item factors, fitted on the items with enough evidence. A linear map, not the small torch network
+  the design names: torch is not installed here, and on the simulated catalogue (``bench/recs.py``)
+  the linear map already reaches the cold-start target; a network slots in behind the same two methods.
+- :func:`blend`: an item's served vector is ``w·collaborative + (1−w)·content`` with
+  ``w = n / (n + rec_blend_evidence)`` for ``n`` listeners with evidence on it, so scores (inner
+  products, linear in the item vector) blend the same way; a track nobody played is content only.
+
+Plain numpy: no Ray, no web.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Circle-of-fifths position of each tonic as ``audio.key`` spells it (sharps), so related keys sit close.
+_FIFTHS = {name: (pc * 7) % 12 for pc, name in enumerate(("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A",
+                                                           "A#", "B"))}
+
+
+def content_vector(analysis: Mapping[str, Any] | None) -> np.ndarray | None:
+    """The content features of one track's stored analysis; None when it has no audio embedding."""
+    if not analysis:
+        return None
+    embedding = (analysis.get("embedding") or {}).get("values") or []
+    if not embedding:
+        return None
+    scores = (analysis.get("genre") or {}).get("scores") or {}
+    genre = [float(scores[k]) for k in sorted(scores)]
+    bpm = float((analysis.get("tempo") or {}).get("bpm") or 0.0)
+    octave = math.log2(bpm / 60.0) % 1.0 if bpm > 0 else 0.0   # 60, 120 and 240 BPM feel alike
+    tempo = [math.log2(max(bpm, 30.0) / 120.0), math.cos(2 * math.pi * octave), math.sin(2 * math.pi * octave)]
+    key_info = analysis.get("key") or {}
+    tonic = key_info.get("tonic")
+    if tonic in _FIFTHS:
+        angle = 2 * math.pi * _FIFTHS[tonic] / 12
+        tonal = [math.cos(angle), math.sin(angle), 1.0 if key_info.get("mode") == "major" else -1.0]
+    else:
+        tonal = [0.0, 0.0, 0.0]
+    lufs = (analysis.get("loudness") or {}).get("integrated_lufs")
+    loud = [(float(lufs) + 14.0) / 10.0 if lufs is not None else 0.0]
+    return np.asarray(list(embedding) + genre + tempo + tonal + loud, dtype=np.float32)
+
+
+@dataclass
+class ContentMap:
+    """Standardisation and a ridge-regression map from content vectors to item factors."""
+
+    mean: np.ndarray      # (features,)
+    scale: np.ndarray     # (features,)
+    weights: np.ndarray   # (features + 1, factors): the last row is the bias
+
+    @classmethod
+    def fit(cls, content: np.ndarray, factors: np.ndarray, regularization: float) -> ContentMap:
+        """Least squares with an L2 penalty (the bias is not penalised), in closed form."""
+        content = np.asarray(content, dtype=np.float64)
+        mean = content.mean(axis=0)
+        scale = np.maximum(content.std(axis=0), 1e-6)
+        design = np.hstack([(content - mean) / scale, np.ones((len(content), 1))])
+        penalty = regularization * np.eye(design.shape[1])
+        penalty[-1, -1] = 0.0
+        weights = np.linalg.solve(design.T @ design + penalty, design.T @ np.asarray(factors, dtype=np.float64))
+        return cls(mean.astype(np.float32), scale.astype(np.float32), weights.astype(np.float32))
+
+    def predict(self, content: np.ndarray) -> np.ndarray:
+        """Item factors for each row of ``content`` (or one vector)."""
+        rows = np.atleast_2d(np.asarray(content, dtype=np.float32))
+        design = np.hstack([(rows - self.mean) / self.scale, np.ones((len(rows), 1), dtype=np.float32)])
+        return (design @ self.weights).astype(np.float32)
+
+    @property
+    def dimensions(self) -> int:
+        return len(self.mean)
+
+
+def blend_weight(evidence: np.ndarray, half_point: float) -> np.ndarray:
+    """The collaborative share of each item's vector: 0 without evidence, ½ at ``half_point`` listeners."""
+    evidence = np.asarray(evidence, dtype=np.float32)
+    return evidence / (evidence + half_point) if half_point > 0 else (evidence > 0).astype(np.float32)
+
+
+def blend(collaborative: np.ndarray, content: np.ndarray, evidence: np.ndarray, half_point: float) -> np.ndarray:
+    """``w·collaborative + (1−w)·content`` per item, ``w`` from :func:`blend_weight`."""
+    w = blend_weight(evidence, half_point)[:, None]
+    return (w * collaborative + (1.0 - w) * content).astype(np.float32)
