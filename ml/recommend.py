@@ -35,6 +35,7 @@ from accounts.model import Principal
 from ml.collaborative import Model
 from ml.content import content_vector
 from ml.item_index import Answer, ItemIndex, LocalIndex, Metric
+from ml.radio import Candidate, build_queue
 from ml.signals import confidence, decay
 from verseflow import logs
 from verseflow.errors import InvalidInput, NotFound
@@ -293,3 +294,44 @@ def _seed_vector(model: Model, track_id: str, analysis: dict[str, Any] | None) -
         return None, False
     predicted = model.content_map.predict(features)[0]
     return predicted / max(float(np.linalg.norm(predicted)), 1e-9), True
+
+
+async def radio(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal, track_id: uuid.UUID,
+                limit: int, index: ItemIndex | None = None) -> dict[str, Any]:
+    """A queue from a seed track (``ml.radio``): its neighbourhood, in an order that flows, no artist twice
+    in a row, without the tracks the listener skips; popular tracks of its genre when it cannot be placed."""
+    _check_limit(limit, settings)
+    seed = await pool.fetchrow(
+        """SELECT id, title, genre, status, artist_id, analysis, (analysis->'tempo'->>'bpm')::float8 AS bpm,
+                  (analysis->'loudness'->>'integrated_lufs')::float8 AS lufs FROM tracks WHERE id = $1""", track_id)
+    if seed is None or seed["status"] != "ready":
+        raise NotFound("track not found")
+    index = index or item_index(settings)
+    serving = await model_cache().current(pool, store, settings, index)
+    items: list[dict[str, Any]] = []
+    answer: Answer | None = None
+    vector, _ = _seed_vector(serving[0], str(track_id), seed["analysis"]) if serving else (None, False)
+    if serving is not None and vector is not None:
+        model, artefact = serving
+        skipped = [r["track_id"] for r in await pool.fetch(
+            "SELECT track_id::text AS track_id FROM interactions WHERE user_id = $1 AND negative > positive "
+            "AND NOT saved", who.user_id)]
+        answer = await index.search(model, artefact, vector, settings.rec_radio_candidates,
+                                    [str(track_id)] + skipped, "cosine")
+        ids = [t for t, _ in answer.hits]
+        tracks = await _published(pool, ids, None)
+        sound = {r["id"]: r for r in await pool.fetch(
+            """SELECT id::text AS id, (analysis->'tempo'->>'bpm')::float8 AS bpm,
+                      (analysis->'loudness'->>'integrated_lufs')::float8 AS lufs
+               FROM tracks WHERE id = ANY($1::uuid[])""", list(tracks))}
+        candidates = [Candidate(t, str(tracks[t]["artist_id"]), model.normalized_items[model.track_index[t]],
+                                sound[t]["bpm"], sound[t]["lufs"], tracks[t]) for t in ids if t in tracks]
+        start = Candidate(str(track_id), str(seed["artist_id"]), vector, seed["bpm"], seed["lufs"])
+        for candidate, similarity in build_queue(start, candidates, limit, settings):
+            items.append({"track": candidate.track, "score": round(similarity, 6),
+                          "reason": f"radio from {seed['title']}"})
+    if not items and seed["genre"]:
+        for track, listeners in await popular(pool, settings, limit, exclude=[str(track_id)], genres=[seed["genre"]]):
+            items.append({"track": track, "score": float(listeners), "reason": f"popular in {track['genre']}"})
+    return {"model_version": serving[0].version if serving else None, "seed": str(track_id), "items": items,
+            "shards": _served(answer)}

@@ -435,6 +435,24 @@ class SimilarOut(RecommendationsOut):
     seed: uuid.UUID
 
 
+class BreakoutArtistOut(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class BreakoutOut(BaseModel):
+    artist: BreakoutArtistOut
+    listeners: int
+    baseline_listeners: float
+    windows: list[int] = Field(description="unique listeners of each window, oldest first, the current last")
+    score: float
+
+
+class BreakoutsOut(BaseModel):
+    window: Literal["24h", "7d"]
+    items: list[BreakoutOut]
+
+
 class TrendingItemOut(BaseModel):
     track: RecTrackOut
     listeners: int

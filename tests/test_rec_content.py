@@ -46,13 +46,14 @@ async def test_a_track_nobody_played_is_recommended_by_its_sound(ray_cluster, ap
                                                                   fresh_cache):
     owner = await api.user("artist")
     who = Principal(uuid.UUID(owner["id"]), Role.ARTIST)
-    artist = await artists.create_artist(pool, who, name=f"sound {uuid.uuid4().hex[:6]}")
+    pair = [await artists.create_artist(pool, who, name=f"sound {uuid.uuid4().hex[:6]}") for _ in range(2)]
+    artist = pair[0]
     made: dict[str, list[str]] = {}
     for style, analyses in sounds.items():
         made[style] = []
         for i, analysis in enumerate(analyses[:7]):
-            track = await tracks.create_track(pool, who, title=f"{style} {i}", artist_id=artist["id"], album_id=None,
-                                              genre=None, duration_s=200.0, status="ready")
+            track = await tracks.create_track(pool, who, title=f"{style} {i}", artist_id=pair[i % 2]["id"],
+                                              album_id=None, genre=None, duration_s=200.0, status="ready")
             await pool.execute("UPDATE tracks SET analysis = $2 WHERE id = $1", track["id"], analysis)
             made[style].append(str(track["id"]))
     fans = {style: [await api.user() for _ in range(4)] for style in sounds}
@@ -87,3 +88,81 @@ async def test_a_track_nobody_played_is_recommended_by_its_sound(ray_cluster, ap
     ours = [i for i in feed["items"] if i["track"]["id"] in made["rock"] + made["ambient"]]
     assert {i["track"]["id"] for i in ours[:2]} == set(made["rock"][5:])
     assert all(i["reason"].startswith("sounds like rock ") for i in ours[:2])
+
+    # Radio from a rock track: it stays with rock however long the queue, never one artist twice in a row.
+    station = await api.http.get(f"/v1/radio?seed_track={made['rock'][0]}&limit=100",
+                                 headers=fans["rock"][1]["headers"])
+    assert station.status_code == 200, station.text
+    queue = station.json()["items"]
+    ours = [i["track"]["id"] for i in queue if i["track"]["id"] in made["rock"] + made["ambient"]]
+    assert set(ours) == set(made["rock"][1:])
+    artists_in_order = [i["track"]["artist_id"] for i in queue]
+    assert all(a != b for a, b in zip(artists_in_order, artists_in_order[1:], strict=False))
+    assert queue[0]["track"]["artist_id"] != str(pair[0]["id"])          # the seed's artist is not next either
+    assert all(i["reason"] == "radio from rock 0" for i in queue)
+    unauthenticated = await api.http.get(f"/v1/radio?seed_track={made['rock'][0]}")
+    assert unauthenticated.status_code == 401
+    bad = await api.http.get("/v1/radio?seed_track=not-a-uuid", headers=fans["rock"][1]["headers"])
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+    missing = await api.http.get(f"/v1/radio?seed_track={uuid.uuid4()}", headers=fans["rock"][1]["headers"])
+    assert missing.status_code == 404
+
+
+def test_radio_queue_flows_and_keeps_to_the_neighbourhood(settings):
+    from ml.radio import Candidate, build_queue, tempo_distance
+
+    def unit(*v: float) -> np.ndarray:
+        x = np.asarray(v, dtype=np.float32)
+        return x / np.linalg.norm(x)
+
+    seed = Candidate("seed", "a", unit(1, 0, 0), bpm=120, lufs=-10)
+    near = [Candidate("a1", "a", unit(1, 0.1, 0), bpm=120, lufs=-10),
+            Candidate("b1", "b", unit(1, 0.12, 0), bpm=120, lufs=-10),
+            Candidate("b2", "b", unit(1, 0.11, 0), bpm=120, lufs=-10),
+            Candidate("c1", "c", unit(1, 0.1, 0.05), bpm=183, lufs=-10),    # same sound, a tempo jump
+            Candidate("e1", "e", unit(1, 0.1, 0.06), bpm=61, lufs=-10)]     # half time: close in feel
+    far = Candidate("far", "d", unit(0, 0, 1), bpm=120, lufs=-10)          # outside the neighbourhood
+    queue = [c.track_id for c, _ in build_queue(seed, near + [far], 10, settings)]
+    assert "far" not in queue and len(queue) == 5
+    assert queue[0] != "a1"                                              # not the seed's artist next
+    artists_in_order = ["a"] + [q[0] for q in queue]
+    assert all(x != y for x, y in zip(artists_in_order, artists_in_order[1:], strict=False))
+    assert queue.index("e1") < queue.index("c1")                         # the tempo jump comes later
+    assert tempo_distance(61, 120) < 0.05 < tempo_distance(183, 120)
+
+
+async def test_breakouts_rank_growth_against_each_artists_baseline(api, pool):
+    from datetime import UTC, datetime, timedelta
+
+    owner = await api.user("artist")
+    who = Principal(uuid.UUID(owner["id"]), Role.ARTIST)
+    users = [await api.user() for _ in range(12)]
+    names = ["rising", "steady", "small", "quiet", "fading"]
+    made = {}
+    for name in names:
+        artist = await artists.create_artist(pool, who, name=f"{name} {uuid.uuid4().hex[:6]}")
+        track = await tracks.create_track(pool, who, title=name, artist_id=artist["id"], album_id=None,
+                                          genre=None, duration_s=200.0, status="ready")
+        made[name] = (str(artist["id"]), track["id"])
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    week = timedelta(days=7)
+    plan = {"rising": [0, 0, 0, 6], "steady": [10, 10, 10, 12], "small": [2, 2, 2, 8], "quiet": [0, 0, 0, 4],
+            "fading": [9, 9, 9, 7]}                                  # windows oldest first, current last
+    rows = []
+    for name, counts in plan.items():
+        for age, count in zip((3, 2, 1, 0), counts, strict=True):
+            hour = now - age * week - timedelta(hours=2)
+            rows += [(made[name][1], hour, uuid.UUID(u["id"])) for u in users[:count]]
+    await pool.executemany("INSERT INTO track_listens (track_id, hour, user_id) VALUES ($1, $2, $3)", rows)
+
+    listener = await api.user()
+    assert (await api.http.get("/v1/discovery/breakouts", headers=listener["headers"])).status_code == 403
+    body = (await api.http.get("/v1/discovery/breakouts?window=7d&limit=100", headers=owner["headers"])).json()
+    ours = {a for a, _ in made.values()}
+    items = [i for i in body["items"] if i["artist"]["id"] in ours]
+    assert [i["artist"]["id"] for i in items] == [made[n][0] for n in ("rising", "small", "steady")]
+    assert [(i["listeners"], i["baseline_listeners"], i["windows"]) for i in items] == \
+        [(6, 0.0, [0, 0, 0, 6]), (8, 2.0, [2, 2, 2, 8]), (12, 10.0, [10, 10, 10, 12])]
+    assert items[1]["score"] == pytest.approx(6 / 3 ** 0.5, rel=1e-4)
+    bad = await api.http.get("/v1/discovery/breakouts?window=1h", headers=owner["headers"])
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")

@@ -186,6 +186,19 @@ class Settings(BaseSettings):
                                                                       "regression (audio features -> ALS factors)")
     rec_content_min_items: int = Field(8, ge=2, description="played tracks with an audio embedding needed before "
                                                             "a content model is fitted")
+    rec_breakout_baseline_windows: int = Field(3, ge=1, le=12, description="earlier windows whose mean unique "
+                                                                       "listeners is an artist's baseline")
+    rec_breakout_min_listeners: int = Field(5, ge=1, description="unique listeners an artist needs in the "
+                                                                 "window to break out")
+    rec_radio_candidates: int = Field(200, ge=10, le=5000, description="neighbours of the seed a radio queue "
+                                                                       "is chosen from")
+    rec_radio_min_similarity: float = Field(0.3, ge=-1, le=1, description="cosine similarity to the seed below "
+                                                                          "which a track is outside the radio's "
+                                                                          "neighbourhood")
+    rec_radio_tempo_weight: float = Field(0.5, ge=0, description="penalty per octave of tempo change between "
+                                                                 "consecutive radio tracks")
+    rec_radio_loudness_weight: float = Field(0.02, ge=0, description="penalty per LU of loudness change between "
+                                                                     "consecutive radio tracks")
     rec_shards: int = Field(4, ge=1, le=256, description="RecShard actors the item vectors are hashed onto "
                                                           "(serving uses them whenever Ray is running)")
     rec_shard_hnsw_min_items: int = Field(300_000, ge=1, description="a shard holding at least this many items "

@@ -13,11 +13,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
 
+from accounts.model import Role
 from actors.rec_shard import serving_index
 from catalog import library
-from ml import recommend, training, trending
+from ml import breakouts, recommend, training, trending
 from serve_deployments.deps import Ctx, CurrentUser, OptionalUser, Paging
 from serve_deployments.schemas import (
+    BreakoutsOut,
     ModelVersionOut,
     RecommendationsOut,
     SavedOut,
@@ -63,6 +65,22 @@ async def my_recommendations(ctx: Ctx, who: CurrentUser, limit: Limit = 20):
 @router.get("/tracks/{track_id}/similar", response_model=SimilarOut)
 async def similar_tracks(track_id: uuid.UUID, ctx: Ctx, who: OptionalUser, limit: Limit = 20):
     return await recommend.similar_tracks(ctx.pool, object_store(ctx.settings), ctx.settings, who, track_id, limit)
+
+
+@router.get("/radio", response_model=SimilarOut)
+async def radio(ctx: Ctx, who: CurrentUser,
+                seed_track: Annotated[uuid.UUID, Query(description="the track to start from")], limit: Limit = 20):
+    """A queue from a track: its neighbourhood in an order that flows (tempo, loudness), no artist twice
+    in a row, without the tracks the listener skips."""
+    return await recommend.radio(ctx.pool, object_store(ctx.settings), ctx.settings, who, seed_track, limit)
+
+
+@router.get("/discovery/breakouts", response_model=BreakoutsOut)
+async def breakout_artists(ctx: Ctx, who: CurrentUser, window: Literal["24h", "7d"] = "7d", limit: Limit = 20):
+    """Artists whose unique listeners grow fastest against their own baseline (artists and admins)."""
+    if who.role not in (Role.ARTIST, Role.ADMIN):
+        raise Forbidden("breakouts are for artists and administrators")
+    return {"window": window, "items": await breakouts.breakouts(ctx.pool, ctx.settings, window=window, limit=limit)}
 
 
 @router.get("/charts/trending", response_model=TrendingOut)
