@@ -26,7 +26,16 @@ from ray.actor import ActorHandle
 
 from audio.landmark_index import shard_of
 from ml.collaborative import Model
-from ml.item_index import Answer, ItemIndex, Metric, ShardIndex, check_queries, measured_recall, merge
+from ml.item_index import (
+    Answer,
+    ItemIndex,
+    Metric,
+    ShardIndex,
+    check_queries,
+    measured_recall,
+    merge,
+    set_search_threads,
+)
 from ml.recommend import local_index
 from verseflow import logs
 from verseflow.errors import DomainError
@@ -51,6 +60,7 @@ class RecShard:
         self._shard, self._shards = shard, shards
         self._versions: dict[int, ShardIndex] = {}
         self._loading: dict[int, asyncio.Task[ShardIndex]] = {}
+        set_search_threads(settings.rec_search_threads)
 
     def _read(self, version: int, artefact: str) -> ShardIndex:
         model = Model.from_bytes(object_store(self._settings).read_bytes(artefact))

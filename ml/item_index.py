@@ -43,6 +43,13 @@ class Answer(NamedTuple):
     answered: int
 
 
+def set_search_threads(threads: int) -> None:
+    """OpenMP threads of one faiss search in this process. One by default: queries run side by side
+    (many requests, several shards per node), and a single query split over threads that other queries
+    also want measured about 3x slower here than on one thread."""
+    faiss.omp_set_num_threads(threads)
+
+
 def partition(model: Model, shard: int, shards: int) -> np.ndarray:
     """Row numbers of ``model``'s items that belong to partition ``shard`` of ``shards``."""
     return np.asarray([i for i, t in enumerate(model.track_ids) if shard_of(t, shards) == shard], dtype=np.int64)
@@ -142,8 +149,9 @@ async def measured_recall(index: ItemIndex, model: Model, artefact: str, queries
 class LocalIndex:
     """The whole catalogue as one partition in this process (no Ray): tests, tools, the bench's baseline."""
 
-    def __init__(self, hnsw_min_items: int = 300_000) -> None:
+    def __init__(self, hnsw_min_items: int = 300_000, search_threads: int = 1) -> None:
         self.hnsw_min_items = hnsw_min_items
+        set_search_threads(search_threads)
         self._loaded: dict[int, ShardIndex] = {}
 
     def _index(self, model: Model) -> ShardIndex:

@@ -34,7 +34,7 @@ import numpy as np
 from accounts.model import Principal
 from ml.collaborative import Model
 from ml.content import content_vector
-from ml.item_index import Answer, ItemIndex, LocalIndex, Metric
+from ml.item_index import Answer, ItemIndex, LocalIndex, Metric, set_search_threads
 from ml.radio import Candidate, build_queue
 from ml.signals import confidence, decay
 from verseflow import logs
@@ -112,6 +112,7 @@ def use_index(factory: Callable[[Settings], ItemIndex] | None) -> None:
 
 def local_index(settings: Settings) -> LocalIndex:
     _local.hnsw_min_items = settings.rec_shard_hnsw_min_items
+    set_search_threads(settings.rec_search_threads)
     return _local
 
 
