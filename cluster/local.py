@@ -121,6 +121,7 @@ class LocalPlatform:
         self._stoppers.append(serve.shutdown)
 
     def _start_workers(self) -> None:
+        from actors import rec_shard
         from actors.event_worker import start_event_worker, stop_event_worker
         from actors.fingerprint_shard import index_unfingerprinted, shards, stop_shards
         from actors.room_host import stop_hosts
@@ -131,6 +132,7 @@ class LocalPlatform:
         self._stoppers.append(lambda: stop_hosts(self.settings))
         shards(self.settings)  # they load the landmark index now, not on the first identification
         self._stoppers.append(lambda: stop_shards(self.settings))
+        self._stoppers.append(lambda: rec_shard.stop_shards(self.settings))  # made by the first recommendation
         if self.settings.edge_port:
             from actors.edge import start_edges, stop_edges
 
