@@ -176,3 +176,26 @@ async def test_a_version_swap_under_traffic_fails_no_request(ray_cluster, api, p
     for lane in lanes:      # each client's successive requests: the old version, then the new, never back
         assert lane[0] == first and lane[-1] == second and lane == sorted(lane)
     assert all(count == 10 and answered == 3 for _, count, answered in seen)
+
+
+async def test_a_version_failing_the_recall_check_is_not_swapped_in(pool, settings):
+    """HNSW on random 64-dimensional vectors (a hard case for it) measures recall@10 ≈ 0.89 here: below
+    ``rec_swap_min_recall``, so the replica keeps serving the version before."""
+    store = object_store(settings)
+    fast = settings.model_copy(update={"rec_model_refresh_s": 0.01, "rec_swap_min_recall": 0.95})
+    index = LocalIndex(hnsw_min_items=10_000)          # exact for the small version, HNSW for the big one
+
+    async def publish(items: int, seed: int) -> int:
+        version = await training.request_version(pool, "test")
+        model = random_model(version, items=items, users=64, factors=64, seed=seed)
+        key = await asyncio.to_thread(training.store_model, store, model)
+        await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2 WHERE version = $1", version, key)
+        return version
+
+    cache = recommend.ModelCache()
+    good = await publish(600, 1)
+    assert (await cache.current(pool, store, fast, index))[0].version == good
+    bad = await publish(20_000, 9)
+    await asyncio.sleep(0.02)
+    assert (await cache.current(pool, store, fast, index))[0].version == good
+    assert bad in cache.rejected
