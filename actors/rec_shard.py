@@ -67,7 +67,8 @@ class RecShard:
         if model.version != version:
             raise ValueError(f"artefact {artefact} holds version {model.version}, not {version}")
         return ShardIndex.from_model(model, self._shard, self._shards,
-                                     hnsw_min_items=self._settings.rec_shard_hnsw_min_items)
+                                     hnsw_min_items=self._settings.rec_shard_hnsw_min_items,
+                                     ef_search=self._settings.rec_hnsw_ef_search)
 
     async def _get(self, version: int, artefact: str) -> ShardIndex:
         """The partition of ``version``, loaded once however many calls ask for it meanwhile."""

@@ -301,7 +301,8 @@ async def _serving(sizes: list[int], shards: int, rate: float, seconds: float, f
                 key = training.store_model(object_store(settings), model)
                 queries = model.user_factors
                 exclude = model.track_ids[:excluded]
-                local = item_index.LocalIndex(settings.rec_shard_hnsw_min_items, settings.rec_search_threads)
+                local = item_index.LocalIndex(settings.rec_shard_hnsw_min_items, settings.rec_search_threads,
+                                              settings.rec_hnsw_ef_search)
                 sharded = ShardedIndex(settings)
                 rows = {}
                 for name, index in (("in-process", local), (f"{shards} shards", sharded)):

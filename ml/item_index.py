@@ -31,7 +31,7 @@ from audio.landmark_index import shard_of
 from ml.collaborative import Model
 
 Metric = Literal["dot", "cosine"]
-#: HNSW graph degree; efSearch is raised to at least 2k per query.
+#: HNSW graph degree; efSearch is ``ef_search`` (a setting), raised to at least 2k per query.
 HNSW_M = 32
 
 
@@ -66,8 +66,10 @@ def _build(vectors: np.ndarray, hnsw: bool) -> faiss.Index:
 class ShardIndex:
     """One partition of one model version: its track ids and their faiss indexes."""
 
-    def __init__(self, version: int, track_ids: Sequence[str], vectors: np.ndarray, *, hnsw_min_items: int) -> None:
+    def __init__(self, version: int, track_ids: Sequence[str], vectors: np.ndarray, *, hnsw_min_items: int,
+                 ef_search: int = 200) -> None:
         self.version = version
+        self.ef_search = ef_search
         self.track_ids = list(track_ids)
         self.position = {t: i for i, t in enumerate(self.track_ids)}
         self.hnsw = len(self.track_ids) >= hnsw_min_items
@@ -76,10 +78,11 @@ class ShardIndex:
         self._indexes = {"dot": _build(vectors, self.hnsw), "cosine": _build(vectors / norms, self.hnsw)}
 
     @classmethod
-    def from_model(cls, model: Model, shard: int, shards: int, *, hnsw_min_items: int) -> ShardIndex:
+    def from_model(cls, model: Model, shard: int, shards: int, *, hnsw_min_items: int,
+                   ef_search: int = 200) -> ShardIndex:
         rows = partition(model, shard, shards)
         return cls(model.version, [model.track_ids[i] for i in rows], model.item_factors[rows],
-                   hnsw_min_items=hnsw_min_items)
+                   hnsw_min_items=hnsw_min_items, ef_search=ef_search)
 
     def __len__(self) -> int:
         return len(self.track_ids)
@@ -93,7 +96,7 @@ class ShardIndex:
             return []
         index = self._indexes[metric]
         if self.hnsw:
-            index.hnsw.efSearch = max(64, 2 * want)
+            index.hnsw.efSearch = max(self.ef_search, 2 * want)
         scores, rows = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), want)
         skip = set(exclude)
         hits = [(self.track_ids[r], float(s)) for r, s in zip(rows[0], scores[0], strict=True)
@@ -149,14 +152,16 @@ async def measured_recall(index: ItemIndex, model: Model, artefact: str, queries
 class LocalIndex:
     """The whole catalogue as one partition in this process (no Ray): tests, tools, the bench's baseline."""
 
-    def __init__(self, hnsw_min_items: int = 300_000, search_threads: int = 1) -> None:
+    def __init__(self, hnsw_min_items: int = 300_000, search_threads: int = 1, ef_search: int = 200) -> None:
         self.hnsw_min_items = hnsw_min_items
+        self.ef_search = ef_search
         set_search_threads(search_threads)
         self._loaded: dict[int, ShardIndex] = {}
 
     def _index(self, model: Model) -> ShardIndex:
         if model.version not in self._loaded:
-            self._loaded = {model.version: ShardIndex.from_model(model, 0, 1, hnsw_min_items=self.hnsw_min_items),
+            self._loaded = {model.version: ShardIndex.from_model(model, 0, 1, hnsw_min_items=self.hnsw_min_items,
+                                                                ef_search=self.ef_search),
                             **{v: i for v, i in self._loaded.items() if v > model.version - 2}}
         return self._loaded[model.version]
 

@@ -111,7 +111,7 @@ def use_index(factory: Callable[[Settings], ItemIndex] | None) -> None:
 
 
 def local_index(settings: Settings) -> LocalIndex:
-    _local.hnsw_min_items = settings.rec_shard_hnsw_min_items
+    _local.hnsw_min_items, _local.ef_search = settings.rec_shard_hnsw_min_items, settings.rec_hnsw_ef_search
     set_search_threads(settings.rec_search_threads)
     return _local
 

@@ -179,11 +179,11 @@ async def test_a_version_swap_under_traffic_fails_no_request(ray_cluster, api, p
 
 
 async def test_a_version_failing_the_recall_check_is_not_swapped_in(pool, settings):
-    """HNSW on random 64-dimensional vectors (a hard case for it) measures recall@10 ≈ 0.89 here: below
-    ``rec_swap_min_recall``, so the replica keeps serving the version before."""
+    """HNSW on random 64-dimensional vectors (a hard case for it) searched with efSearch 64 measures
+    recall@10 ≈ 0.89 here: below ``rec_swap_min_recall``, so the replica keeps serving the version before."""
     store = object_store(settings)
     fast = settings.model_copy(update={"rec_model_refresh_s": 0.01, "rec_swap_min_recall": 0.95})
-    index = LocalIndex(hnsw_min_items=10_000)          # exact for the small version, HNSW for the big one
+    index = LocalIndex(hnsw_min_items=10_000, ef_search=64)   # exact for the small version, HNSW for the big one
 
     async def publish(items: int, seed: int) -> int:
         version = await training.request_version(pool, "test")

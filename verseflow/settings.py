@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     rec_shard_hnsw_min_items: int = Field(300_000, ge=1, description="a shard holding at least this many items "
                                                                      "builds an HNSW index; smaller ones search "
                                                                      "exactly")
+    rec_hnsw_ef_search: int = Field(200, ge=16, le=10_000, description="HNSW search breadth (efSearch; at least "
+                                                                      "2k): measured recall@10 0.90 at 64, 0.99 at "
+                                                                      "160 on 20k random 64-d vectors")
     rec_shard_timeout_s: float = Field(2.0, gt=0, description="a shard that has not answered a query in this "
                                                               "long is left out of the answer (which says so)")
     rec_shard_versions_kept: int = Field(2, ge=1, le=8, description="model versions a shard keeps loaded, so "
