@@ -193,5 +193,7 @@ def stop_shards(settings: Settings) -> None:
 
 
 def serving_index(settings: Settings) -> ItemIndex:
-    """The shards when this process is connected to Ray, else ``ml.recommend``'s in-process index."""
-    return sharded_index(settings) if ray.is_initialized() else local_index(settings)
+    """The shards when this process is connected to Ray (unless ``rec_index`` says ``local``), else
+    ``ml.recommend``'s in-process index."""
+    return sharded_index(settings) if ray.is_initialized() and settings.rec_index == "shards" \
+        else local_index(settings)

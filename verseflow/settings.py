@@ -201,6 +201,10 @@ class Settings(BaseSettings):
                                                                      "consecutive radio tracks")
     rec_search_threads: int = Field(1, ge=1, le=64, description="OpenMP threads of one faiss query (queries "
                                                                "and shards already run side by side)")
+    rec_index: Literal["shards", "local"] = Field("shards", description="where serving searches item vectors: "
+                                                                     "the RecShard actors, or one index in each "
+                                                                     "API replica (faster while the catalogue fits "
+                                                                     "a replica: bench/README.md)")
     rec_shards: int = Field(4, ge=1, le=256, description="RecShard actors the item vectors are hashed onto "
                                                           "(serving uses them whenever Ray is running)")
     rec_shard_hnsw_min_items: int = Field(300_000, ge=1, description="a shard holding at least this many items "
