@@ -7,10 +7,12 @@
 -- monthly_streams holds the counts the run reads. Both are kept by a statement-level trigger on plays:
 -- one set-based upsert per INSERT statement, whether it inserts one row (an API call) or millions.
 
+-- No foreign keys here: each would be a check per counted play on the hottest insert path, and the rows
+-- (ids only) go within qualified_plays_retention_months anyway, a deleted account's or track's included.
 CREATE TABLE qualified_plays (
-    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id     uuid NOT NULL,
     play_id     uuid NOT NULL,
-    track_id    uuid NOT NULL REFERENCES tracks (id) ON DELETE CASCADE,
+    track_id    uuid NOT NULL,
     month       date NOT NULL,
     PRIMARY KEY (user_id, play_id)
 );
