@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint schemathesis lint clean
+.PHONY: up test web system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,20 +14,38 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The web app (web/): `npm ci` when the lockfile changed, `vite build` when a source changed.
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package.json
+WEB_MODULES := web/node_modules/.package-lock.json
+
+$(WEB_MODULES): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: $(WEB_MODULES) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: web/dist/index.html
+
 ## Run the platform on http://127.0.0.1:8000 (embedded PostgreSQL/Redis unless URLs are set).
-up: $(STAMP)
+up: $(STAMP) web
 	$(BIN)/verseflow up
 
 ## Install and run the test suite against real PostgreSQL, Redis and Ray.
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps web
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## Debian's ffmpeg: the tests check the streaming ladder with its ffprobe (node/npm come with the machine).
+## Debian's ffmpeg: the tests check the streaming ladder with its ffprobe (node/npm come with the machine);
+## Debian's chromium: the web app's end-to-end tests drive it with Playwright (no browser download).
 system-deps:
 	@command -v ffprobe >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
 	  $$APT install -y --no-install-recommends ffmpeg >/dev/null 2>&1 || \
 	  { $$APT update >/dev/null && $$APT install -y --no-install-recommends ffmpeg >/dev/null; }; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
+	  $$APT install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $$APT update >/dev/null && $$APT install -y --no-install-recommends chromium >/dev/null; }; }
 
 migrate: $(STAMP)
 	$(BIN)/verseflow migrate

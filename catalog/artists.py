@@ -34,6 +34,12 @@ async def get_artist(pool: asyncpg.Pool, artist_id: uuid.UUID) -> dict[str, Any]
     return dict(row)
 
 
+async def list_owned_artists(pool: asyncpg.Pool, who: Principal) -> list[dict[str, Any]]:
+    """The artists this account manages, oldest first (the web app's upload form picks from them)."""
+    rows = await pool.fetch("SELECT * FROM artists WHERE owner_id = $1 ORDER BY created_at, id", who.user_id)
+    return [dict(r) for r in rows]
+
+
 async def update_artist(
     pool: asyncpg.Pool, who: Principal, artist_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:

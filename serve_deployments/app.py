@@ -33,6 +33,7 @@ from serve_deployments.routes import (
     tracks,
     uploads,
     users,
+    web,
 )
 from verseflow import logs, migrations
 from verseflow.db import create_pool
@@ -42,7 +43,7 @@ from verseflow.settings import Settings, get_settings
 
 ROUTERS = [health.router, auth.router, users.router, artists.router, tracks.router, playlists.router,
            search.router, rooms.router, fingerprint.router, plays.router, uploads.router,
-           app_passwords.router, subsonic.router, recommendations.router, billing.router]
+           app_passwords.router, subsonic.router, recommendations.router, billing.router, web.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -9,6 +9,7 @@ from ray.serve import Application
 from serve_deployments.api import Api
 from serve_deployments.gateway import DocumentGateway, RealtimeGateway
 from serve_deployments.media import Media
+from serve_deployments.web import Web
 
 
 def build(deployment_options: dict[str, dict[str, Any]] | None = None) -> Application:
@@ -36,15 +37,22 @@ def build_media(deployment_options: dict[str, dict[str, Any]] | None = None) -> 
     return Media.options(**(deployment_options or {}).get("media", {})).bind()
 
 
+def build_web(deployment_options: dict[str, dict[str, Any]] | None = None) -> Application:
+    """``GET /app/...``: the single-page app built from ``web/`` (``GET /`` redirects there)."""
+    return Web.options(**(deployment_options or {}).get("web", {})).bind()
+
+
 #: (application name, route prefix, builder): every application ``make up`` runs, in order.
 APPLICATIONS = (
     ("verseflow", "/", build),
     ("realtime", "/v1/ws", build_realtime),
     ("documents", "/v1/yjs", build_documents),
     ("media", "/media", build_media),
+    ("web", "/app", build_web),
 )
 
 app = build()
 realtime_app = build_realtime()
 documents_app = build_documents()
 media_app = build_media()
+web_app = build_web()

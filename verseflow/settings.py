@@ -107,6 +107,8 @@ class Settings(BaseSettings):
 
     # Media (verseflow/storage.py, audio/).
     storage_backend: Literal["local", "s3"] = Field("local", description="where uploads and media live")
+    web_dist_dir: Path = Field(Path(__file__).resolve().parents[1] / "web" / "dist",
+                               description="the built web app (`npm run build` in web/) that the web deployment serves")
     storage_dir: Path | None = Field(None, description="local object store (with s3: its local cache); "
                                                        "default <var_dir>/media")
     s3_bucket: str = Field("verseflow-media", description="bucket of the s3 backend")

@@ -25,6 +25,12 @@ async def create_artist(body: ArtistIn, ctx: Ctx, who: CurrentUser):
     return await artists.create_artist(ctx.pool, who, name=body.name, bio=body.bio)
 
 
+@router.get("/me/artists", response_model=list[ArtistOut])
+async def my_artists(ctx: Ctx, who: CurrentUser):
+    """The artists the caller manages (none for a listener)."""
+    return await artists.list_owned_artists(ctx.pool, who)
+
+
 @router.get("/artists/{artist_id}", response_model=ArtistOut)
 async def read_artist(artist_id: uuid.UUID, ctx: Ctx):
     return await artists.get_artist(ctx.pool, artist_id)

@@ -1,0 +1,227 @@
+"""The web app (web/) in a real browser: Debian's chromium driven by Playwright against the Serve stack.
+
+What a person does, asserted by what they would see or hear: sign up, upload and watch processing
+reach ``ready`` through the WebSocket's progress events, play over HLS (time advances, the rung is
+shown, the play is recorded), seek on the waveform, search as you type; and two people in a live
+room exchanging chat and hearing the same moment after the host seeks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+
+from audio.synthetic import SongSpec, render
+from tests.audio_fixtures import write_audio
+from tests.web_support import CHROMIUM_ARGS, built_web_app, chromium_path, sign_up, upload_ready_track
+
+pytestmark = [
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (make system-deps)"),
+    pytest.mark.skipif(not built_web_app(), reason="the web app is not built (make web)"),
+]
+
+RATE = 44100
+
+
+@pytest.fixture(scope="module")
+def web_url(serve_url, media_url, realtime) -> str:
+    """The whole stack a browser needs: API, media, realtime, and the web application at /app."""
+    from ray import serve
+
+    from serve_deployments.application import build_web
+
+    serve.run(build_web({"web": {"ray_actor_options": {"num_cpus": 0}}}), name="web", route_prefix="/app")
+    return serve_url
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+def song_file(tmp_path_factory, seconds: float, seed: int):
+    path = tmp_path_factory.mktemp("web") / f"song-{seed}.flac"
+    return write_audio(path, render(SongSpec(seed=seed, seconds=seconds, bpm=110, tonic="D", mode="major"), RATE), RATE)
+
+
+async def eventually(probe, timeout: float = 30.0, every: float = 0.2):  # noqa: ASYNC109
+    """Poll ``probe`` (async, returns a truthy value when satisfied) until it is, or fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"not satisfied in {timeout} s; last value {last!r}")
+
+
+def test_the_app_is_served_with_hashed_assets_cached_and_api_prefixes_intact(web_url):
+    with httpx.Client(base_url=web_url, timeout=30) as http:
+        root = http.get("/")
+        assert root.status_code == 307 and root.headers["location"] == "/app/"
+        index = http.get("/app/")
+        assert index.status_code == 200 and index.headers["cache-control"] == "no-cache"
+        assert '<div id="app">' in index.text
+        # Client-side routes get the same shell.
+        deep = http.get("/app/room/6b0a5e4c-0000-4000-8000-000000000000")
+        assert deep.status_code == 200 and deep.text == index.text
+        assets = re.findall(r'/app/assets/([A-Za-z0-9_.-]+)', index.text)
+        assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+        for name in assets:
+            asset = http.get(f"/app/assets/{name}")
+            assert asset.status_code == 200
+            assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+        missing = http.get("/app/assets/nope-123.js")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        # A path that climbs out of the build is just another client route: the shell, never the file.
+        climbing = http.get("/app/assets/..%2F..%2Fpyproject.toml")
+        assert climbing.text == index.text and "[project]" not in climbing.text
+        # The API's prefixes are untouched.
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/openapi.json").status_code == 200
+        assert http.get("/v1/me").status_code == 401
+
+
+async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_path_factory):
+    path = song_file(tmp_path_factory, 20.0, seed=11)
+    title = f"Web upload {uuid.uuid4().hex[:6]}"
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_up(page, web_url, role="artist")
+
+    # Upload: an artist first, then the file; the progress bars fill from tus and the WebSocket.
+    await page.get_by_role("link", name="Upload").click()
+    await page.get_by_label("Artist name").fill("The Browser Band")
+    await page.get_by_role("button", name="Create artist").click()
+    await page.get_by_label("Title").fill(title)
+    await page.get_by_label("Audio file").set_input_files(str(path))
+    await page.evaluate("""() => {
+        window.__progress = [];
+        new MutationObserver(() => {
+            const bar = document.querySelector('[data-testid=processing]');
+            if (bar) window.__progress.push(Number(bar.value));
+        }).observe(document.body, {subtree: true, attributes: true, childList: true});
+    }""")
+    await page.get_by_role("button", name="Upload").click()
+    await page.locator("[data-testid=upload-status][data-status=ready]").wait_for(timeout=240_000)
+    seen = await page.evaluate("window.__progress")
+    # Stages in between came from `notify` events (the fallback poll only ever jumps to 1).
+    assert any(0 < v < 1 for v in seen), seen
+    assert seen == sorted(seen)
+    status = page.get_by_test_id("upload-status")
+    await status.get_by_text("BPM").wait_for()
+
+    # Play: hls.js on the master playlist, time advances, the rung and the normalisation gain show.
+    await page.get_by_role("button", name="Play it").click()
+    current = "document.getElementById('vf-audio').currentTime"
+    await eventually(lambda: page.evaluate(f"{current} > 1.5"))
+    rung = await page.get_by_test_id("rung").inner_text()
+    assert re.fullmatch(r"aac(64|128|256)", rung), rung
+    assert await page.get_by_test_id("rung").get_attribute("title") == "engine: hls.js"
+    assert re.fullmatch(r"[+-]\d+\.\d dB", await page.get_by_test_id("gain").inner_text())
+
+    # Seek: a click at three quarters of the waveform lands near 15 s of 20 s.
+    wave = page.get_by_role("slider", name="Seek")
+    box = await wave.bounding_box()
+    await page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    position = await eventually(lambda: page.evaluate(f"{current} >= 14 && {current}"))
+    assert position < 19.5
+    # The keyboard seeks too (5 s back).
+    await wave.focus()
+    await page.keyboard.press("ArrowLeft")
+    assert await page.evaluate(current) < position
+
+    # The plays were reported: start, and complete when the track ended.
+    track_id = await _track_id(pool, title)
+
+    async def events():
+        rows = await pool.fetch("SELECT event, rung FROM plays WHERE track_id = $1", track_id)
+        names = {r["event"] for r in rows}
+        return {"start", "complete"} <= names and rows
+
+    rows = await eventually(events, timeout=60)
+    assert any(r["rung"] and r["rung"].startswith("aac") for r in rows)
+
+    # Search as you type: the title's first word and a prefix of the second find the track.
+    search = page.get_by_role("searchbox", name="Search tracks, artists, albums and playlists")
+    await search.press_sequentially(title.split()[0] + " " + title.split()[1][:3], delay=30)
+    found = page.get_by_role("list", name="Tracks found").get_by_role("link", name=title)
+    await found.wait_for()
+    await found.click()
+    await page.get_by_role("heading", name=title).wait_for()
+    await page.get_by_text("LUFS").wait_for()
+    await context.close()
+
+
+async def _track_id(pool, title: str):
+    return await pool.fetchval("SELECT id FROM tracks WHERE title = $1", title)
+
+
+async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, browser, tmp_path_factory):
+    title = f"Room song {uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(upload_ready_track, web_url, song_file(tmp_path_factory, 40.0, seed=12), title)
+    host_ctx, guest_ctx = await browser.new_context(), await browser.new_context()
+    host, guest = await host_ctx.new_page(), await guest_ctx.new_page()
+    await sign_up(host, web_url, name="Hosting Hannah")
+    await sign_up(guest, web_url, name="Guest Gustav")
+
+    await host.get_by_role("link", name="Rooms").click()
+    await host.get_by_label("Room name").fill("Friday listening")
+    await host.get_by_role("button", name="Create room").click()
+    await host.wait_for_url(re.compile(r"/app/room/[0-9a-f-]{36}$"))
+    await eventually(lambda: host.get_by_test_id("room-role").inner_text(), timeout=30)
+    assert await host.get_by_test_id("room-role").inner_text() == "host"
+
+    await guest.goto(host.url)
+    await guest.get_by_role("heading", name="Friday listening").wait_for()
+    await eventually(lambda: _text_is(guest.get_by_test_id("room-role"), "listener"))
+    await eventually(lambda: _text_is(host.get_by_test_id("online-count"), "2"))
+
+    # Chat both ways, with the sender's name.
+    await guest.get_by_label("Message").fill("hello from the guest")
+    await guest.get_by_role("button", name="Send").click()
+    host_chat = host.get_by_role("list", name="Chat messages")
+    await host_chat.get_by_text("hello from the guest").wait_for()
+    assert "Guest Gustav" in await host_chat.inner_text()
+    await host.get_by_label("Message").fill("welcome!")
+    await host.get_by_role("button", name="Send").click()
+    await guest.get_by_role("list", name="Chat messages").get_by_text("welcome!").wait_for()
+
+    # The host plays a track for the room; the guest's player follows.
+    await host.get_by_label("Find a track to play for the room").press_sequentially(title, delay=20)
+    await host.get_by_role("button", name=f"Play “{title}” for the room").click()
+    current = "document.getElementById('vf-audio').currentTime"
+    await eventually(lambda: guest.evaluate(f"{current} > 1"), timeout=60)
+
+    # The host seeks to about 25 s; within a few seconds both hear the same moment (< 250 ms apart).
+    wave = host.get_by_role("slider", name="Seek")
+    box = await wave.bounding_box()
+    await host.mouse.click(box["x"] + box["width"] * 0.625, box["y"] + box["height"] / 2)
+
+    async def together():
+        a = await host.evaluate(f"[{current}, Date.now(), document.getElementById('vf-audio').paused]")
+        b = await guest.evaluate(f"[{current}, Date.now(), document.getElementById('vf-audio').paused]")
+        host_at_b = a[0] + (b[1] - a[1]) / 1000  # both clocks are this machine's
+        gap = abs(host_at_b - b[0])
+        return a[0] > 20 and not a[2] and not b[2] and gap < 0.25 and gap
+
+    gap = await eventually(together, timeout=30)
+    assert gap < 0.25
+    await host_ctx.close()
+    await guest_ctx.close()
+
+
+async def _text_is(locator, expected: str) -> bool:
+    return (await locator.inner_text()).strip() == expected

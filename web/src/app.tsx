@@ -1,0 +1,74 @@
+/** The shell: header with search-as-you-type and navigation, the routed page, the player bar. */
+import { useEffect, useState } from "preact/hooks";
+import { api, onAuthChange, signedIn, signOut } from "./api";
+import { PlayerBar } from "./playerbar";
+import { AuthPage } from "./pages/auth";
+import { AlbumPage, ArtistPage, HomePage, TrackPage } from "./pages/catalog";
+import { RoomPage, RoomsPage } from "./pages/rooms";
+import { SearchPage } from "./pages/search";
+import { UploadPage } from "./pages/upload";
+import { realtime } from "./realtime";
+import { Link, navigate, useRoute } from "./router";
+
+function useMe(): [any, boolean] {
+  const [me, setMe] = useState<any>(null);
+  const [auth, setAuth] = useState(signedIn());
+  useEffect(() => onAuthChange(() => setAuth(signedIn())), []);
+  useEffect(() => {
+    if (!auth) { setMe(null); return; }
+    api("/v1/me").then(setMe).catch(() => setMe(null));
+  }, [auth]);
+  return [me, auth];
+}
+
+export function App() {
+  const route = useRoute();
+  const [me, auth] = useMe();
+  const [path, query] = route.split("?");
+  const q = new URLSearchParams(query ?? "").get("q") ?? "";
+
+  const onSearch = (e: Event) => {
+    const value = (e.target as HTMLInputElement).value;
+    const to = `/search?q=${encodeURIComponent(value)}`;
+    if (path === "/search") history.replaceState(null, "", `/app${to}`), dispatchEvent(new PopStateEvent("popstate"));
+    else navigate(to);
+  };
+
+  let page;
+  if (!auth) page = <AuthPage />;
+  else if (!me) page = <p aria-busy="true">Loading…</p>;
+  else {
+    const [, first, second] = path.split("/");
+    if (first === "search") page = <SearchPage q={q} />;
+    else if (first === "track" && second) page = <TrackPage id={second} />;
+    else if (first === "artist" && second) page = <ArtistPage id={second} />;
+    else if (first === "album" && second) page = <AlbumPage id={second} />;
+    else if (first === "upload") page = <UploadPage me={me} />;
+    else if (first === "rooms") page = <RoomsPage />;
+    else if (first === "room" && second) page = <RoomPage id={second} me={me} />;
+    else page = <HomePage me={me} />;
+  }
+
+  return (
+    <>
+      <a class="skip" href="#main">Skip to content</a>
+      <header class="top">
+        <Link to="/" class="brand" aria-label="VerseFlow home">VerseFlow</Link>
+        {auth && (
+          <>
+            <input type="search" class="search" aria-label="Search tracks, artists, albums and playlists"
+                   placeholder="Search" value={path === "/search" ? q : undefined} onInput={onSearch} />
+            <nav aria-label="Main">
+              <Link to="/upload">Upload</Link>
+              <Link to="/rooms">Rooms</Link>
+              <button class="link" onClick={() => { realtime.disconnect(); void signOut(); navigate("/"); }}>
+                Sign out{me ? ` (${me.display_name})` : ""}</button>
+            </nav>
+          </>
+        )}
+      </header>
+      <main id="main" tabIndex={-1}>{page}</main>
+      <PlayerBar />
+    </>
+  );
+}

@@ -1,0 +1,173 @@
+/** Live rooms: create or open one; in a room, chat with history, who is online, and listening together. */
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api } from "../api";
+import { ErrorText } from "../components";
+import { load } from "../player";
+import { realtime } from "../realtime";
+import { navigate } from "../router";
+import { RoomSync } from "../sync";
+
+export function RoomsPage() {
+  const [error, setError] = useState<string | null>(null);
+  const create = async (e: Event) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget as HTMLFormElement);
+    try {
+      const room = await api("/v1/rooms", { method: "POST", json: { name: f.get("name"), visibility: f.get("visibility") } });
+      navigate(`/room/${room.id}`);
+    } catch (err: any) { setError(err.message); }
+  };
+  const open = (e: Event) => {
+    e.preventDefault();
+    const raw = String(new FormData(e.currentTarget as HTMLFormElement).get("room")).trim();
+    const id = raw.match(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i)?.[0];
+    if (id) navigate(`/room/${id}`); else setError("Paste a room link or id.");
+  };
+  return (
+    <section aria-labelledby="rooms-title">
+      <h1 id="rooms-title">Live rooms</h1>
+      <p class="muted">Chat, and hear the same moment of the same track: the host plays, everyone follows.</p>
+      <ErrorText error={error} />
+      <form class="card" onSubmit={create}>
+        <h2>Start a room</h2>
+        <label>Room name<input name="name" required maxLength={200} /></label>
+        <label>Who can join
+          <select name="visibility"><option value="public">Anyone with the link</option>
+            <option value="private">Only people I invite</option></select></label>
+        <button class="primary" type="submit">Create room</button>
+      </form>
+      <form class="card" onSubmit={open}>
+        <h2>Join a room</h2>
+        <label>Room link or id<input name="room" required /></label>
+        <button type="submit">Join</button>
+      </form>
+    </section>
+  );
+}
+
+interface Chat { seq: number; from: string; text: string; ts: number }
+
+export function RoomPage({ id, me }: { id: string; me: any }) {
+  const [room, setRoom] = useState<any>(null);
+  const [role, setRole] = useState<string | null>(null);
+  const [chats, setChats] = useState<Chat[]>([]);
+  const [online, setOnline] = useState<Map<string, string>>(new Map());
+  const [names, setNames] = useState<Record<string, string>>({});
+  const [error, setError] = useState<string | null>(null);
+  const [connected, setConnected] = useState(realtime.connected);
+  const [hits, setHits] = useState<any[]>([]);
+  const roleRef = useRef<string | null>(null);
+  const sync = useRef<RoomSync | null>(null);
+  const log = useRef<HTMLOListElement>(null);
+
+  useEffect(() => {
+    api(`/v1/rooms/${id}`).then((r) => {
+      setRoom(r);
+      setNames((n) => ({ ...n, ...Object.fromEntries(r.members.filter((m: any) => m.display_name).map((m: any) => [m.user_id, m.display_name])) }));
+    }).catch((e) => setError(e.message));
+    const s = new RoomSync(id, () => roleRef.current === "host");
+    sync.current = s;
+    s.start();
+    const offs = [
+      realtime.on("connection", (m) => setConnected(m.connected)),
+      realtime.on("joined", (m) => {
+        if (m.room !== id) return;
+        roleRef.current = m.role; setRole(m.role);
+        setOnline(new Map(m.members.map((x: any) => [x.user, x.role])));
+        void s.apply(m.transport ? { ...m.transport, server_ts: m.transport.server_ts } : null);
+      }),
+      realtime.on("chat", (m) => {
+        if (m.room !== id) return;
+        setChats((c) => c.some((x) => x.seq === m.seq) ? c : [...c, { seq: m.seq, from: m.from, text: m.text, ts: m.ts }]
+          .sort((a, b) => a.seq - b.seq));
+      }),
+      realtime.on("presence", (m) => {
+        if (m.room !== id) return;
+        setOnline((prev) => {
+          const next = new Map(prev);
+          for (const j of m.joins ?? []) next.set(j.user, j.role);
+          for (const l of m.leaves ?? []) next.delete(l);
+          return next;
+        });
+      }),
+      realtime.on("transport", (m) => { if (m.room === id) void s.apply(m); }),
+      realtime.on("error", (m) => { if (!m.room || m.room === id) setError(`${m.code}: ${m.message}`); }),
+    ];
+    realtime.join(id);  // sent now if connected, else once the socket is ready (and after every reconnect)
+    realtime.connect().then(() => setConnected(true)).catch((e) => setError(e.message));
+    return () => { offs.forEach((f) => f()); s.stop(); realtime.leave(id); };
+  }, [id]);
+
+  // Names for whoever speaks or is online.
+  useEffect(() => {
+    const unknown = new Set([...chats.map((c) => c.from), ...online.keys()].filter((u) => !names[u]));
+    unknown.forEach((u) => {
+      setNames((n) => ({ ...n, [u]: n[u] ?? "…" }));
+      api(`/v1/users/${u}`).then((p) => setNames((n) => ({ ...n, [u]: p.display_name }))).catch(() => undefined);
+    });
+  }, [chats, online]);
+
+  useEffect(() => { log.current?.lastElementChild?.scrollIntoView({ block: "nearest" }); }, [chats]);
+
+  const send = (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const text = String(new FormData(form).get("text")).trim();
+    if (!text) return;
+    realtime.chat(id, text);
+    form.reset();
+  };
+
+  const find = async (q: string) => {
+    if (!q.trim()) { setHits([]); return; }
+    try { setHits((await api(`/v1/search?q=${encodeURIComponent(q)}&type=track&limit=8`)).items); } catch { setHits([]); }
+  };
+
+  const playForRoom = async (trackId: string) => { await load(trackId, true); };
+
+  const link = `${location.origin}/app/room/${id}`;
+  return (
+    <section aria-labelledby="room-title" class="room">
+      <h1 id="room-title">{room?.name ?? "Room"}</h1>
+      <p class="muted">
+        {connected ? "Live" : "Connecting…"} · you are the <span data-testid="room-role">{role ?? "…"}</span> ·
+        share <code>{link}</code>
+      </p>
+      <ErrorText error={error} />
+      <div class="room-grid">
+        <div>
+          <h2>Chat</h2>
+          <ol class="chat" ref={log} aria-label="Chat messages" aria-live="polite">
+            {chats.map((c) => (
+              <li key={c.seq}><strong>{c.from === me.id ? "You" : names[c.from] ?? "…"}</strong>: {c.text}</li>
+            ))}
+          </ol>
+          <form class="row" onSubmit={send}>
+            <label class="grow">Message<input name="text" maxLength={2000} autoComplete="off" /></label>
+            <button type="submit" class="primary">Send</button>
+          </form>
+        </div>
+        <aside>
+          <h2>Online (<span data-testid="online-count">{online.size}</span>)</h2>
+          <ul class="plain" aria-label="Online members">
+            {[...online].map(([u, r]) => <li key={u}>{u === me.id ? "You" : names[u] ?? "…"} <span class="muted">{r}</span></li>)}
+          </ul>
+          <h2>Listening together</h2>
+          {role === "host" ? (
+            <>
+              <p class="muted">What you play, pause and seek, everyone here hears.</p>
+              <label>Find a track to play for the room
+                <input type="search" onInput={(e) => void find((e.target as HTMLInputElement).value)} /></label>
+              <ul class="plain">
+                {hits.map((h) => (
+                  <li key={h.id}><button class="link" onClick={() => void playForRoom(h.id)}>
+                    Play “{h.title}” for the room</button></li>
+                ))}
+              </ul>
+            </>
+          ) : <p class="muted">The host chooses what plays; your player follows.</p>}
+        </aside>
+      </div>
+    </section>
+  );
+}
