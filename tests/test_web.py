@@ -174,6 +174,8 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await asyncio.to_thread(upload_ready_track, web_url, song_file(tmp_path_factory, 40.0, seed=12), title)
     host_ctx, guest_ctx = await browser.new_context(), await browser.new_context()
     host, guest = await host_ctx.new_page(), await guest_ctx.new_page()
+    for who, page in (("host", host), ("guest", guest)):
+        page.on("console", lambda msg, who=who: print(who, msg.type, msg.text))
     await sign_up(host, web_url, name="Hosting Hannah")
     await sign_up(guest, web_url, name="Guest Gustav")
 
@@ -181,8 +183,7 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await host.get_by_label("Room name").fill("Friday listening")
     await host.get_by_role("button", name="Create room").click()
     await host.wait_for_url(re.compile(r"/app/room/[0-9a-f-]{36}$"))
-    await eventually(lambda: host.get_by_test_id("room-role").inner_text(), timeout=30)
-    assert await host.get_by_test_id("room-role").inner_text() == "host"
+    await eventually(lambda: _text_is(host.get_by_test_id("room-role"), "host"))
 
     await guest.goto(host.url)
     await guest.get_by_role("heading", name="Friday listening").wait_for()
@@ -190,12 +191,12 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await eventually(lambda: _text_is(host.get_by_test_id("online-count"), "2"))
 
     # Chat both ways, with the sender's name.
-    await guest.get_by_label("Message").fill("hello from the guest")
+    await guest.get_by_role("textbox", name="Message").fill("hello from the guest")
     await guest.get_by_role("button", name="Send").click()
     host_chat = host.get_by_role("list", name="Chat messages")
     await host_chat.get_by_text("hello from the guest").wait_for()
     assert "Guest Gustav" in await host_chat.inner_text()
-    await host.get_by_label("Message").fill("welcome!")
+    await host.get_by_role("textbox", name="Message").fill("welcome!")
     await host.get_by_role("button", name="Send").click()
     await guest.get_by_role("list", name="Chat messages").get_by_text("welcome!").wait_for()
 

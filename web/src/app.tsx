@@ -30,8 +30,7 @@ export function App() {
   const onSearch = (e: Event) => {
     const value = (e.target as HTMLInputElement).value;
     const to = `/search?q=${encodeURIComponent(value)}`;
-    if (path === "/search") history.replaceState(null, "", `/app${to}`), dispatchEvent(new PopStateEvent("popstate"));
-    else navigate(to);
+    navigate(to, { replace: path === "/search", keepFocus: true });
   };
 
   let page;

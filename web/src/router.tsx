@@ -8,10 +8,11 @@ export function currentRoute(): string {
   return (path || "/") + location.search;
 }
 
-export function navigate(to: string): void {
-  history.pushState(null, "", BASE + to);
+/** Go to `to`; focus moves to the page (for screen readers) unless the caller keeps it (search box). */
+export function navigate(to: string, { replace = false, keepFocus = false } = {}): void {
+  if (replace) history.replaceState(null, "", BASE + to); else history.pushState(null, "", BASE + to);
   dispatchEvent(new PopStateEvent("popstate"));
-  document.getElementById("main")?.focus();
+  if (!keepFocus) document.getElementById("main")?.focus();
 }
 
 export function useRoute(): string {
