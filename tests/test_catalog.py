@@ -12,6 +12,20 @@ async def test_listener_cannot_create_artist(api, client):
     assert response.headers["content-type"] == "application/problem+json"
 
 
+async def test_my_artists_lists_only_the_callers_own(api, client):
+    mine = await api.artist_with_track()
+    headers = mine["owner"]["headers"]
+    second = await client.post("/v1/artists", json={"name": "Side project"}, headers=headers)
+    other = await api.artist_with_track()
+    listed = await client.get("/v1/me/artists", headers=headers)
+    assert listed.status_code == 200
+    assert [a["id"] for a in listed.json()] == [mine["artist_id"], second.json()["id"]]
+    assert other["artist_id"] not in {a["id"] for a in listed.json()}
+    listener = await api.user("listener")
+    assert (await client.get("/v1/me/artists", headers=listener["headers"])).json() == []
+    assert (await client.get("/v1/me/artists")).status_code == 401
+
+
 async def test_only_the_owner_adds_tracks_and_albums(api, client):
     mine = await api.artist_with_track()
     other = await api.user("artist")
