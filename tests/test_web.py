@@ -3,7 +3,8 @@
 What a person does, asserted by what they would see or hear: sign up, upload and watch processing
 reach ``ready`` through the WebSocket's progress events, play over HLS (time advances, the rung is
 shown, the play is recorded), seek on the waveform, search as you type; and two people in a live
-room exchanging chat and hearing the same moment after the host seeks.
+room exchanging chat, seeing the shared playlist and notes change, and hearing the same moment after
+the host seeks.
 """
 
 from __future__ import annotations
@@ -200,8 +201,18 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await host.get_by_role("button", name="Send").click()
     await guest.get_by_role("list", name="Chat messages").get_by_text("welcome!").wait_for()
 
-    # The host plays a track for the room; the guest's player follows.
+    # The room's shared document (Yjs): the host's playlist and notes edits reach the guest live.
     await host.get_by_label("Find a track to play for the room").press_sequentially(title, delay=20)
+    await host.get_by_role("button", name=f"Add “{title}” to the room playlist").click()
+    await guest.get_by_role("list", name="Room playlist").get_by_text(title).wait_for()
+    await host.get_by_label("Room notes").press_sequentially("bring snacks", delay=10)
+    async def guest_notes():
+        return await guest.get_by_label("Room notes").input_value() == "bring snacks"
+
+    await eventually(guest_notes)
+    assert not await guest.get_by_label("Room notes").is_editable()  # a listener reads, the host writes
+
+    # The host plays a track for the room; the guest's player follows.
     await host.get_by_role("button", name=f"Play “{title}” for the room").click()
     current = "document.getElementById('vf-audio').currentTime"
     await eventually(lambda: guest.evaluate(f"{current} > 1"), timeout=60)

@@ -5,6 +5,7 @@ import { ErrorText } from "../components";
 import { load } from "../player";
 import { realtime } from "../realtime";
 import { navigate } from "../router";
+import { type RoomDocHandle, useRoomDoc } from "../roomdoc";
 import { RoomSync } from "../sync";
 
 export function RoomsPage() {
@@ -59,6 +60,9 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
   const roleRef = useRef<string | null>(null);
   const sync = useRef<RoomSync | null>(null);
   const log = useRef<HTMLOListElement>(null);
+  const docHandle = useRef<RoomDocHandle | null>(null);
+  const shared = useRoomDoc(id, (h) => { docHandle.current = h; });
+  const editor = role === "host" || role === "collaborator";
 
   useEffect(() => {
     api(`/v1/rooms/${id}`).then((r) => {
@@ -160,12 +164,36 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
                 <input type="search" onInput={(e) => void find((e.target as HTMLInputElement).value)} /></label>
               <ul class="plain">
                 {hits.map((h) => (
-                  <li key={h.id}><button class="link" onClick={() => void playForRoom(h.id)}>
-                    Play “{h.title}” for the room</button></li>
+                  <li key={h.id}>
+                    <button class="link" onClick={() => void playForRoom(h.id)}>Play “{h.title}” for the room</button>
+                    {" · "}
+                    <button class="link" onClick={() => docHandle.current?.add({ track: h.id, title: h.title })}>
+                      Add “{h.title}” to the room playlist</button>
+                  </li>
                 ))}
               </ul>
             </>
           ) : <p class="muted">The host chooses what plays; your player follows.</p>}
+          <h2>Room playlist</h2>
+          {!shared.playlist.length && <p class="muted">Empty{editor ? ": add tracks above." : "."}</p>}
+          <ol aria-label="Room playlist">
+            {shared.playlist.map((e, i) => (
+              <li key={`${e.track}-${i}`}>
+                {e.title ?? e.track}
+                {role === "host" && <button class="icon" aria-label={`Play ${e.title} for the room`}
+                                            onClick={() => void playForRoom(e.track)}>▶</button>}
+                {editor && <>
+                  <button class="icon" aria-label={`Move ${e.title} up`} disabled={i === 0}
+                          onClick={() => docHandle.current?.move(i, i - 1)}>↑</button>
+                  <button class="icon" aria-label={`Remove ${e.title} from the room playlist`}
+                          onClick={() => docHandle.current?.remove(i)}>✕</button>
+                </>}
+              </li>
+            ))}
+          </ol>
+          <label>Room notes{editor ? "" : " (the host and collaborators write here)"}
+            <textarea rows={5} value={shared.notes} readOnly={!editor}
+                      onInput={(e) => shared.editNotes((e.target as HTMLTextAreaElement).value)} /></label>
         </aside>
       </div>
     </section>
