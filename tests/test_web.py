@@ -19,7 +19,15 @@ import pytest
 
 from audio.synthetic import SongSpec, render
 from tests.audio_fixtures import write_audio
-from tests.web_support import CHROMIUM_ARGS, built_web_app, chromium_path, sign_up, upload_ready_track
+from tests.web_support import (
+    CHROMIUM_ARGS,
+    built_web_app,
+    chromium_path,
+    screenshot,
+    serious_accessibility_violations,
+    sign_up,
+    upload_ready_track,
+)
 
 pytestmark = [
     pytest.mark.timeout(600),
@@ -98,9 +106,14 @@ def test_the_app_is_served_with_hashed_assets_cached_and_api_prefixes_intact(web
 async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_path_factory):
     path = song_file(tmp_path_factory, 20.0, seed=11)
     title = f"Web upload {uuid.uuid4().hex[:6]}"
-    context = await browser.new_context()
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
+    await page.goto(web_url + "/")
+    await page.get_by_role("button", name="Sign in").wait_for()
+    assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "sign-in")
     await sign_up(page, web_url, role="artist")
+    assert await serious_accessibility_violations(page) == []
 
     # Upload: an artist first, then the file; the progress bars fill from tus and the WebSocket.
     await page.get_by_role("link", name="Upload").click()
@@ -123,11 +136,17 @@ async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_p
     assert seen == sorted(seen)
     status = page.get_by_test_id("upload-status")
     await status.get_by_text("BPM").wait_for()
+    assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "upload")
 
     # Play: hls.js on the master playlist, time advances, the rung and the normalisation gain show.
-    await page.get_by_role("button", name="Play it").click()
+    await page.evaluate("""() => { window.__clicked = 0; document.getElementById('vf-audio').addEventListener(
+        'playing', () => { window.__audible = performance.now() - window.__clicked; }, {once: true}); }""")
+    play = page.get_by_role("button", name="Play it")
+    await play.evaluate("b => { window.__clicked = performance.now(); b.click(); }")
     current = "document.getElementById('vf-audio').currentTime"
     await eventually(lambda: page.evaluate(f"{current} > 1.5"))
+    print(f"click to playing: {await page.evaluate('window.__audible'):.0f} ms")
     rung = await page.get_by_test_id("rung").inner_text()
     assert re.fullmatch(r"aac(64|128|256)", rung), rung
     assert await page.get_by_test_id("rung").get_attribute("title") == "engine: hls.js"
@@ -163,6 +182,8 @@ async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_p
     await found.click()
     await page.get_by_role("heading", name=title).wait_for()
     await page.get_by_text("LUFS").wait_for()
+    assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "track")
     await context.close()
 
 
@@ -231,6 +252,10 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
 
     gap = await eventually(together, timeout=30)
     assert gap < 0.25
+    print(f"host and guest {gap * 1000:.0f} ms apart after the seek")
+    for page in (host, guest):
+        assert await serious_accessibility_violations(page) == []
+    await screenshot(guest, "room")
     await host_ctx.close()
     await guest_ctx.close()
 

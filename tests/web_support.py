@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -62,3 +63,29 @@ def upload_ready_track(base: str, path: Path, title: str, timeout_s: float = 240
                 return track
             time.sleep(0.5)
         raise AssertionError(f"track still {track['status']}")
+
+
+AXE = Path(__file__).parents[1] / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def serious_accessibility_violations(page) -> list[dict]:
+    """axe-core (web/'s devDependency) on the page as it is: the serious and critical violations."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["html"][:120] for n in v["nodes"][:3]]}
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+async def screenshot(page, name: str) -> None:
+    """With VERSEFLOW_SCREENSHOTS set (a folder), keep this screen at desktop and phone width (docs/)."""
+    folder = os.environ.get("VERSEFLOW_SCREENSHOTS")
+    if not folder:
+        return
+    size = page.viewport_size
+    for label, width, height in (("desktop", 1280, 800), ("phone", 390, 844)):
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.wait_for_timeout(300)
+        await page.screenshot(path=str(Path(folder) / f"{name}-{label}.png"))
+    if size:
+        await page.set_viewport_size(size)
