@@ -28,7 +28,7 @@ export function TrackList({ tracks, label }: { tracks: any[]; label: string }) {
           {t.status && t.status !== "ready" && <span class="badge">{t.status}</span>}
           {t.duration_s ? <span class="muted">{fmtTime(t.duration_s)}</span> : null}
           <button class="icon" aria-label={`Add ${t.title} to the queue`} onClick={() => enqueue(items[i])}
-                  disabled={t.status && t.status !== "ready"}>＋</button>
+                  disabled={t.status && t.status !== "ready"}>+</button>
         </li>
       ))}
     </ol>

@@ -1,6 +1,7 @@
 /** The bar at the bottom: now playing, transport, the waveform seek bar, the rung, gain and queue. */
 import { useState } from "preact/hooks";
 import { fmtTime } from "./components";
+import { NextIcon, PauseIcon, PlayIcon, PrevIcon } from "./icons";
 import { player, removeAt, seek, skip, toggle } from "./player";
 import { Link } from "./router";
 import { useStore } from "./store";
@@ -17,9 +18,9 @@ export function PlayerBar() {
         <span class="muted">{s.track.artist_name}</span>
       </div>
       <div class="controls">
-        <button class="icon" aria-label="Previous track" onClick={() => void skip(-1)} disabled={s.index <= 0}>⏮</button>
-        <button class="icon big" aria-label={s.playing ? "Pause" : "Play"} onClick={toggle}>{s.playing ? "⏸" : "▶"}</button>
-        <button class="icon" aria-label="Next track" onClick={() => void skip(1)} disabled={s.index >= s.queue.length - 1}>⏭</button>
+        <button class="icon" aria-label="Previous track" onClick={() => void skip(-1)} disabled={s.index <= 0}><PrevIcon /></button>
+        <button class="icon big" aria-label={s.playing ? "Pause" : "Play"} onClick={toggle}>{s.playing ? <PauseIcon /> : <PlayIcon />}</button>
+        <button class="icon" aria-label="Next track" onClick={() => void skip(1)} disabled={s.index >= s.queue.length - 1}><NextIcon /></button>
         <span class="time" data-testid="position">{fmtTime(s.position)}</span>
         <Waveform trackId={s.track.id} position={s.position} duration={s.duration} onSeek={seek} />
         <span class="time">{fmtTime(s.duration)}</span>
@@ -40,7 +41,7 @@ export function PlayerBar() {
             <li key={`${q.id}-${i}`} aria-current={i === s.index ? "true" : undefined}>
               <span class="grow">{q.title}</span>
               <button class="icon" aria-label={`Remove ${q.title} from the queue`} onClick={() => removeAt(i)}
-                      disabled={i === s.index}>✕</button>
+                      disabled={i === s.index}>×</button>
             </li>
           ))}
         </ol>

@@ -186,7 +186,7 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
                   <button class="icon" aria-label={`Move ${e.title} up`} disabled={i === 0}
                           onClick={() => docHandle.current?.move(i, i - 1)}>↑</button>
                   <button class="icon" aria-label={`Remove ${e.title} from the room playlist`}
-                          onClick={() => docHandle.current?.remove(i)}>✕</button>
+                          onClick={() => docHandle.current?.remove(i)}>×</button>
                 </>}
               </li>
             ))}
