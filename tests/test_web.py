@@ -262,3 +262,44 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
 
 async def _text_is(locator, expected: str) -> bool:
     return (await locator.inner_text()).strip() == expected
+
+
+async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_drop(web_url, browser, tmp_path_factory):
+    titles = [f"List {letter} {uuid.uuid4().hex[:4]}" for letter in "ABC"]
+    tracks = await asyncio.gather(*(
+        asyncio.to_thread(upload_ready_track, web_url, song_file(tmp_path_factory, 6.0, seed=20 + i), title)
+        for i, title in enumerate(titles)))
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await sign_up(page, web_url)
+    await page.get_by_role("link", name="Playlists").click()
+    await page.get_by_label("Playlist name").fill("Road trip")
+    await page.get_by_role("button", name="Create playlist").click()
+    await page.get_by_role("heading", name="Road trip").wait_for()
+    playlist_url = page.url
+
+    for track in tracks:
+        await page.goto(f"{web_url}/app/track/{track['id']}")
+        await page.get_by_role("button", name="Add to playlist").click()
+        await page.get_by_role("status").get_by_text("Added to Road trip").wait_for()
+
+    rows = page.get_by_role("list", name="Playlist tracks")
+
+    async def order():
+        await page.goto(playlist_url)  # what the server stored, not what the page shows
+        await rows.get_by_role("link").first.wait_for()
+        return await rows.get_by_role("link").all_inner_texts()
+
+    assert await order() == titles
+    assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "playlist")
+    # Keyboard: focus A and move it down one.
+    await rows.get_by_role("listitem").nth(0).focus()
+    await page.keyboard.press("Alt+ArrowDown")
+    await page.get_by_text(f"{titles[0]} moved to position 2 of 3").wait_for(state="attached")
+    assert await order() == [titles[1], titles[0], titles[2]]
+    # Drag and drop: C onto the first row.
+    await rows.get_by_role("listitem").nth(2).drag_to(rows.get_by_role("listitem").nth(0))
+    await page.get_by_text(f"{titles[2]} moved to position 1 of 3").wait_for(state="attached")
+    assert await order() == [titles[2], titles[1], titles[0]]
+    await context.close()

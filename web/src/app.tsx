@@ -4,6 +4,7 @@ import { api, onAuthChange, signedIn, signOut } from "./api";
 import { PlayerBar } from "./playerbar";
 import { AuthPage } from "./pages/auth";
 import { AlbumPage, ArtistPage, HomePage, TrackPage } from "./pages/catalog";
+import { PlaylistPage, PlaylistsPage } from "./pages/playlists";
 import { RoomPage, RoomsPage } from "./pages/rooms";
 import { SearchPage } from "./pages/search";
 import { UploadPage } from "./pages/upload";
@@ -44,6 +45,8 @@ export function App() {
     else if (first === "album" && second) page = <AlbumPage id={second} />;
     else if (first === "upload") page = <UploadPage me={me} />;
     else if (first === "rooms") page = <RoomsPage />;
+    else if (first === "playlists") page = <PlaylistsPage />;
+    else if (first === "playlist" && second) page = <PlaylistPage id={second} />;
     else if (first === "room" && second) page = <RoomPage id={second} me={me} />;
     else page = <HomePage me={me} />;
   }
@@ -58,6 +61,7 @@ export function App() {
             <input type="search" class="search" aria-label="Search tracks, artists, albums and playlists"
                    placeholder="Search" value={path === "/search" ? q : undefined} onInput={onSearch} />
             <nav aria-label="Main">
+              <Link to="/playlists">Playlists</Link>
               <Link to="/upload">Upload</Link>
               <Link to="/rooms">Rooms</Link>
               <button class="link" onClick={() => { realtime.disconnect(); void signOut(); navigate("/"); }}>

@@ -4,6 +4,7 @@ import { api } from "../api";
 import { ErrorText, fmtTime, TrackList } from "../components";
 import { enqueue, normalisationGainDb, playQueue } from "../player";
 import { Link } from "../router";
+import { AddToPlaylist } from "./playlists";
 
 function useFetch<T>(path: string | null): { data: T | null; error: string | null; reload: () => void } {
   const [data, setData] = useState<T | null>(null);
@@ -37,6 +38,7 @@ export function TrackPage({ id }: { id: string }) {
           <button onClick={() => enqueue(item)}>Add to queue</button>
         </p>
       ) : <p class="badge">{t.status}</p>}
+      {t.status === "ready" && <AddToPlaylist trackId={t.id} />}
       {t.analysis && (
         <dl class="facts" aria-label="Analysis">
           {a.tempo && <><dt>Tempo</dt><dd>{Math.round(a.tempo.bpm)} BPM</dd></>}
