@@ -46,6 +46,8 @@ class LocalPlatform:
         self._start_workers()
         self.say(f"VerseFlow is up on http://{self.settings.http_host}:{self.settings.http_port} "
                  f"({time.monotonic() - started:.1f}s). Ctrl-C stops it.")
+        if not (self.settings.web_dist_dir / "index.html").is_file():
+            self.say(f"the web app is not built ({self.settings.web_dist_dir}): `make web` builds it (make up does)")
 
     def stop(self) -> None:
         while self._stoppers:
