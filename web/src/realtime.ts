@@ -18,6 +18,9 @@ class Realtime {
   private bestRtt = Infinity;
   private reauthTimer = 0;
   private closedByUs = false;
+  private holdUntil = 0;
+  /** sockets opened so far (1 + reconnects) */
+  opened = 0;
   /** server clock - local clock, in ms (NTP-style, smallest round trip wins) */
   offset = 0;
   connected = false;
@@ -52,7 +55,7 @@ class Realtime {
       ws.onmessage = (ev) => {
         const msg = JSON.parse(ev.data);
         if (msg.type === "ready") {
-          this.connected = true; this.retry = 0; resolve();
+          this.connected = true; this.retry = 0; this.opened++; resolve();
           this.afterReady(msg);
         }
         this.handle(msg);
@@ -83,7 +86,7 @@ class Realtime {
   }
 
   private scheduleReconnect(): void {
-    const delay = Math.min(10_000, 250 * 2 ** this.retry++);
+    const delay = Math.max(Math.min(10_000, 250 * 2 ** this.retry++), this.holdUntil - Date.now());
     setTimeout(() => { this.connect().catch(() => undefined); }, delay);
   }
 
@@ -134,8 +137,8 @@ class Realtime {
     this.send(msg);
   }
 
-  /** Drop the socket as a network failure would (used by the reconnection test and the UI). */
-  drop(): void { this.ws?.close(4999, "client drop"); }
+  /** Drop the socket as a network failure would, staying away `offlineMs` (the reconnection test). */
+  drop(offlineMs = 0): void { this.holdUntil = Date.now() + offlineMs; this.ws?.close(4999, "client drop"); }
 
   disconnect(): void { this.closedByUs = true; this.rooms.clear(); this.ws?.close(1000); }
 }
