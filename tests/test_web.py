@@ -184,6 +184,11 @@ async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_p
     await page.get_by_text("LUFS").wait_for()
     assert await serious_accessibility_violations(page) == []
     await screenshot(page, "track")
+    # The library of saved tracks.
+    await page.get_by_role("button", name="Save to library").click()
+    await page.get_by_role("button", name="Saved to library").wait_for()
+    await page.get_by_role("link", name="Library").click()
+    await page.get_by_role("list", name="Saved tracks").get_by_role("link", name=title).wait_for()
     await context.close()
 
 
@@ -332,4 +337,16 @@ async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_dro
     await rows.get_by_role("listitem").nth(2).drag_to(rows.get_by_role("listitem").nth(0))
     await page.get_by_text(f"{titles[2]} moved to position 1 of 3").wait_for(state="attached")
     assert await order() == [titles[2], titles[1], titles[0]]
+
+    # Account: an app password made here works for a Subsonic app at /rest/.
+    await page.get_by_role("link", name="Account").click()
+    await page.get_by_label("New app password name").fill("My phone")
+    await page.get_by_role("button", name="Create").click()
+    password = await page.get_by_test_id("app-password").inner_text()
+    await page.get_by_role("list", name="App passwords").get_by_text("My phone").wait_for()
+    email = await page.locator("form.card p.muted").inner_text()
+    async with httpx.AsyncClient(base_url=web_url, timeout=30) as http:
+        ping = await http.get("/rest/ping", params={"u": email.split(" · ")[0], "p": password, "v": "1.16.1",
+                                             "c": "test", "f": "json"})
+    assert ping.json()["subsonic-response"]["status"] == "ok", ping.text
     await context.close()

@@ -3,7 +3,8 @@ import { useEffect, useState } from "preact/hooks";
 import { api, onAuthChange, signedIn, signOut } from "./api";
 import { PlayerBar } from "./playerbar";
 import { AuthPage } from "./pages/auth";
-import { AlbumPage, ArtistPage, HomePage, TrackPage } from "./pages/catalog";
+import { AccountPage } from "./pages/account";
+import { AlbumPage, ArtistPage, HomePage, LibraryPage, TrackPage } from "./pages/catalog";
 import { PlaylistPage, PlaylistsPage } from "./pages/playlists";
 import { RoomPage, RoomsPage } from "./pages/rooms";
 import { SearchPage } from "./pages/search";
@@ -46,6 +47,8 @@ export function App() {
     else if (first === "upload") page = <UploadPage me={me} />;
     else if (first === "rooms") page = <RoomsPage />;
     else if (first === "playlists") page = <PlaylistsPage />;
+    else if (first === "library") page = <LibraryPage />;
+    else if (first === "account") page = <AccountPage me={me} />;
     else if (first === "playlist" && second) page = <PlaylistPage id={second} />;
     else if (first === "room" && second) page = <RoomPage id={second} me={me} />;
     else page = <HomePage me={me} />;
@@ -61,11 +64,13 @@ export function App() {
             <input type="search" class="search" aria-label="Search tracks, artists, albums and playlists"
                    placeholder="Search" value={path === "/search" ? q : undefined} onInput={onSearch} />
             <nav aria-label="Main">
+              <Link to="/library">Library</Link>
               <Link to="/playlists">Playlists</Link>
               <Link to="/upload">Upload</Link>
               <Link to="/rooms">Rooms</Link>
+              <Link to="/account">Account</Link>
               <button class="link" onClick={() => { realtime.disconnect(); void signOut(); navigate("/"); }}>
-                Sign out{me ? ` (${me.display_name})` : ""}</button>
+                Sign out</button>
             </nav>
           </>
         )}

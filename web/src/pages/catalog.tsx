@@ -38,7 +38,7 @@ export function TrackPage({ id }: { id: string }) {
           <button onClick={() => enqueue(item)}>Add to queue</button>
         </p>
       ) : <p class="badge">{t.status}</p>}
-      {t.status === "ready" && <AddToPlaylist trackId={t.id} />}
+      {t.status === "ready" && <><SaveButton trackId={t.id} /><AddToPlaylist trackId={t.id} /></>}
       {t.analysis && (
         <dl class="facts" aria-label="Analysis">
           {a.tempo && <><dt>Tempo</dt><dd>{Math.round(a.tempo.bpm)} BPM</dd></>}
@@ -49,6 +49,7 @@ export function TrackPage({ id }: { id: string }) {
         </dl>
       )}
       {t.matches?.length > 0 && <p>Similar recordings found: {t.matches.length}</p>}
+      {t.status === "ready" && <Similar id={t.id} />}
     </article>
   );
 }
@@ -87,13 +88,48 @@ export function AlbumPage({ id }: { id: string }) {
 
 export function HomePage({ me }: { me: any }) {
   const trending = useFetch<any>("/v1/charts/trending");
+  const feed = useFetch<any>("/v1/me/recommendations?limit=10");
   return (
     <section aria-labelledby="home-title">
       <h1 id="home-title">Welcome, {me?.display_name ?? "listener"}</h1>
       <p class="muted">Search above, upload your music, or meet others in a live room.</p>
+      {(feed.data?.items ?? []).length > 0 && <>
+        <h2>For you</h2>
+        <TrackList tracks={feed.data.items.map((i: any) => i.track)} label="Recommended for you" />
+      </>}
       <h2>Trending</h2>
       {trending.error ? <p class="muted">Trending is not available.</p> :
         <TrackList tracks={(trending.data?.items ?? []).map((i: any) => i.track)} label="Trending tracks" />}
+    </section>
+  );
+}
+
+/** Save to (or remove from) the library of saved tracks. */
+function SaveButton({ trackId }: { trackId: string }) {
+  const library = useFetch<any[]>("/v1/me/library/tracks?limit=100");
+  const [saved, setSaved] = useState<boolean | null>(null);
+  const isSaved = saved ?? (library.data ?? []).some((t) => t.id === trackId);
+  const toggle = async () => {
+    const r = await api(`/v1/me/library/tracks/${trackId}`, { method: isSaved ? "DELETE" : "PUT" });
+    setSaved(r.saved);
+  };
+  return <p><button aria-pressed={isSaved} onClick={() => void toggle()}>{isSaved ? "Saved to library" : "Save to library"}</button></p>;
+}
+
+function Similar({ id }: { id: string }) {
+  const { data } = useFetch<any>(`/v1/tracks/${id}/similar?limit=10`);
+  const tracks = (data?.items ?? []).map((i: any) => i.track);
+  if (!tracks.length) return null;
+  return <><h2>Similar tracks</h2><TrackList tracks={tracks} label="Similar tracks" /></>;
+}
+
+export function LibraryPage() {
+  const { data, error } = useFetch<any[]>("/v1/me/library/tracks?limit=100");
+  return (
+    <section aria-labelledby="library-title">
+      <h1 id="library-title">Your library</h1>
+      <ErrorText error={error} />
+      {data && <TrackList tracks={data} label="Saved tracks" />}
     </section>
   );
 }
