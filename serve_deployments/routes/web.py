@@ -6,6 +6,8 @@ from fastapi.responses import RedirectResponse
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/", include_in_schema=False)
+@router.get("/", response_class=RedirectResponse, status_code=307,
+            responses={307: {"description": "the web app, served at `/app/` by the `web` deployment"}})
 async def root() -> RedirectResponse:
+    """Open http://127.0.0.1:8000 in a browser: the single-page app (web/)."""
     return RedirectResponse("/app/", status_code=307)
