@@ -10,6 +10,7 @@ the host seeks.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import re
 import time
 import uuid
@@ -92,6 +93,10 @@ def test_the_app_is_served_with_hashed_assets_cached_and_api_prefixes_intact(web
             asset = http.get(f"/app/assets/{name}")
             assert asset.status_code == 200
             assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+        # The initial JavaScript (what index.html loads) stays under 200 KB gzipped; hls.js is not in it.
+        initial = [a for a in assets if a.endswith(".js")]
+        assert not any(a.startswith("hls") for a in initial), initial
+        assert sum(len(gzip.compress(http.get(f"/app/assets/{a}").content)) for a in initial) < 200_000
         missing = http.get("/app/assets/nope-123.js")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
         # A path that climbs out of the build is just another client route: the shell, never the file.
