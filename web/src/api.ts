@@ -67,9 +67,13 @@ export async function api<T = any>(path: string, init: RequestInit & { json?: un
   return res.json();
 }
 
-/** A fresh access token for a long-lived consumer (WebSocket, tus): refreshed if the API says so. */
-export async function freshToken(): Promise<string | null> {
-  try { await api("/v1/me"); } catch { /* signed out below */ }
+/** The access token, refreshed first when it expires within `marginS` (read from the JWT's `exp`). */
+export async function tokenValidFor(marginS = 60): Promise<string | null> {
+  if (!tokens) return null;
+  try {
+    const payload = JSON.parse(atob(tokens.access_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    if (typeof payload.exp === "number" && payload.exp - Date.now() / 1000 < marginS) await refresh();
+  } catch { /* not a JWT we can read: the server will say */ }
   return accessToken();
 }
 

@@ -4,7 +4,7 @@
  * seen seq (`since`) so nothing is missed or repeated; chats carry a `ref` and are resent until
  * acknowledged; `time` probes estimate the server clock for synchronized listening.
  */
-import { api, freshToken } from "./api";
+import { api, tokenValidFor } from "./api";
 
 type Handler = (msg: any) => void;
 
@@ -46,7 +46,7 @@ class Realtime {
   }
 
   private async open(): Promise<void> {
-    const token = await freshToken();
+    const token = await tokenValidFor(90);
     if (!token) throw new Error("sign in first");
     const where = await api<{ serve: string }>("/v1/realtime");
     const ws = new WebSocket(`${where.serve}?token=${encodeURIComponent(token)}`);
@@ -80,7 +80,7 @@ class Realtime {
     clearTimeout(this.reauthTimer);
     const lead = Math.max(1000, ready.expires_at - Date.now() - 30_000);
     this.reauthTimer = window.setTimeout(async () => {
-      const token = await freshToken();
+      const token = await tokenValidFor(90);
       if (token) this.send({ type: "auth", token });
     }, lead);
   }
@@ -101,7 +101,7 @@ class Realtime {
       clearTimeout(this.reauthTimer);
       const lead = Math.max(1000, msg.expires_at - Date.now() - 30_000);
       this.reauthTimer = window.setTimeout(async () => {
-        const token = await freshToken(); if (token) this.send({ type: "auth", token });
+        const token = await tokenValidFor(90); if (token) this.send({ type: "auth", token });
       }, lead);
     }
     if (msg.room && typeof msg.seq === "number" && this.rooms.has(msg.room)) {

@@ -5,7 +5,7 @@
  * yjs and y-websocket are loaded with the room, not with the app.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, freshToken } from "./api";
+import { api, tokenValidFor } from "./api";
 
 export interface PlaylistEntry { track: string; title?: string }
 
@@ -35,7 +35,7 @@ export function useRoomDoc(room: string, onReady: (h: RoomDocHandle | null) => v
     let live = true;
     (async () => {
       const [Y, { WebsocketProvider }] = await Promise.all([import("yjs"), import("y-websocket")]);
-      const token = await freshToken();
+      const token = await tokenValidFor(60);
       const where = await api<{ documents: string }>("/v1/realtime");
       if (!live || !token) return;
       const doc = new Y.Doc();

@@ -4,7 +4,7 @@
  * analysis, matches and the waveform.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { accessToken, api } from "../api";
+import { api, tokenValidFor } from "../api";
 import { ErrorText } from "../components";
 import { playQueue } from "../player";
 import { realtime } from "../realtime";
@@ -66,7 +66,9 @@ export function UploadPage({ me }: { me: any }) {
       retryDelays: [0, 1000, 3000, 5000],
       chunkSize: 8 * 1024 * 1024,
       metadata: { title, artist_id: artistId, filename: file.name, filetype: file.type || "application/octet-stream" },
-      onBeforeRequest: (req) => { req.setHeader("Authorization", `Bearer ${accessToken()}`); },
+      removeFingerprintOnSuccess: true,
+      // Each request carries a token that is still valid: a long upload outlives one access token.
+      onBeforeRequest: async (req) => { req.setHeader("Authorization", `Bearer ${await tokenValidFor(60)}`); },
       onProgress: (sent, total) => set({ ...jobRef.current!, bytes: sent, total }),
       onAfterResponse: (_req, res) => {
         const id = res.getHeader("X-Track-Id");
