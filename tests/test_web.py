@@ -252,6 +252,12 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await said(guest_chat, "sent while offline").wait_for()
     assert await said(guest_chat, "sent while offline").count() == 1
     assert await guest.evaluate("verseflow.realtime.opened") == 2  # one reconnect, and it resumed
+    # Opening the room again shows its history, each message once.
+    await guest.reload()
+    await said(guest_chat, "missed 2").wait_for()
+    for text in ("hello from the guest", "welcome!", "missed 0", "sent while offline"):
+        assert await said(guest_chat, text).count() == 1, text
+    await eventually(lambda: _text_is(guest.get_by_test_id("room-role"), "listener"))
 
     # The room's shared document (Yjs): the host's playlist and notes edits reach the guest live.
     await host.get_by_label("Find a track to play for the room").press_sequentially(title, delay=20)

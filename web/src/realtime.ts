@@ -123,9 +123,10 @@ class Realtime {
     return true;
   }
 
+  /** Join with the room's history: `since` 0 replays up to VERSEFLOW_ROOM_BACKLOG_MAX messages. */
   join(room: string): void {
-    if (!this.rooms.has(room)) this.rooms.set(room, null);
-    this.send({ type: "join", room });
+    if (!this.rooms.has(room)) this.rooms.set(room, 0);
+    this.send({ type: "join", room, since: this.rooms.get(room) ?? 0 });
   }
 
   leave(room: string): void { this.rooms.delete(room); this.send({ type: "leave", room }); }

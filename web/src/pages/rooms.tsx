@@ -69,6 +69,7 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
       setRoom(r);
       setNames((n) => ({ ...n, ...Object.fromEntries(r.members.filter((m: any) => m.display_name).map((m: any) => [m.user_id, m.display_name])) }));
     }).catch((e) => setError(e.message));
+    let joinedSeq = Number.MAX_SAFE_INTEGER;
     const s = new RoomSync(id, () => roleRef.current === "host");
     sync.current = s;
     s.start();
@@ -76,6 +77,7 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
       realtime.on("connection", (m) => setConnected(m.connected)),
       realtime.on("joined", (m) => {
         if (m.room !== id) return;
+        joinedSeq = m.seq;
         roleRef.current = m.role; setRole(m.role);
         setOnline(new Map(m.members.map((x: any) => [x.user, x.role])));
         void s.apply(m.transport ? { ...m.transport, server_ts: m.transport.server_ts } : null);
@@ -94,7 +96,8 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
           return next;
         });
       }),
-      realtime.on("transport", (m) => { if (m.room === id) void s.apply(m); }),
+      // The history replayed after `joined` holds old transports: `joined.transport` is already the latest.
+      realtime.on("transport", (m) => { if (m.room === id && m.seq > joinedSeq) void s.apply(m); }),
       realtime.on("error", (m) => { if (!m.room || m.room === id) setError(`${m.code}: ${m.message}`); }),
     ];
     realtime.join(id);  // sent now if connected, else once the socket is ready (and after every reconnect)
