@@ -169,7 +169,7 @@ class Fingerprint:
         keep = hashes >= 0
         return Landmarks(hashes[keep].astype(np.uint32), t[keep])
 
-    def triplets(self, speed: float = 1.0, *, probe: bool = False) -> Landmarks:
+    def triplets(self, speed: float = 1.0, *, probe: bool = False, targets: int = TRIPLET_TARGETS) -> Landmarks:
         """Hashes of peak triplets (an anchor and two of its first targets) after undoing ``speed``.
 
         Three peaks carry about 28 bits (anchor band, two frequency and two time differences) where a
@@ -178,7 +178,7 @@ class Fingerprint:
         """
         times = self.times * speed
         log_freqs = self.log_freqs - np.log2(speed)
-        a, b, c = _triplets(times, log_freqs)
+        a, b, c = _triplets(times, log_freqs, targets)
         f1 = (log_freqs[a] - np.log2(FMIN_HZ)) * TRI_BAND_STEPS
         df_b = (log_freqs[b] - log_freqs[a]) * TRI_DF_STEPS + TRI_DF_STEPS * DF_MAX_OCT + 0.5
         df_c = (log_freqs[c] - log_freqs[a]) * TRI_DF_STEPS + TRI_DF_STEPS * DF_MAX_OCT + 0.5
@@ -491,8 +491,8 @@ def _parabolic_offset(db: np.ndarray, frames: np.ndarray, bins: np.ndarray) -> n
 # --- landmarks ------------------------------------------------------------------------------------
 
 
-def _pairs(times: np.ndarray, log_freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(anchor, target) peak indices: the first ``FANOUT`` peaks in each anchor's target zone."""
+def _pairs(times: np.ndarray, log_freqs: np.ndarray, fanout: int = FANOUT) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor, target) peak indices: the first ``fanout`` peaks in each anchor's target zone."""
     n = len(times)
     order = np.lexsort((log_freqs, times))
     ts, fs = times[order], log_freqs[order]
@@ -512,21 +512,22 @@ def _pairs(times: np.ndarray, log_freqs: np.ndarray) -> tuple[np.ndarray, np.nda
     by_anchor = np.lexsort((k, a))
     a, t = a[by_anchor], t[by_anchor]
     rank = np.arange(len(a)) - np.searchsorted(a, a, side="left")
-    keep = rank < FANOUT
+    keep = rank < fanout
     return order[a[keep]], order[t[keep]]
 
 
-def _triplets(times: np.ndarray, log_freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(anchor, b, c) peak indices: every two of an anchor's first ``TRIPLET_TARGETS`` targets, b first."""
-    anchors, targets = _pairs(times, log_freqs)
+def _triplets(times: np.ndarray, log_freqs: np.ndarray, targets_per_anchor: int = TRIPLET_TARGETS
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(anchor, b, c) peak indices: every two of an anchor's first ``targets_per_anchor`` targets, b first."""
+    anchors, targets = _pairs(times, log_freqs, fanout=max(FANOUT, targets_per_anchor))
     if len(anchors) == 0:
         none = np.zeros(0, dtype=np.intp)
         return none, none, none
     starts = np.r_[True, anchors[1:] != anchors[:-1]]
     rank = np.arange(len(anchors)) - np.maximum.accumulate(np.where(starts, np.arange(len(anchors)), 0))
     picked_a, picked_b, picked_c = [], [], []
-    for first in range(TRIPLET_TARGETS):
-        for second in range(first + 1, TRIPLET_TARGETS):
+    for first in range(targets_per_anchor):
+        for second in range(first + 1, targets_per_anchor):
             i = np.nonzero(rank == first)[0]
             j = i + (second - first)
             ok = j < len(anchors)
