@@ -25,7 +25,7 @@ import ray
 from ray.actor import ActorHandle
 
 from audio import repository, service
-from audio.fingerprint import Landmarks, Match, Probes
+from audio.fingerprint import TRIPLET_BACKGROUND_RANK, Landmarks, Match, Probes
 from audio.landmark_index import CatalogueIndex, merge, shard_cap, shard_of
 from verseflow import logs
 from verseflow.db import create_pool
@@ -72,9 +72,10 @@ class FingerprintShard:
         await asyncio.shield(self._loaded)
         return self._index.stats()._asdict()
 
-    async def query(self, probes: Probes, exclude: str | None, min_matches: int, max_results: int) -> list[Match]:
+    async def candidates(self, probes: Probes, exclude: str | None, min_matches: int, limit: int) -> list[Match]:
+        """This partition's largest piles, significant or not: significance is decided over all shards'."""
         await asyncio.shield(self._loaded)
-        return self._index.query(probes, exclude=exclude, min_matches=min_matches, max_results=max_results)
+        return self._index.candidates(probes, exclude=exclude, min_matches=min_matches, limit=limit)
 
     async def add(self, track_id: str, hashes: np.ndarray, times: np.ndarray) -> None:
         self._index.add(track_id, hashes, times)
@@ -122,10 +123,11 @@ class ShardedCatalogue:
                      max_results: int) -> list[Match]:
         async def scatter(everyone: list[ActorHandle]) -> list[list[Match]]:
             shared = ray.put(probes) if len(everyone) > 1 else probes  # one copy in the object store for all
-            return list(await asyncio.gather(*(s.query.remote(shared, exclude, min_matches, max_results)
+            limit = max_results + TRIPLET_BACKGROUND_RANK  # the background is the whole catalogue's k-th pile
+            return list(await asyncio.gather(*(s.candidates.remote(shared, exclude, min_matches, limit)
                                                for s in everyone)))
 
-        return merge(await self._calling(scatter), max_results)
+        return merge(await self._calling(scatter), min_matches=min_matches, max_results=max_results)
 
     async def add(self, track_id: str, landmarks: Landmarks) -> None:
         await self._calling(lambda everyone: self._owner(everyone, track_id).add.remote(

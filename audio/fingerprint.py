@@ -99,11 +99,14 @@ TRI_DF_STEPS = 24  # frequency differences: 1/24 octave
 TRI_DT_STEP = 3  # frames per time quantum
 TRI_PROBE_MARGIN = 0.15
 _TRI_BITS = (6, 6, 6, 5, 5)  # anchor band | df to b | df to c | dt to b | dt to c
-#: Triplet matching: a pile of 13 agreeing triplets holding 15 % of that track's collisions, or of 20
-#: (calibrated in the module docstring).
+#: Triplet matching: a pile of 13 agreeing triplets holding 5 % of that track's collisions, or of 20, and
+#: 1.6 times this query's 4th largest pile (its chance level: :func:`significant`); calibrated in the
+#: module docstring.
 TRIPLET_MIN_MATCHES = 13
-TRIPLET_MIN_PURITY = 0.15
+TRIPLET_MIN_PURITY = 0.05
 TRIPLET_STRONG_MATCHES = 20
+TRIPLET_BACKGROUND_RANK = 4
+TRIPLET_BACKGROUND_RATIO = 1.6
 
 SPEEDS: tuple[float, ...] = tuple(round(0.97 + 0.005 * i, 3) for i in range(13))
 DEFAULT_MIN_MATCHES = 40
@@ -411,14 +414,46 @@ def unique_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def matches(votes: Votes, ids: Sequence[str] | np.ndarray, speeds: Sequence[float] = SPEEDS, *,
             min_matches: int = DEFAULT_MIN_MATCHES, max_results: int = 5, min_purity: float = MIN_PURITY,
-            strong_matches: int = STRONG_MATCHES) -> list[Match]:
+            strong_matches: int = STRONG_MATCHES, background_rank: int = 0,
+            background_ratio: float = 1.0) -> list[Match]:
     """The significant votes as :class:`Match` es, best first; ``ids[n]`` names track number ``n``."""
-    found = [Match(str(ids[track]), round(float(offset) * FRAME_S, 3), int(score), speeds[speed],
-                   round(float(purity), 4))
-             for track, speed, score, offset, purity in zip(*votes, strict=True)]
-    ranked = sorted((m for m in found if _significant(m, min_matches, min_purity, strong_matches)),
-                    key=lambda m: -m.score)
-    return ranked[:max_results]
+    return significant(candidates(votes, ids, speeds), min_matches=min_matches, max_results=max_results,
+                       min_purity=min_purity, strong_matches=strong_matches, background_rank=background_rank,
+                       background_ratio=background_ratio)
+
+
+def candidates(votes: Votes, ids: Sequence[str] | np.ndarray, speeds: Sequence[float] = SPEEDS,
+               limit: int | None = None) -> list[Match]:
+    """Every track's best vote as a :class:`Match`, significant or not, largest piles first (``limit`` of them)."""
+    order = np.argsort(-votes.scores, kind="stable")[:limit]
+    return [Match(str(ids[votes.tracks[i]]), round(float(votes.offsets[i]) * FRAME_S, 3), int(votes.scores[i]),
+                  speeds[votes.speeds[i]], round(float(votes.purities[i]), 4)) for i in order]
+
+
+def significant(found: Sequence[Match], *, min_matches: int, max_results: int = 5, min_purity: float = MIN_PURITY,
+                strong_matches: int = STRONG_MATCHES, background_rank: int = 0,
+                background_ratio: float = 1.0) -> list[Match]:
+    """The matches among a query's candidates (every track's best pile, over the whole catalogue), best first.
+
+    Besides the size and purity tests (:func:`_significant`), with ``background_rank`` k > 0 a match
+    must be ``background_ratio`` times the k-th largest pile of this query: the query's own chance
+    level. Chance piles grow with the catalogue (more tracks, hence more piles to pick the largest
+    from) and with the probes (every candidate speed is another chance), and they grow alike for every
+    track, so the k-th largest pile measures them where they are; a true pile stands far above it. The
+    k-th, not the second: a song held by the catalogue in k-1 copies still matches all of them.
+    Candidates below the background's own floor (``background_floor``) may be missing: they could
+    not have blocked a match.
+    """
+    ranked = sorted(found, key=lambda m: -m.score)
+    background = ranked[background_rank - 1].score if 0 < background_rank <= len(ranked) else 0
+    return [m for m in ranked if _significant(m, min_matches, min_purity, strong_matches)
+            and m.score >= background_ratio * background][:max_results]
+
+
+def background_floor(min_matches: int, background_ratio: float) -> int:
+    """The smallest pile that matters to the background test: a smaller k-th pile, times the ratio, is
+    under ``min_matches`` and blocks nothing, so votes may skip piles below this."""
+    return max(1, min(min_matches, int(np.ceil(min_matches / background_ratio))))
 
 
 def _count_at(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -36,14 +36,18 @@ import numpy as np
 from audio.fingerprint import (
     OFFSET_TOLERANCE,
     SPEEDS,
+    TRIPLET_BACKGROUND_RANK,
+    TRIPLET_BACKGROUND_RATIO,
     TRIPLET_MIN_MATCHES,
     TRIPLET_MIN_PURITY,
     TRIPLET_STRONG_MATCHES,
     Landmarks,
     Match,
     Probes,
-    matches,
+    background_floor,
+    candidates,
     ranges,
+    significant,
     unique_counts,
     vote,
 )
@@ -103,10 +107,13 @@ class CatalogueIndex:
     thresholds default to theirs; pair landmarks work the same with the pairs' thresholds."""
 
     def __init__(self, max_postings: int = 0, speeds: Sequence[float] = SPEEDS, *,
-                 min_purity: float = TRIPLET_MIN_PURITY, strong_matches: int = TRIPLET_STRONG_MATCHES) -> None:
+                 min_purity: float = TRIPLET_MIN_PURITY, strong_matches: int = TRIPLET_STRONG_MATCHES,
+                 background_rank: int = TRIPLET_BACKGROUND_RANK,
+                 background_ratio: float = TRIPLET_BACKGROUND_RATIO) -> None:
         self.max_postings = max_postings
         self.speeds = tuple(speeds)
         self.min_purity, self.strong_matches = min_purity, strong_matches
+        self.background_rank, self.background_ratio = background_rank, background_ratio
         self._main = _Level.empty()
         self._delta = _Level.empty()
         self._ids: list[str] = []  # track number -> id
@@ -173,7 +180,21 @@ class CatalogueIndex:
 
     def query(self, probes: Probes, *, exclude: str | uuid.UUID | None = None,
               min_matches: int = TRIPLET_MIN_MATCHES, max_results: int = 5) -> list[Match]:
-        """The tracks this query's probes (``fingerprint.triplet_probes(clip)``) come from.
+        """The tracks this query's probes (``fingerprint.triplet_probes(clip)``) come from: the
+        significant ones (:meth:`decide`) among :meth:`candidates`."""
+        found = self.candidates(probes, exclude=exclude, min_matches=min_matches,
+                                limit=max_results + self.background_rank)
+        return self.decide(found, min_matches=min_matches, max_results=max_results)
+
+    def decide(self, found: Sequence[Match], *, min_matches: int, max_results: int) -> list[Match]:
+        """The significant matches among candidates (of this index, or merged over every shard's)."""
+        return significant(found, min_matches=min_matches, max_results=max_results, min_purity=self.min_purity,
+                           strong_matches=self.strong_matches, background_rank=self.background_rank,
+                           background_ratio=self.background_ratio)
+
+    def candidates(self, probes: Probes, *, exclude: str | uuid.UUID | None = None,
+                   min_matches: int = TRIPLET_MIN_MATCHES, limit: int = 9) -> list[Match]:
+        """The ``limit`` largest piles of this query, one per track, significant or not.
 
         Two stages, so that the cost follows the collisions of one speed, not of thirteen. A triplet
         hashes alike at neighbouring candidate speeds, so the probes are first reduced to distinct
@@ -184,9 +205,11 @@ class CatalogueIndex:
         offset) (``fingerprint.vote``) over those windows' collisions, each expanded to the speeds its
         probe came from (purity still counts all of a track's collisions at that speed). The answer is
         the one-stage vote's: stage one only drops tracks that could not match (and, when more than
-        ``STAGE_TWO_TRACKS`` could, all but the strongest of them). Significance as in
-        ``audio/fingerprint.py``, with this index's thresholds.
+        ``STAGE_TWO_TRACKS`` could, all but the strongest of them). Piles are counted down to the
+        background test's floor (``fingerprint.background_floor``), not ``min_matches``: the chance
+        piles a match is compared with are that small. Significance is :meth:`decide`'s.
         """
+        min_matches = background_floor(min_matches, self.background_ratio) if self.background_rank else min_matches
         if len(probes.hashes) == 0 or not self._numbers:
             return []
         speeds = np.asarray(self.speeds)
@@ -200,9 +223,9 @@ class CatalogueIndex:
         width = int(np.ceil(drift)) + 2 * OFFSET_TOLERANCE + 2
         near = _near_piles(track_numbers, posting_times - distinct_frames[asked], width=width,
                            min_matches=min_matches, keep_tracks=STAGE_TWO_TRACKS)
-        candidates = np.zeros(int(track_numbers.max()) + 1, dtype=bool)
-        candidates[track_numbers[near]] = True
-        of_candidates = candidates[track_numbers]
+        is_candidate = np.zeros(int(track_numbers.max()) + 1, dtype=bool)
+        is_candidate[track_numbers[near]] = True
+        of_candidates = is_candidate[track_numbers]
         # Purity needs every collision of a (track, speed), the far ones too: count them per speed.
         probed_at = np.zeros((len(distinct), len(self.speeds)), dtype=bool)
         probed_at[of_probe, probes.speeds] = True
@@ -218,8 +241,7 @@ class CatalogueIndex:
                      np.repeat(posting_times, per_distinct[asked]), min_collisions=min_matches)
         totals_of = totals[np.searchsorted(tracks_kept, votes.tracks), votes.speeds]
         votes = votes._replace(purities=votes.scores / np.maximum(totals_of, 1))
-        return matches(votes, self._ids, self.speeds, min_matches=min_matches, max_results=max_results,
-                       min_purity=self.min_purity, strong_matches=self.strong_matches)
+        return candidates(votes, self._ids, self.speeds, limit)
 
     def _collisions(self, hashes: np.ndarray, exclude: str | uuid.UUID | None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -323,6 +345,10 @@ def shard_cap(max_postings: int, shards: int) -> int:
     return math.ceil(max_postings / shards) if max_postings else 0
 
 
-def merge(results: Sequence[list[Match]], max_results: int = 5) -> list[Match]:
-    """The best candidates over shards: a track lives in one shard, so its score there is its score."""
-    return sorted((m for found in results for m in found), key=lambda m: -m.score)[:max_results]
+def merge(results: Sequence[list[Match]], *, min_matches: int = TRIPLET_MIN_MATCHES, max_results: int = 5,
+          index: CatalogueIndex | None = None) -> list[Match]:
+    """The matches over shards, from each shard's :meth:`CatalogueIndex.candidates`: a track lives in one
+    shard, so its pile there is its pile, and the background (the k-th largest pile) is the whole
+    catalogue's when every shard sends its k largest. Decided with ``index``'s thresholds (the defaults')."""
+    decider = index if index is not None else CatalogueIndex()
+    return decider.decide([m for found in results for m in found], min_matches=min_matches, max_results=max_results)

@@ -111,3 +111,26 @@ def test_merge_keeps_the_best_over_shards(catalogue):
     two = index.query(clip_of(*tracks["t9"], start=100, length=150))
     merged = merge([two, one], max_results=3)
     assert [m.score for m in merged] == sorted((m.score for m in one + two), reverse=True)[:3]
+
+
+def test_a_pile_that_does_not_stand_out_of_the_querys_chance_piles_is_no_match():
+    """A clip of a song outside the catalogue meets many tracks by chance; in a large catalogue some of
+    those piles pass any fixed size and purity test. Here 12 distractor tracks each share 16 of the
+    clip's hashes at one offset (a pile that alone would be a match: 16 agreeing, all of that track's
+    collisions): none stands out of the others, so nothing is identified. The clip's own track, once
+    indexed, stands far above them and is found."""
+    rng = np.random.default_rng(7)
+    hashes = rng.integers(0, 1 << 28, 300).astype(np.uint32)
+    times = np.sort(rng.integers(0, 300, 300)).astype(np.int32)
+    query = clip_of(hashes, times, start=0)
+    index = CatalogueIndex()
+    index.add_many([(f"other{seed}", *track(seed)) for seed in range(100, 150)])
+    for number in range(12):
+        shared = rng.choice(len(hashes), 16, replace=False)
+        filler_hashes, filler_times = track(200 + number, n=500)
+        index.add(f"chance{number}", np.concatenate([hashes[shared], filler_hashes]),
+                  np.concatenate([times[shared] + 40 * number, filler_times]))
+    assert index.query(query) == []
+    index.add("song", hashes, times + 500)
+    [best, *_] = index.query(query)
+    assert best.track_id == "song" and best.offset_s == pytest.approx(500 * FRAME_S, abs=FRAME_S)
