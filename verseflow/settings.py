@@ -129,7 +129,7 @@ class Settings(BaseSettings):
                                                                     "padding and frame rounding")
     identify_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest identify upload")
     identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
-    fingerprint_min_matches: int = Field(13, ge=5, description="triplet hashes agreeing on an offset for a match "
+    fingerprint_min_matches: int = Field(16, ge=5, description="triplet hashes agreeing on an offset for a match "
                                                                 "(audio/fingerprint.py: TRIPLET_MIN_MATCHES)")
     fingerprint_shards: int = Field(2, ge=1, description="FingerprintShard actors holding the landmark index "
                                                           "(tracks are hashed onto them)")
