@@ -23,15 +23,16 @@ from redis.asyncio import Redis
 from accounts import registration, sessions
 from accounts import retention as accounts_retention
 from actors.room_host import notify_user
+from audio import metrics as audio_metrics
 from audio import resumable
 from billing import family, royalties, subscriptions
 from ml import interactions, training, trending
 from verseflow import logs
 from verseflow.db import create_pool
-from verseflow.events import retention
+from verseflow.events import lag, retention
 from verseflow.events.consumer import Consumer
 from verseflow.events.loops import TRANSIENT_ERRORS, every, wait_any
-from verseflow.events.relay import OutboxRelay
+from verseflow.events.relay import OutboxRelay, stream_key
 from verseflow.redis_client import create_redis
 from verseflow.settings import Settings
 from verseflow.storage import object_store
@@ -58,11 +59,14 @@ def _billing_notices(settings: Settings) -> dict:
     return subscriptions.handlers(settings, notify) | family.handlers(settings, notify)
 
 
-def periodic_jobs(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> list[Awaitable[None]]:
+def periodic_jobs(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event,
+                  redis: Redis | None = None) -> list[Awaitable[None]]:
     """Upkeep on a timer: expired resumable uploads and their bytes go; so do the rows past their retention;
-    the recommendation model is retrained."""
+    the recommendation model is retrained; backlogs are sampled into gauges (with ``redis``)."""
     store = object_store(settings)
-    jobs = [
+    jobs = [] if redis is None else [
+        every(settings.metrics_sample_interval_s, lambda: sample_backlogs(pool, redis, settings), stop, log=log)]
+    jobs += [
         every(settings.resumable_sweep_interval_s, lambda: resumable.sweep_expired(pool, store), stop, log=log),
         every(settings.prune_interval_s, lambda: prune(pool, settings), stop, log=log),
     ]
@@ -87,6 +91,13 @@ async def prune(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
     if any(pruned.values()):
         log.info("pruned rows past their retention: %s", pruned)
     return pruned
+
+
+async def sample_backlogs(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> None:
+    """The backlog gauges: outbox, every consumer group, the transcoding queue."""
+    groups = [c.group for c in consumer_groups(pool, redis, settings)]
+    await lag.sample(pool, redis, stream_key(settings), groups)
+    await audio_metrics.sample_queue(pool)
 
 
 async def scheduled_training(pool: asyncpg.Pool, settings: Settings) -> None:
@@ -131,7 +142,7 @@ class EventWorker:
         try:
             loops = [OutboxRelay(pool, redis, self._settings).run(self._stop)]
             loops += [consumer.run(self._stop) for consumer in consumer_groups(pool, redis, self._settings)]
-            loops += periodic_jobs(pool, self._settings, self._stop)
+            loops += periodic_jobs(pool, self._settings, self._stop, redis)
             self._ready.set()
             await asyncio.gather(*loops)
         except Exception:

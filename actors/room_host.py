@@ -22,6 +22,7 @@ from ray.actor import ActorHandle
 
 from accounts.model import Principal
 from actors.host_link import LinkServer, link_key
+from rooms import metrics
 from rooms.host import RoomHostCore
 from rooms.model import Endpoint
 from rooms.placement import host_index
@@ -41,6 +42,7 @@ _ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "nu
 class RoomHost:
     def __init__(self, settings: Settings) -> None:
         logs.configure()
+        _count_recovery("room")
         self._settings = settings
         self._stop = asyncio.Event()
         self._core_task = asyncio.get_running_loop().create_task(self._start())
@@ -101,6 +103,7 @@ class RoomHost:
 class SessionHost:
     def __init__(self, settings: Settings) -> None:
         logs.configure()
+        _count_recovery("session")
         self._core = SessionHostCore()
         server = LinkServer(self, self._core.outboxes, link_key(settings.secret()))
         self._link_task = asyncio.get_running_loop().create_task(server.start(_link_host()))
@@ -123,6 +126,12 @@ class SessionHost:
 
     async def stats(self) -> dict[str, int]:
         return self._core.stats()
+
+
+def _count_recovery(kind: str) -> None:
+    """A host constructed again by Ray after its process died is a recovery (its rooms reload lazily)."""
+    if ray.get_runtime_context().was_current_actor_reconstructed:
+        metrics.HOST_RECOVERIES.inc(kind=kind)
 
 
 _handles: dict[str, ActorHandle] = {}

@@ -21,7 +21,7 @@ import ray
 
 from actors.fingerprint_shard import catalogue
 from actors.room_host import notify_user
-from audio import jobs, repository
+from audio import jobs, metrics, repository
 from verseflow import logs
 from verseflow.db import create_pool
 from verseflow.settings import Settings
@@ -54,8 +54,10 @@ class TranscodeJob:
                     outcome = await jobs.run(pool, store, settings, self._track_id,
                                              functools.partial(notify_user, settings), catalogue(settings))
                 except Exception:
+                    metrics.JOBS.inc(outcome="error")
                     log.exception("transcoding attempt failed", extra={"track_id": str(self._track_id)})
                     continue
+                metrics.JOBS.inc(outcome=outcome)
                 log.info("transcoding job ended", extra={"track_id": str(self._track_id), "outcome": outcome})
                 break
         finally:

@@ -19,13 +19,14 @@ import asyncio
 import json
 import secrets
 import shutil
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
-from audio import repository, service
+from audio import metrics, repository, service
 from audio.decode import AudioRejected
 from audio.delivery import MANIFEST_FILE
 from audio.landmark_index import Catalogue
@@ -81,6 +82,7 @@ async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_
                                  matches=matches):
         store.delete_prefix(f"{prefix}/{version}")
         return "superseded"
+    metrics.UPLOAD_TO_PLAYABLE.observe(max(0.0, time.time() - start["queued_at"].timestamp()))
     log.info("track published", extra={"track_id": str(track_id), "version": version, "timings": outputs.timings})
     await _tell(notify, uploader, "track.ready", {"track_id": str(track_id), "matches": len(matches)})
     return "succeeded"

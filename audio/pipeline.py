@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from audio import fingerprint, genre, key, loudness, tempo, waveform
+from audio import fingerprint, genre, key, loudness, metrics, tempo, waveform
 from audio.decode import DecodedAudio, decode
 from audio.dsp import resample
 from audio.ladder import AAC_RUNGS, MP3_RUNGS, Ladder, encode_adaptive, encode_mp3
@@ -144,7 +144,12 @@ class _Tracker:
     def stage(self, name: str) -> Iterator[None]:
         """Time the block; once it succeeds, record it and report the progress."""
         start = time.perf_counter()
-        yield
+        try:
+            yield
+        except BaseException:
+            metrics.STAGE_FAILURES.inc(stage=name)
+            raise
+        metrics.STAGE_DURATION.observe(time.perf_counter() - start, stage=name)
         with self._lock:  # reported under the lock, so the two lanes' reports leave in increasing order
             self.timings[name] = round(time.perf_counter() - start, 4)
             self._done += STAGE_WEIGHTS.get(name, 0.0)

@@ -76,7 +76,7 @@ async def begin_attempt(conn: asyncpg.Connection, track_id: uuid.UUID) -> asyncp
            FROM tracks t
            WHERE j.track_id = $1 AND t.id = j.track_id AND j.state IN ('queued', 'running')
              AND t.status = 'processing'
-           RETURNING j.attempts, t.source_key, t.uploaded_by""",
+           RETURNING j.attempts, t.source_key, t.uploaded_by, j.created_at AS queued_at""",
         track_id,
     )
 
@@ -158,3 +158,10 @@ async def insert_play(conn: asyncpg.Connection, who: uuid.UUID, play: dict[str, 
         play["play_id"], who, play["track_id"], play["event"], play["position_ms"], play.get("rung"),
     )
     return row is not None
+
+
+async def open_job_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    """Open jobs by state (``queued``: waiting for a transcoding slot; ``running``), zeros included."""
+    rows = await pool.fetch("SELECT state, count(*) AS n FROM track_jobs WHERE state IN ('queued', 'running')"
+                            " GROUP BY state")
+    return {"queued": 0, "running": 0, **{r["state"]: r["n"] for r in rows}}

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from accounts.model import Principal
-from audio import decode, fingerprint, repository
+from audio import decode, fingerprint, metrics, repository
 from audio.decode import AudioInfo
 from audio.delivery import MediaIndex
 from audio.landmark_index import Catalogue
@@ -138,7 +138,9 @@ def clip_fingerprint(path: Path, *, min_s: float, max_s: float, tolerance_s: flo
 async def identify(pool: asyncpg.Pool, catalogue: Catalogue, clip: fingerprint.Fingerprint, *,
                    min_matches: int) -> list[dict[str, Any]]:
     """Published tracks a clip comes from, best first, with titles; ``[]`` is an explicit no-match."""
+    started = time.perf_counter()
     matches = await _query(catalogue, clip, exclude=None, min_matches=min_matches)
+    metrics.IDENTIFICATION.observe(time.perf_counter() - started, outcome="match" if matches else "no_match")
     if not matches:
         return []
     rows = await pool.fetch(

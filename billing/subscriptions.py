@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import stripe
 from accounts.model import Principal
 from billing import entitlements, ledger
 from billing.entitlements import FAMILY, FREE, PAID_PLANS
-from verseflow import logs
+from verseflow import logs, metrics
 from verseflow.db import transaction
 from verseflow.errors import Conflict, DomainError, InvalidInput, MalformedRequest, NotFound
 from verseflow.events.outbox import Event, emit
@@ -429,12 +430,35 @@ def verify(settings: Settings, payload: bytes, signature: str | None) -> Webhook
         raise MalformedRequest("the body is not a Stripe event") from None
 
 
+WEBHOOKS = metrics.counter("verseflow_webhooks_total",
+                           "Webhook deliveries by provider and outcome (applied, duplicate, ignored, rejected, "
+                           "failed).", ("provider", "outcome"))
+WEBHOOK_LAG = metrics.histogram("verseflow_webhook_lag_seconds",
+                                "From the provider creating an event to VerseFlow having handled it.",
+                                ("provider",), buckets=metrics.SLOW_BUCKETS_S)
+
+
 async def handle_webhook(pool: asyncpg.Pool, settings: Settings, payload: bytes, signature: str | None) -> str:
     """Verify, de-duplicate and apply one delivery; returns what happened (``applied``, ``duplicate``, ``ignored``).
 
     Event types VerseFlow does not act on are answered at once: recording them would change nothing.
     """
-    event = verify(settings, payload, signature)
+    try:
+        event = verify(settings, payload, signature)
+    except MalformedRequest:
+        WEBHOOKS.inc(provider="stripe", outcome="rejected")
+        raise
+    try:
+        result = await _handle_verified(pool, settings, event)
+    except Exception:
+        WEBHOOKS.inc(provider="stripe", outcome="failed")  # Stripe delivers it again later
+        raise
+    WEBHOOKS.inc(provider="stripe", outcome=result)
+    WEBHOOK_LAG.observe(max(0.0, time.time() - event.created), provider="stripe")
+    return result
+
+
+async def _handle_verified(pool: asyncpg.Pool, settings: Settings, event: WebhookEvent) -> str:
     if event.type not in HANDLED_EVENTS:
         return "ignored"
     client = stripe_client(settings)

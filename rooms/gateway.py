@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from accounts.model import Principal, Role
-from rooms import protocol
+from rooms import metrics, protocol
 from rooms.fanout import Delivery
 from rooms.model import Endpoint
 from rooms.protocol import ProtocolError, dumps
@@ -139,6 +139,7 @@ class ClientConnection:
         if not self.backlog and self.socket.send_nowait(frame):
             return
         if len(self.backlog) >= self.gateway.settings.ws_outbound_queue:
+            metrics.SLOW_CONSUMER_CUTOFFS.inc(transport=self.gateway.kind, reason="queue_full")
             self.gateway.cut(self, protocol.CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")
             return
         self.backlog.append(frame)
@@ -159,6 +160,7 @@ class ClientConnection:
                     frame = self.backlog.popleft()
                     await asyncio.wait_for(self.socket.send(frame), timeout)
         except TimeoutError:
+            metrics.SLOW_CONSUMER_CUTOFFS.inc(transport=self.gateway.kind, reason="write_timeout")
             self.gateway.cut(self, protocol.CLOSE_SLOW_CONSUMER, f"slow consumer: a write blocked {timeout:g}s")
         except Exception:  # noqa: BLE001 - the reader notices the dead socket and cleans up
             pass
@@ -171,6 +173,7 @@ class Gateway:
         self.settings = settings
         self.backend = backend
         self.authenticate = authenticate
+        self.kind = kind  # the transport label of this gateway's metrics
         self.id = f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ids = itertools.count(1)
         self._conns: dict[str, ClientConnection] = {}
@@ -240,6 +243,14 @@ class Gateway:
 
         Consecutive sequenced messages of one room (a group commit's worth) travel as one
         :class:`Prepared`: one write per socket instead of one per message."""
+        before = self.delivered
+        try:
+            self._deliver(batch)
+        finally:
+            if self.delivered > before:
+                metrics.DELIVERED.inc(self.delivered - before, transport=self.kind)
+
+    def _deliver(self, batch: Sequence[Delivery]) -> None:
         i, n = 0, len(batch)
         while i < n:
             kind, key, data, seq, extra = batch[i]
@@ -286,6 +297,9 @@ class Gateway:
         if not members:
             return
         first, newest = run[0][3], run[-1][3]
+        accepted_ms = metrics.stamped_ms(run[0][2])
+        if accepted_ms is not None:
+            metrics.FANOUT_LATENCY.observe(max(0.0, time.time() - accepted_ms / 1000), transport=self.kind)
         whole = Prepared(*(d[2] for d in run))
         for conn in members:
             last = conn.rooms.get(room)
@@ -481,11 +495,14 @@ class Gateway:
                                 expires_at=claims.expires_at)
         self._conns[conn.id] = conn
         self._users.setdefault(str(principal.user_id), set()).add(conn)
+        metrics.OPENED.inc(transport=self.kind)
+        metrics.CONNECTIONS.set(len(self._conns), transport=self.kind)
         return conn
 
     def _forget(self, conn: ClientConnection) -> None:
         conn.closing = True
-        self._conns.pop(conn.id, None)
+        if self._conns.pop(conn.id, None) is not None:
+            metrics.CONNECTIONS.set(len(self._conns), transport=self.kind)
         devices = self._users.get(str(conn.principal.user_id))
         if devices is not None:
             devices.discard(conn)
@@ -522,6 +539,7 @@ class Gateway:
         if conn.close_sent:
             return
         conn.close_sent = conn.closing = True
+        metrics.CLOSES.inc(transport=self.kind, code=str(code))
         await _quiet_close(conn.socket, code, reason)
 
 

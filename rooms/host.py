@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from accounts.model import Principal
-from rooms import repository, yjs_store
+from rooms import metrics, repository, yjs_store
 from rooms.fanout import Delivery, Outboxes
 from rooms.log_writer import LogWriter
 from rooms.model import (
@@ -228,6 +228,7 @@ class RoomHostCore:
             seq = await repository.last_seq(self._pool, room_id)
             transport = await repository.latest_transport(self._pool, room_id)
             room = self._rooms[room_id] = LiveRoom(access=access, seq=seq, history=history, transport=transport)
+            metrics.ACTIVATIONS.inc(kind="room")
         return room
 
     async def _document(self, room_id: uuid.UUID) -> SharedDocument:

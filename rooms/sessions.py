@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from rooms import metrics
 from rooms.fanout import Delivery, Outboxes
 from rooms.model import Endpoint
 from rooms.protocol import dumps, now_ms
@@ -27,7 +28,10 @@ class SessionHostCore:
 
     def connect(self, endpoint: Endpoint, user_id: uuid.UUID) -> int:
         """Register a device; returns how many the user now has online."""
-        devices = self._sessions.setdefault(user_id, set())
+        devices = self._sessions.get(user_id)
+        if devices is None:
+            devices = self._sessions[user_id] = set()
+            metrics.ACTIVATIONS.inc(kind="session")
         devices.add(endpoint)
         return len(devices)
 

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # --- Retention (verseflow/events/retention.py, accounts/retention.py; run by the event worker) ---
     # What is kept and for how long; older rows are deleted in small batches that skip locked rows.
     prune_interval_s: float = Field(600.0, gt=0, description="how often the event worker prunes")
+    metrics_sample_interval_s: float = Field(
+        15.0, gt=0, description="how often the event worker samples backlogs (outbox, consumer groups, "
+                                "transcoding queue) into gauges; Prometheus scrapes every 15 s")
     prune_batch_size: int = Field(1000, ge=1, description="rows one prune statement deletes at most")
     outbox_retention_s: int = Field(7 * 24 * 3600, ge=0, description="published outbox rows are kept this long "
                                                                       "after publication; unpublished ones always")

@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 
 from verseflow import logs
 from verseflow.db import transaction
+from verseflow.events import lag
 from verseflow.events.loops import TRANSIENT_ERRORS, wait_any
 from verseflow.events.outbox import Event
 from verseflow.events.relay import stream_key
@@ -160,20 +161,25 @@ class Consumer:
         except (KeyError, ValueError, TypeError) as exc:
             return await self._dead_letter(entry_id, fields or {}, f"unreadable entry: {exc!r}")
         handlers = self.handlers.get(event.type, ())
+        outcome = "skipped"
         if handlers:
             token = logs.request_id_var.set(f"event:{event.id}")
             try:
-                await self._apply(event, handlers)
+                outcome = "handled" if await self._apply(event, handlers) else "duplicate"
             except Exception:
                 log.exception("group %s failed on %s %s; it stays pending for a retry",
                               self.group, event.type, event.id)
+                lag.HANDLED.inc(group=self.group, outcome="failed")
                 return 0
             finally:
                 logs.request_id_var.reset(token)
         await self.redis.xack(self.stream, self.group, entry_id)
+        lag.HANDLED.inc(group=self.group, outcome=outcome)
+        lag.HANDLING_LAG.observe(max(0.0, time.time() - _entry_ms(entry_id) / 1000), group=self.group)
         return 1
 
-    async def _apply(self, event: Event, handlers: Sequence[Handler]) -> None:
+    async def _apply(self, event: Event, handlers: Sequence[Handler]) -> bool:
+        """Run the handlers in one transaction; False when the group had handled the event already."""
         async with transaction(self.pool) as conn:
             first_time = await conn.fetchval(
                 """INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
@@ -183,9 +189,10 @@ class Consumer:
             if not first_time:
                 log.info("group %s already handled %s %s; skipping the redelivery",
                          self.group, event.type, event.id)
-                return
+                return False
             for handler in handlers:
                 await handler(conn, event)
+        return True
 
     async def _dead_letter(self, entry_id: str, fields: dict[str, str], reason: str) -> int:
         async with self.redis.pipeline(transaction=True) as pipe:  # MULTI: moved and acknowledged together
@@ -198,4 +205,5 @@ class Consumer:
             pipe.xack(self.stream, self.group, entry_id)
             await pipe.execute()
         log.error("group %s moved entry %s to the dead letters: %s", self.group, entry_id, reason)
+        lag.HANDLED.inc(group=self.group, outcome="dead_lettered")
         return 1

@@ -15,12 +15,14 @@ a missed notification (listener reconnecting, database restart) only delays publ
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 from redis.asyncio import Redis
 
 from verseflow import logs
 from verseflow.db import transaction
+from verseflow.events import lag
 from verseflow.events.loops import TRANSIENT_ERRORS, wait_any
 from verseflow.events.outbox import Event
 from verseflow.redis_client import key
@@ -72,6 +74,10 @@ class OutboxRelay:
                 await pipe.execute()
             await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])",
                                [row["id"] for row in rows])
+        now = datetime.now(UTC)
+        for row in rows:
+            lag.PUBLISH_LAG.observe(max(0.0, (now - row["created_at"]).total_seconds()))
+        lag.PUBLISHED.inc(len(rows))
         return len(rows)
 
     async def run(self, stop_event: asyncio.Event) -> None:

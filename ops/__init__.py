@@ -1,0 +1,1 @@
+"""Operations as code: SLOs, Prometheus alert rules, Grafana dashboards, and the local Prometheus."""
