@@ -333,8 +333,9 @@ class Gateway:
         return list(self._conns.values())
 
     def cut(self, conn: ClientConnection, code: int, reason: str) -> None:
-        """Close a socket from synchronous code (a full queue)."""
+        """Close a socket from synchronous code (a full queue); nothing more is queued for it meanwhile."""
         if not conn.closing:
+            conn.closing = True
             asyncio.get_running_loop().create_task(self._close(conn, code, reason))
 
     def stats(self) -> dict[str, int]:

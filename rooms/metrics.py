@@ -31,7 +31,7 @@ HOST_RECOVERIES = metrics.counter("verseflow_realtime_host_recoveries_total",
                                   "Room or session host actors restarted by Ray after their process died.",
                                   ("kind",))
 
-_TS = re.compile(r'"(?:server_)?ts":(\d+)')
+_TS = re.compile(r'"(?:server_)?ts":\s*(\d+)')
 
 
 def stamped_ms(payload: object) -> int | None:

@@ -203,10 +203,18 @@ def ray_cluster(services) -> Iterator[None]:
 
     from actors.transcode import SLOT
 
+    metrics_port = free_port()
+    os.environ["VERSEFLOW_TEST_RAY_METRICS_PORT"] = str(metrics_port)
     ray.init(address="local", include_dashboard=False, num_cpus=4, resources={SLOT: 2},
-             logging_level="ERROR", log_to_driver=False)
+             logging_level="ERROR", log_to_driver=False, _metrics_export_port=metrics_port)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_metrics_url(ray_cluster) -> str:
+    """Where Ray's metrics agent exports this test run's metrics (Prometheus text format)."""
+    return f"http://127.0.0.1:{os.environ['VERSEFLOW_TEST_RAY_METRICS_PORT']}/metrics"
 
 
 @pytest.fixture(scope="session")
