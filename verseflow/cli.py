@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from verseflow import migrations
 from verseflow.settings import Settings, get_settings
@@ -263,6 +264,38 @@ def _royalties_parser(sub: argparse._SubParsersAction) -> None:
     royalties.set_defaults(func=cmd_royalties)
 
 
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    """Push the dashboards defined in ``ops/dashboards.py`` (and Ray's own) to a Grafana, idempotently."""
+    from grafana_client.client import GrafanaException
+
+    from ops import grafana
+    from ops.dashboards import all_dashboards
+
+    dashboards = [d.json() for d in all_dashboards()]
+    if not args.no_ray:
+        dashboards += grafana.ray_dashboards(Path(args.ray_dashboards))
+    try:
+        pushed = grafana.push(grafana.connect(args.grafana_url), dashboards, folder_uid=args.folder)
+    except (GrafanaException, OSError) as exc:
+        print(f"verseflow dashboards push: {exc}", file=sys.stderr)
+        return 1
+    for result in pushed:
+        print(f"{result.action}\t{result.uid}\tversion {result.version}\t{result.title}")
+    return 0
+
+
+def _dashboards_parser(sub: argparse._SubParsersAction) -> None:
+    dashboards = sub.add_parser("dashboards", help="Grafana dashboards as code (ops/dashboards.py)")
+    actions = dashboards.add_subparsers(dest="action", required=True)
+    push = actions.add_parser("push", help="create or update them in a Grafana (token: VERSEFLOW_GRAFANA_TOKEN)")
+    push.add_argument("--grafana-url", required=True, help="e.g. http://grafana:3000 (or http://user:pass@host:3000)")
+    push.add_argument("--folder", default="verseflow", help="folder uid (made if missing)")
+    push.add_argument("--ray-dashboards", default=str(Path("/tmp/ray/session_latest/metrics/grafana/dashboards")),
+                      help="where Ray wrote its own dashboards (pushed beside ours when present)")
+    push.add_argument("--no-ray", action="store_true", help="push only VerseFlow's dashboards")
+    dashboards.set_defaults(func=cmd_dashboards)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 
@@ -281,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     recs_actions.add_parser("train", help="train a new model version now (a Ray task) and wait for it")
     recs.set_defaults(func=cmd_recs)
     _royalties_parser(sub)
+    _dashboards_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
