@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test web system-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint schemathesis lint clean
+.PHONY: up test web system-deps observe observe-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ up: $(STAMP) web
 	$(BIN)/verseflow up
 
 ## Install and run the test suite against real PostgreSQL, Redis and Ray.
-test: $(STAMP) system-deps web
+test: $(STAMP) system-deps observe-deps web
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Debian's ffmpeg: the tests check the streaming ladder with its ffprobe (node/npm come with the machine);
@@ -46,6 +46,18 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
 	  $$APT install -y --no-install-recommends chromium >/dev/null 2>&1 || \
 	  { $$APT update >/dev/null && $$APT install -y --no-install-recommends chromium >/dev/null; }; }
+
+## Debian's Prometheus (promtool checks and unit-tests the alert rules in `make test`; `make observe` runs it).
+observe-deps:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
+	  $$APT install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  { $$APT update >/dev/null && $$APT install -y --no-install-recommends prometheus >/dev/null; }; }
+
+## Prometheus on http://127.0.0.1:9090 scraping a running `make up` (Ray's metrics agents), with the SLO and
+## symptom alerts loaded (ops/generated/prometheus/rules.yml). See README, "Operations".
+observe: $(STAMP) observe-deps
+	$(BIN)/python -m ops.observe
 
 migrate: $(STAMP)
 	$(BIN)/verseflow migrate

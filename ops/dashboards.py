@@ -79,10 +79,13 @@ def realtime() -> Dashboard:
         Row("Connections", (
             Panel("Open WebSockets by transport",
                   (Query(f"sum by (transport) ({_s('verseflow_ws_connections')})", "{{transport}}"),)),
-            Panel("Opened and server-closed per second",
+            Panel("Opened and closed per second",
                   (Query(_rate("verseflow_ws_connections_opened_total", "transport"), "opened {{transport}}"),
-                   Query(_rate("verseflow_ws_closes_total", "transport, code"), "closed {{transport}} {{code}}")),
+                   Query(_rate("verseflow_ws_connections_closed_total", "transport"), "closed {{transport}}")),
                   unit="ops"),
+            Panel("Closed by the server, by close code (4408 slow, 4429 rate, 4000 idle, 4401 auth)",
+                  (Query(_rate("verseflow_ws_closes_total", "transport, code", window="15m"),
+                         "{{transport}} {{code}}"),), unit="ops"),
         )),
         Row("Fan-out", (
             Panel("Messages delivered per second by transport",

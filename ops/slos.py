@@ -30,9 +30,10 @@ class Slo:
         return round(1.0 - self.objective, 6)
 
     def ratio(self, window: str) -> str:
-        """The bad/total ratio over ``window`` (0 when nothing happened, never NaN)."""
+        """The bad/total ratio over ``window``: 0 when there were events and no bad one (no series of bad
+        events at all, e.g. no 5xx yet), nothing when there were no events."""
         bad, total = self.bad.replace("{w}", window), self.total.replace("{w}", window)
-        return f"({bad}) / clamp_min({total}, 1e-9)"
+        return f"(({bad}) or vector(0)) / clamp_min({total}, 1e-9)"
 
 
 def _latency(metric: str, le: str, selector: str = "") -> tuple[str, str]:

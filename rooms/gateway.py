@@ -181,6 +181,7 @@ class Gateway:
         self._docs: dict[str, set[ClientConnection]] = {}
         self._users: dict[str, set[ClientConnection]] = {}
         self.delivered = 0
+        self._gauge_task: asyncio.Task[None] | None = None
 
     # -- entry points for transports -------------------------------------------------------------
 
@@ -343,6 +344,8 @@ class Gateway:
                 "delivered": self.delivered}
 
     async def shutdown(self) -> None:
+        if self._gauge_task is not None:
+            self._gauge_task.cancel()
         await asyncio.gather(*(self._close(c, protocol.CLOSE_GOING_AWAY, "server shutting down")
                                for c in list(self._conns.values())), return_exceptions=True)
 
@@ -498,11 +501,21 @@ class Gateway:
         self._users.setdefault(str(principal.user_id), set()).add(conn)
         metrics.OPENED.inc(transport=self.kind)
         metrics.CONNECTIONS.set(len(self._conns), transport=self.kind)
+        if self._gauge_task is None:
+            with contextlib.suppress(RuntimeError):  # no event loop: a synchronous unit test
+                self._gauge_task = asyncio.get_running_loop().create_task(self._report_connections())
         return conn
+
+    async def _report_connections(self) -> None:
+        """Re-report the connection gauge while this gateway lives (see ``metrics.GAUGE_REFRESH_S``)."""
+        while True:
+            await asyncio.sleep(metrics.GAUGE_REFRESH_S)
+            metrics.CONNECTIONS.set(len(self._conns), transport=self.kind)
 
     def _forget(self, conn: ClientConnection) -> None:
         conn.closing = True
         if self._conns.pop(conn.id, None) is not None:
+            metrics.CLOSED.inc(transport=self.kind)
             metrics.CONNECTIONS.set(len(self._conns), transport=self.kind)
         devices = self._users.get(str(conn.principal.user_id))
         if devices is not None:

@@ -15,6 +15,8 @@ from verseflow import metrics
 CONNECTIONS = metrics.gauge("verseflow_ws_connections", "WebSockets open on this gateway.", ("transport",))
 OPENED = metrics.counter("verseflow_ws_connections_opened_total", "WebSockets authenticated and opened.",
                          ("transport",))
+CLOSED = metrics.counter("verseflow_ws_connections_closed_total", "WebSockets closed, by either side.",
+                         ("transport",))
 CLOSES = metrics.counter("verseflow_ws_closes_total", "WebSockets closed by the server, by close code.",
                          ("transport", "code"))
 DELIVERED = metrics.counter("verseflow_ws_messages_delivered_total",
@@ -30,6 +32,10 @@ ACTIVATIONS = metrics.counter("verseflow_realtime_activations_total",
 HOST_RECOVERIES = metrics.counter("verseflow_realtime_host_recoveries_total",
                                   "Room or session host actors restarted by Ray after their process died.",
                                   ("kind",))
+
+#: How often a gateway re-reports its connection gauge: Ray's agent drops a gauge not reported for two
+#: export intervals, and a gateway whose sockets do not change would otherwise vanish from the graphs.
+GAUGE_REFRESH_S = 5.0
 
 _TS = re.compile(r'"(?:server_)?ts":\s*(\d+)')
 

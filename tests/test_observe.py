@@ -1,0 +1,158 @@
+"""`make observe`'s Prometheus (Debian's) against a running platform under a short load: every
+dashboard query returns data and every rule's metrics exist, so no panel or alert is built on a
+metric nobody exports.
+
+The platform is the test session's: Ray with its metrics agent, Serve (API, realtime, media), an
+edge, the room and session hosts, a real event worker and real transcoding jobs. Prometheus scrapes
+Ray's agent every second with the generated rules loaded. What a healthy run cannot produce is named
+in ``NEEDS_A_FAULT`` / ``NOT_IN_THIS_CLUSTER`` with the reason, and asserted absent-or-present
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import httpx
+import pytest
+import ray
+
+from ops import alerts, observe
+from ops.dashboards import all_dashboards
+from tests.audio_fixtures import write_audio
+from tests.conftest import free_port
+from tests.realtime_support import Client
+from tests.test_audio_pipeline import RATE, artist, song, upload, wait_done
+
+pytestmark = [pytest.mark.timeout(420),
+              pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus")]
+
+#: Metrics only a fault produces (a socket too slow to keep up, a stage that crashes).
+NEEDS_A_FAULT = {"ray_verseflow_ws_slow_consumer_cutoffs_total", "ray_verseflow_transcode_stage_failures_total",
+                 "ray_verseflow_ws_closes_total"}  # the server closes a socket only for a reason (idle, limits)
+#: Ray's node metrics come from its dashboard agent, and Serve's autoscaling metrics from deployments
+#: with autoscaling: the test cluster runs neither (``make up`` runs both).
+NOT_IN_THIS_CLUSTER = {"ray_node_cpu_utilization", "ray_node_mem_used", "ray_serve_autoscaling_target_replicas"}
+_NAME = re.compile(r"\b(ray_[a-z0-9_]+|slo:[a-z0-9_:]+)\b")
+
+
+def _query(base: str, expr: str) -> list:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
+
+
+@contextlib.contextmanager
+def prometheus(tmp_path, metrics_url: str):
+    listen = f"127.0.0.1:{free_port()}"
+    target = urllib.parse.urlparse(metrics_url).netloc
+    command = observe.prepare(tmp_path / "prometheus", ray_targets=[target], listen=listen, scrape_interval="1s")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://{listen}"
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{base}/-/ready", timeout=1).status == 200:
+                    break
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _signed_webhook(secret: str) -> tuple[bytes, str]:
+    payload = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "customer.created", "created": int(time.time()),
+                          "data": {"object": {"id": "cus_observe"}}}).encode()
+    ts = int(time.time())
+    mac = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
+    return payload, f"t={ts},v1={mac}"
+
+
+async def _load(api, serve_url, realtime, settings, tmp_path) -> None:
+    """A little of everything: API through Serve, rooms on both transports, an upload, an
+    identification, a webhook, events through the worker, a room host crash."""
+    async with httpx.AsyncClient(base_url=serve_url, timeout=30) as http:
+        for _ in range(20):
+            assert (await http.get("/health")).status_code == 200
+        assert (await http.get("/v1/tracks/not-a-uuid")).status_code in (404, 422)
+    owner, artist_id = await artist(api)  # registration: an event for the worker
+    room = (await api.http.post("/v1/rooms", json={"name": "Observed", "visibility": "public"},
+                                headers=owner["headers"])).json()["id"]
+    listener = await api.user()
+    for transport in ("edge", "serve"):
+        a = await Client.open(realtime[transport], owner["access_token"])
+        b = await Client.open(realtime[transport], listener["access_token"])
+        await a.join(room)
+        await b.join(room)
+        for i in range(5):
+            await a.send(type="chat", room=room, text=f"{transport} {i}")
+        await b.chats(5)
+        await a.close()
+        await b.close()
+    path = write_audio(tmp_path / "observed.flac", song(21, seconds=8.0), RATE)
+    track = (await upload(api, owner, artist_id, path, title="Observed")).json()["id"]
+    assert (await wait_done(api, track, owner["headers"]))["status"] == "ready"
+    clip = write_audio(tmp_path / "clip.flac", song(21, seconds=8.0)[:, :6 * RATE], RATE)
+    identified = await api.http.post("/v1/fingerprint/identify", headers=owner["headers"],
+                                     files={"file": ("clip.flac", clip.read_bytes(), "audio/flac")})
+    assert identified.status_code == 200, identified.text
+    payload, signature = _signed_webhook(settings.stripe_webhook_secret.get_secret_value())
+    hook = await api.http.post("/v1/billing/stripe/webhook", content=payload,
+                               headers={"Stripe-Signature": signature, "content-type": "application/json"})
+    assert hook.status_code == 200, hook.text
+
+    from actors.room_host import room_host
+    host = room_host(settings, 0)
+    ray.kill(host, no_restart=False)  # Ray restarts it: a recovery
+    for _ in range(100):
+        with contextlib.suppress(ray.exceptions.RayActorError):
+            await host.stats.remote()
+            break
+        await asyncio.sleep(0.2)
+
+
+async def test_every_panel_and_rule_has_data_in_a_real_prometheus(api, serve_url, realtime, media_url, settings,
+                                                                  ray_metrics_url, tmp_path):
+    from actors.event_worker import start_event_worker, stop_event_worker
+
+    worker_settings = settings.model_copy(update={"events_stream": f"observe-{uuid.uuid4().hex[:8]}",
+                                                  "metrics_sample_interval_s": 1.0})
+    worker = await asyncio.to_thread(start_event_worker, worker_settings)
+    try:
+        with prometheus(tmp_path, ray_metrics_url) as base:
+            await _load(api, serve_url, realtime, settings, tmp_path)
+            panels = [(d.uid, p["title"], t["expr"]) for d in all_dashboards() for p in d.json()["panels"]
+                      for t in p.get("targets", [])]
+            rule_names = {n for g in alerts.rules()["groups"] for r in g["rules"] for n in _NAME.findall(r["expr"])
+                          if not n.startswith("slo:")}
+            excused = NEEDS_A_FAULT | NOT_IN_THIS_CLUSTER
+            empty: list = []
+            for _ in range(90):  # Ray's agent exports every few seconds; Prometheus scrapes every second
+                await asyncio.sleep(2)
+                empty = [(uid, title) for uid, title, expr in panels
+                         if not set(_NAME.findall(expr)) & excused and not _query(base, expr)]
+                absent = sorted(n for n in rule_names - excused if not _query(base, f"count({n})"))
+                if not empty and not absent:
+                    break
+            assert not empty, (empty, _query(base, "up"))  # up: whether Prometheus reached Ray's agent
+            assert not absent, absent
+            # The rules are loaded and evaluated: every SLO's recording rule over 5 min has a value.
+            for rule in alerts.recording_rules():
+                if rule["record"].endswith("rate5m") and "fanout" not in rule["record"]:
+                    assert _query(base, rule["record"]), rule["record"]
+    finally:
+        await asyncio.to_thread(stop_event_worker, worker)
