@@ -136,3 +136,21 @@ def test_push_without_the_right_token_fails_cleanly(grafana, capsys, monkeypatch
     assert cli.main(["dashboards", "push", "--grafana-url", grafana.url, "--no-ray"]) == 1
     assert "verseflow dashboards push" in capsys.readouterr().err
     assert grafana.dashboards == {}
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool comes with Debian's prometheus (make system-deps)")
+def test_observe_writes_a_prometheus_config_that_promtool_accepts(tmp_path):
+    from ops import observe
+
+    if shutil.which("prometheus") is None:
+        pytest.skip("needs Debian's prometheus")
+    discovery = tmp_path / "sd.json"
+    discovery.write_text(json.dumps([{"labels": {"job": "ray"}, "targets": ["127.0.0.1:8080"]}]))
+    for sd in (None, discovery):
+        command = observe.prepare(tmp_path / ("sd" if sd else "static"), ray_targets=["127.0.0.1:8080"],
+                                  listen="127.0.0.1:9090", service_discovery=sd)  # runs promtool check config
+        config = yaml.safe_load(Path(command[1].removeprefix("--config.file=")).read_text())
+        assert config["rule_files"] == [str(export.RULES.resolve())]
+        ray_job = config["scrape_configs"][0]
+        assert ray_job["job_name"] == "ray"
+        assert ("file_sd_configs" in ray_job) == (sd is not None)
