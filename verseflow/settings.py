@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     # What is kept and for how long; older rows are deleted in small batches that skip locked rows.
     prune_interval_s: float = Field(600.0, gt=0, description="how often the event worker prunes")
     metrics_sample_interval_s: float = Field(
-        15.0, gt=0, description="how often the event worker samples backlogs (outbox, consumer groups, "
-                                "transcoding queue) into gauges; Prometheus scrapes every 15 s")
+        5.0, gt=0, description="how often the event worker samples backlogs (outbox, consumer groups, "
+                               "transcoding queue) into gauges; well inside the 20 s after which Ray's "
+                               "agent drops a gauge nobody re-reported (2 x its 10 s export interval)")
     prune_batch_size: int = Field(1000, ge=1, description="rows one prune statement deletes at most")
     outbox_retention_s: int = Field(7 * 24 * 3600, ge=0, description="published outbox rows are kept this long "
                                                                       "after publication; unpublished ones always")
