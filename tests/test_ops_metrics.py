@@ -33,6 +33,19 @@ from verseflow.events.relay import OutboxRelay
 from verseflow.security import AccessClaims
 
 
+@pytest.fixture
+def local_metrics(monkeypatch):
+    """Metrics on prometheus_client's registry even when an earlier test started Ray in this process."""
+    def unbind() -> None:
+        for metric in metrics.CATALOG.values():
+            metric._impl, metric._ray = None, False
+
+    unbind()
+    monkeypatch.setattr(metrics, "_in_ray", lambda: False)
+    yield
+    unbind()  # bound again at next use, to Ray's backend if Ray runs
+
+
 def scrape(text: str | None = None) -> dict[tuple[str, frozenset], float]:
     """Every sample of a scrape, keyed by name and labels (Ray's own labels dropped)."""
     text = prometheus_client.generate_latest().decode() if text is None else text
@@ -84,7 +97,7 @@ def test_declared_names_follow_prometheus_conventions():
         assert not any(unit in name for unit in ("_ms", "_milliseconds", "_minutes")), name
 
 
-async def test_gateway_counts_connections_fanout_latency_deliveries_and_slow_consumer_cutoffs(settings):
+async def test_gateway_counts_connections_fanout_latency_deliveries_and_slow_consumer_cutoffs(local_metrics, settings):
     gateway = Gateway(settings, backend=None, authenticate=None, kind="edge")
     before = scrape()
     fast, slow = gateway._open(_Socket(), _claims()), gateway._open(_Socket(accepts=False), _claims())
@@ -119,7 +132,7 @@ async def test_gateway_counts_connections_fanout_latency_deliveries_and_slow_con
     assert value(scrape(), "verseflow_ws_connections", transport="edge") == 1
 
 
-def test_a_session_activates_once_per_user():
+def test_a_session_activates_once_per_user(local_metrics):
     core = SessionHostCore()
     user = uuid.uuid4()
     before = value(scrape(), "verseflow_realtime_activations_total", kind="session")
@@ -128,7 +141,7 @@ def test_a_session_activates_once_per_user():
     assert value(scrape(), "verseflow_realtime_activations_total", kind="session") - before == 1
 
 
-def test_pipeline_stages_record_durations_and_failures():
+def test_pipeline_stages_record_durations_and_failures(local_metrics):
     from audio.pipeline import _Tracker
 
     tracker = _Tracker(None)
@@ -144,7 +157,7 @@ def test_pipeline_stages_record_durations_and_failures():
         value(before, "verseflow_transcode_stage_failures_total", stage="ladder") == 1
 
 
-async def test_transcode_queue_depth_is_sampled_from_the_jobs_table(pool):
+async def test_transcode_queue_depth_is_sampled_from_the_jobs_table(local_metrics, pool):
     from audio import metrics as audio_metrics
 
     counts = await audio_metrics.sample_queue(pool)
@@ -154,7 +167,8 @@ async def test_transcode_queue_depth_is_sampled_from_the_jobs_table(pool):
     assert ("verseflow_transcode_jobs", frozenset({("state", "running")})) in samples
 
 
-async def test_relay_and_consumer_record_lag_and_outcomes_and_the_sampler_sets_backlogs(pool, redis, settings):
+async def test_relay_and_consumer_record_lag_and_outcomes_and_the_sampler_sets_backlogs(local_metrics, pool, redis,
+                                                                                         settings):
     isolated = settings.model_copy(update={"events_stream": f"events-{uuid.uuid4().hex[:8]}",
                                            "consumer_block_ms": 10})
     group = f"metrics-{uuid.uuid4().hex[:6]}"
@@ -191,7 +205,7 @@ def _signed(secret: str, body: dict) -> tuple[bytes, str]:
     return payload, f"t={ts},v1={mac}"
 
 
-async def test_webhooks_count_outcomes_and_lag(pool, settings):
+async def test_webhooks_count_outcomes_and_lag(local_metrics, pool, settings):
     from billing import subscriptions
     from verseflow.errors import MalformedRequest
 
@@ -250,3 +264,9 @@ def _get(url: str) -> str:
 def test_room_metric_declarations_are_in_the_catalogue():
     for metric in (room_metrics.CONNECTIONS, room_metrics.FANOUT_LATENCY, room_metrics.HOST_RECOVERIES):
         assert metrics.CATALOG[metric.name] is metric
+
+
+def test_a_metric_used_before_ray_init_moves_to_rays_backend(ray_cluster):
+    """The test process used these metrics before Ray started (tests above): they now export through Ray."""
+    metrics.HTTP_REQUESTS.inc(route="/probe", method="GET", status="200")
+    assert metrics.HTTP_REQUESTS._ray

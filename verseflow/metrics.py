@@ -17,6 +17,7 @@ every metric is declared with its labels, and label values must come from small,
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,9 +41,11 @@ class _Metric:
     _ray: bool = False
 
     def _backend(self) -> Any:
-        if self._impl is None:
+        # Bound at first use, and bound again to Ray's once this process joins Ray (a driver that used a
+        # metric before ``ray.init``), so nothing it records afterwards stays out of Ray's export.
+        if self._impl is None or (not self._ray and _in_ray()):
             with _LOCK:
-                if self._impl is None:
+                if self._impl is None or (not self._ray and _in_ray()):
                     self._impl, self._ray = _make(self)
         return self._impl
 
@@ -115,11 +118,8 @@ def histogram(name: str, doc: str, labels: tuple[str, ...] = (),
 
 
 def _in_ray() -> bool:
-    try:
-        import ray
-    except ImportError:
-        return False
-    return ray.is_initialized()
+    ray = sys.modules.get("ray")  # a process that never imported Ray is not in Ray
+    return ray is not None and ray.is_initialized()
 
 
 def _make(metric: _Metric) -> tuple[Any, bool]:
