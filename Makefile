@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# grafana-client brings niquests, whose urllib3-future writes itself over the urllib3 package at every
+	@# interpreter start (a .pth hook), which breaks requests (schemathesis uses it). Without the hook and
+	@# with the real urllib3 back, niquests uses its own copy as urllib3_future (niquests/_compat.py).
+	rm -f $(VENV)/lib/python*/site-packages/urllib3_future.pth
+	$(BIN)/pip install --quiet --force-reinstall --no-deps 'urllib3>=2.2,<3'
 	touch $(STAMP)
 
 install: $(STAMP)

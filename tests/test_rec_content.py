@@ -89,13 +89,17 @@ async def test_a_track_nobody_played_is_recommended_by_its_sound(ray_cluster, ap
     assert {i["track"]["id"] for i in ours[:2]} == set(made["rock"][5:])
     assert all(i["reason"].startswith("sounds like rock ") for i in ours[:2])
 
-    # Radio from a rock track: it stays with rock however long the queue, never one artist twice in a row.
+    # Radio from a rock track: every other rock track comes before any ambient one, nothing falls under the
+    # similarity floor, never one artist twice in a row. (The model is trained over the whole test database,
+    # where other tests' tracks and listeners also live, so an ambient track may clear the floor late in a
+    # long queue; in a catalogue of only these tracks none does.)
     station = await api.http.get(f"/v1/radio?seed_track={made['rock'][0]}&limit=100",
                                  headers=fans["rock"][1]["headers"])
     assert station.status_code == 200, station.text
     queue = station.json()["items"]
     ours = [i["track"]["id"] for i in queue if i["track"]["id"] in made["rock"] + made["ambient"]]
-    assert set(ours) == set(made["rock"][1:])
+    assert set(ours[:6]) == set(made["rock"][1:])
+    assert all(i["score"] >= settings.rec_radio_min_similarity for i in queue)
     artists_in_order = [i["track"]["artist_id"] for i in queue]
     assert all(a != b for a, b in zip(artists_in_order, artists_in_order[1:], strict=False))
     assert queue[0]["track"]["artist_id"] != str(pair[0]["id"])          # the seed's artist is not next either
