@@ -24,7 +24,6 @@ import numpy as np
 import ray
 from ray.actor import ActorHandle
 
-from actors import named
 from audio.landmark_index import shard_of
 from ml.collaborative import Model
 from ml.item_index import (
@@ -43,7 +42,7 @@ from verseflow.errors import DomainError
 from verseflow.settings import Settings
 from verseflow.storage import object_store
 
-NAMESPACE = named.NAMESPACE
+NAMESPACE = "verseflow"
 SHARD_NAME = "verseflow-rec-shard-{}-of-{}"
 
 log = logs.get_logger("actors.rec_shard")
@@ -102,14 +101,16 @@ class RecShard:
         return sorted(self._versions)
 
 
-def _names(settings: Settings) -> list[str]:
-    return [SHARD_NAME.format(index, settings.rec_shards) for index in range(settings.rec_shards)]
+_handles: dict[str, ActorHandle] = {}
 
 
 def shard(settings: Settings, index: int) -> ActorHandle:
     """The named shard ``index`` of the configured count, created if it does not exist yet (blocks: Ray)."""
-    return named.get_or_create(RecShard, SHARD_NAME.format(index, settings.rec_shards), settings, index,
-                               settings.rec_shards)
+    name = SHARD_NAME.format(index, settings.rec_shards)
+    if name not in _handles:
+        _handles[name] = RecShard.options(name=name, namespace=NAMESPACE, lifetime="detached",
+                                          get_if_exists=True).remote(settings, index, settings.rec_shards)
+    return _handles[name]
 
 
 def shards(settings: Settings) -> list[ActorHandle]:
@@ -131,7 +132,8 @@ class ShardedIndex:
     def _forget(self) -> None:
         """Drop handles of shards stopped for good (``stop_shards``); crashed ones keep theirs."""
         self._shards = None
-        named.forget(_names(self._settings))
+        for index in range(self._settings.rec_shards):
+            _handles.pop(SHARD_NAME.format(index, self._settings.rec_shards), None)
 
     async def prepare(self, model: Model, artefact: str) -> float:
         """Load ``model`` into every shard (beside the version in service), then measure recall@10 of the
@@ -180,7 +182,13 @@ def sharded_index(settings: Settings) -> ShardedIndex:
 
 def stop_shards(settings: Settings) -> None:
     """Kill the shards for good (the end of a test run, ``make up``'s Ctrl-C); the artefacts stay stored."""
-    named.kill(_names(settings))
+    for index in range(settings.rec_shards):
+        name = SHARD_NAME.format(index, settings.rec_shards)
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            continue
+        _handles.pop(name, None)
     _indexes.pop(settings.rec_shards, None)
 
 
