@@ -59,6 +59,31 @@ async def test_local_index_prepare_measures_full_recall():
     assert await LocalIndex().prepare(model, "unused") == 1.0
 
 
+def test_an_exact_index_passes_the_recall_check_when_many_items_tie():
+    """A young model gives many tracks the same vector (the same few listeners): exact partitions
+    return tied tracks in their own order (the merge breaks ties by track id, numpy by row), and the
+    swap check must not refuse an index that is exact by construction for that."""
+    model = random_model(1, items=40, users=12, factors=2, seed=9)
+    model.track_ids = [str(uuid.uuid4()) for _ in model.track_ids]   # ids in no particular row order
+    model.user_factors = np.abs(model.user_factors)
+    model.item_factors[:30] = 100.0                                   # thirty tracks tie first for every query
+    parts = [ShardIndex.from_model(model, s, 2, hnsw_min_items=10**9) for s in range(2)]
+    queries = model.user_factors
+    got = [[t for t, _ in merge([p.search(q, 10) for p in parts], 10)] for q in queries]
+    assert item_index.recall([item_index.exact(model, q, 10) for q in queries], got) < 1.0  # ids differ
+    assert item_index.recall_by_score(model, queries, got, 10) == 1.0
+    bottom = [item_index.exact(model, -q, 10) for q in queries]       # the true worst ten
+    assert item_index.recall_by_score(model, queries, bottom, 10) == 0.0
+
+
+def test_a_partition_that_holds_no_item_answers_nothing():
+    model = random_model(1, items=1)
+    parts = [ShardIndex.from_model(model, s, 4, hnsw_min_items=10**9) for s in range(4)]
+    assert sorted(len(p) for p in parts) == [0, 0, 0, 1]
+    assert [p.search(model.user_factors[0], 10) for p in parts if not len(p)] == [[], [], []]
+    assert [t for t, _ in merge([p.search(model.user_factors[0], 10) for p in parts], 10)] == model.track_ids
+
+
 @pytest.fixture
 def shard_settings(settings):
     """Three shards of this test's own (other tests use the default count), short timeouts."""

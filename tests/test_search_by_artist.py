@@ -50,7 +50,11 @@ async def test_artist_and_title_words_together_rank_first(api, client):
 
     for q in (f"{band_word} {song}", f"{song} the {band_word}", f"{band_word.upper()}  {song}"):
         hits = await find(client, q)
-        assert [h["id"] for h in hits] == [band["track_id"], album, medley], q
+        assert [h["id"] for h in hits[:3]] == [band["track_id"], album, medley], q
+        # Below them, only trigram-fuzzy matches of "the <band>" may follow (pg_trgm's word similarity
+        # of the query to "The <band>" is 0.58-0.61 for two random nine-letter words): the band, its
+        # other track.
+        assert {h["id"] for h in hits[3:]} <= {band["artist_id"], help_}, q
         assert hits[0]["title"] == song.capitalize() and hits[0]["artist_name"] == f"The {band_word}"
     ids = {h["id"] for h in await find(client, band_word, type="track", limit=100)}
     assert {band["track_id"], help_, medley} <= ids and cover_band["track_id"] not in ids
