@@ -11,12 +11,15 @@ Ray restarts a killed shard (``max_restarts=-1``); it comes back empty and reloa
 store on its first call. :class:`ShardedIndex`, what ``ml.recommend`` searches, scatters a query to
 every shard with async calls, waits at most ``rec_shard_timeout_s`` for each, and merges the top k of
 those that answered: while a shard is down, requests are answered from the others and the answer
-says how many shards took part.
+says how many shards took part. Queries that arrive while ``rec_shard_calls_in_flight`` calls to a
+shard are under way travel together in its next call (``search_many``, one faiss search for the
+batch): a Ray call's overhead, not the search, is what a small partition costs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -36,8 +39,10 @@ from ml.item_index import (
     merge,
     set_search_threads,
 )
+from ml.metrics import SHARD_CALLS, SHARD_QUERIES, SHARD_SEARCH
 from ml.recommend import local_index
 from verseflow import logs
+from verseflow.coalesce import Coalescer
 from verseflow.errors import DomainError
 from verseflow.settings import Settings
 from verseflow.storage import object_store
@@ -97,9 +102,35 @@ class RecShard:
                      metric: Metric) -> list[tuple[str, float]]:
         return (await self._get(version, artefact)).search(vector, k, exclude, metric)
 
+    async def search_many(self, queries: list[Query]) -> list[list[tuple[str, float]] | Exception]:
+        """Answers to a batch of queries, in order, one faiss call per (version, metric) in the batch.
+        A version that cannot be loaded fails its own queries (as an exception in their places), not
+        the batch's others."""
+        SHARD_CALLS.inc(shard=str(self._shard))
+        SHARD_QUERIES.inc(len(queries), shard=str(self._shard))
+        groups: dict[tuple[int, str, str], list[int]] = {}
+        for position, (version, artefact, _vector, _k, _exclude, metric) in enumerate(queries):
+            groups.setdefault((version, artefact, metric), []).append(position)
+        answers: list[list[tuple[str, float]] | Exception] = [[] for _ in queries]
+        for (version, artefact, metric), positions in groups.items():
+            try:
+                index = await self._get(version, artefact)
+            except Exception as exc:  # noqa: BLE001 - returned to the queries of that version
+                for position in positions:
+                    answers[position] = exc
+                continue
+            found = index.search_many(np.stack([queries[p][2] for p in positions]), [queries[p][3] for p in positions],
+                                      [queries[p][4] for p in positions], metric)  # type: ignore[arg-type]
+            for position, hits in zip(positions, found, strict=True):
+                answers[position] = hits
+        return answers
+
     async def versions(self) -> list[int]:
         return sorted(self._versions)
 
+
+#: one query as a shard receives it: version, artefact, vector, k, excluded track ids it holds, metric
+Query = tuple[int, str, np.ndarray, int, list[str], str]
 
 _handles: dict[str, ActorHandle] = {}
 
@@ -123,15 +154,29 @@ class ShardedIndex:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._shards: list[ActorHandle] | None = None
+        self._batchers: list[Coalescer[Query, list[tuple[str, float]] | Exception]] | None = None
 
     async def _all(self) -> list[ActorHandle]:
         if self._shards is None:
             self._shards = await asyncio.to_thread(shards, self._settings)  # finding actors blocks
         return self._shards
 
+    async def _senders(self) -> list[Coalescer[Query, list[tuple[str, float]] | Exception]]:
+        """One batcher per shard: a query goes out at once while fewer than ``rec_shard_calls_in_flight``
+        calls to its shard are under way, else with the others that wait for the next call. Each Ray
+        call costs about a millisecond of CPU at both ends, far more than a search of a small
+        partition, so under load batches grow instead of calls (bench/README.md, Recommendations)."""
+        if self._batchers is None:
+            self._batchers = [
+                Coalescer(handle.search_many.remote, max_batch=self._settings.rec_shard_batch_max,
+                          max_in_flight=self._settings.rec_shard_calls_in_flight)
+                for handle in await self._all()]
+        return self._batchers
+
     def _forget(self) -> None:
         """Drop handles of shards stopped for good (``stop_shards``); crashed ones keep theirs."""
         self._shards = None
+        self._batchers = None
         for index in range(self._settings.rec_shards):
             _handles.pop(SHARD_NAME.format(index, self._settings.rec_shards), None)
 
@@ -148,7 +193,7 @@ class ShardedIndex:
 
     async def search(self, model: Model, artefact: str, vector: np.ndarray, k: int, exclude: Collection[str],
                      metric: Metric) -> Answer:
-        everyone = await self._all()
+        everyone = await self._senders()
         count = len(everyone)
         owned: list[list[str]] = [[] for _ in range(count)]
         for track_id in exclude:
@@ -156,9 +201,21 @@ class ShardedIndex:
         vector = np.asarray(vector, dtype=np.float32)
         timeout = self._settings.rec_shard_timeout_s
 
-        async def ask(i: int, handle: ActorHandle) -> list[tuple[str, float]]:
-            return await asyncio.wait_for(handle.search.remote(model.version, artefact, vector, k, owned[i], metric),
-                                          timeout)
+        async def ask(i: int, sender: Coalescer[Query, list[tuple[str, float]] | Exception]
+                      ) -> list[tuple[str, float]]:
+            started, outcome = time.perf_counter(), "error"
+            try:
+                got = await asyncio.wait_for(sender.get((model.version, artefact, vector, k, owned[i], metric)),
+                                             timeout)
+                if isinstance(got, Exception):
+                    raise got
+                outcome = "ok"
+                return got
+            except TimeoutError:
+                outcome = "timeout"
+                raise
+            finally:
+                SHARD_SEARCH.observe(time.perf_counter() - started, shard=str(i), outcome=outcome)
 
         results = await asyncio.gather(*(ask(i, s) for i, s in enumerate(everyone)), return_exceptions=True)
         answers = [r for r in results if not isinstance(r, BaseException)]

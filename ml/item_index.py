@@ -93,18 +93,29 @@ class ShardIndex:
     def search(self, vector: np.ndarray, k: int, exclude: Collection[str] = (),
                metric: Metric = "dot") -> list[tuple[str, float]]:
         """The best ``k`` items of this partition for ``vector`` (``exclude`` left out), best first."""
-        excluded = sum(1 for t in exclude if t in self.position)
-        want = min(len(self.track_ids), k + excluded)
-        if want <= 0 or k <= 0:
-            return []
+        return self.search_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), [k], [exclude], metric)[0]
+
+    def search_many(self, vectors: np.ndarray, ks: Sequence[int], excludes: Sequence[Collection[str]],
+                    metric: Metric = "dot") -> list[list[tuple[str, float]]]:
+        """:meth:`search` for each row of ``vectors``, in one faiss call: a batch of queries costs about
+        what one does (the actor's per-call overhead is paid once, faiss scans the items once)."""
+        wants = [min(len(self.track_ids), k + sum(1 for t in exclude if t in self.position)) if k > 0 else 0
+                 for k, exclude in zip(ks, excludes, strict=True)]
+        top = max(wants, default=0)
+        if top <= 0:
+            return [[] for _ in ks]
         index = self._indexes[metric]
         if self.hnsw:
-            index.hnsw.efSearch = max(self.ef_search, 2 * want)
-        scores, rows = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), want)
-        skip = set(exclude)
-        hits = [(self.track_ids[r], float(s)) for r, s in zip(rows[0], scores[0], strict=True)
-                if r >= 0 and self.track_ids[r] not in skip]
-        return hits[:k]
+            index.hnsw.efSearch = max(self.ef_search, 2 * top)
+        matrix = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(len(ks), -1))
+        scores, rows = index.search(matrix, top)
+        answers = []
+        for k, exclude, row_scores, row_ids in zip(ks, excludes, scores, rows, strict=True):
+            skip = set(exclude)
+            hits = [(self.track_ids[r], float(s)) for r, s in zip(row_ids, row_scores, strict=True)
+                    if r >= 0 and self.track_ids[r] not in skip]
+            answers.append(hits[:k] if k > 0 else [])
+        return answers
 
 
 def merge(answers: Sequence[Sequence[tuple[str, float]]], k: int) -> list[tuple[str, float]]:

@@ -70,6 +70,14 @@ def api() -> Dashboard:
                 Query(_quantile(q, "verseflow_http_request_duration_seconds", ""), f"p{int(q * 100)}")
                 for q in (0.5, 0.95, 0.99)), unit="s"),
         )),
+        Row("Recommendation shards", (
+            Panel("p99 answer time by shard (Ray call and search)",
+                  (Query(_quantile(0.99, "verseflow_rec_shard_search_duration_seconds", "shard"), "shard {{shard}}"),),
+                  unit="s"),
+            Panel("Queries per search call, by shard (batching under load)",
+                  (Query(f"{_rate('verseflow_rec_shard_queries_total', 'shard')} / "
+                         f"{_rate('verseflow_rec_shard_calls_total', 'shard')}", "shard {{shard}}"),)),
+        )),
     ))
 
 

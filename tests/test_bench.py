@@ -28,7 +28,7 @@ SMOKE_REPORTS: dict[str, list[str]] = {
     "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key"],
     "recs": ["| popularity |", "| ALS (implicit defaults) |", "| EASE (lambda 500) |", "| VerseFlow (served) |",
              "target (VerseFlow >= best of ALS and EASE on both)", "== cold start:", "| VerseFlow content |",
-             "== serving:", "| ratio shards / in-process |"],
+             "== serving:", "| 2 shards (", "target (p99 < 50 ms"],
     "billing_bench": ["webhook events handled:", "webhook duplicates:", "ledger: balanced",
                       "royalty run over 10,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)",
                       "plays ingestion, 20,000 plays", "reading the month's streams, 20,000 plays"],

@@ -115,6 +115,8 @@ async def _load(api, serve_url, realtime, settings, tmp_path) -> None:
                                headers={"Stripe-Signature": signature, "content-type": "application/json"})
     assert hook.status_code == 200, hook.text
 
+    await _recommendation_searches(settings)
+
     from actors.room_host import room_host
     host = room_host(settings, 0)
     ray.kill(host, no_restart=False)  # Ray restarts it: a recovery
@@ -123,6 +125,21 @@ async def _load(api, serve_url, realtime, settings, tmp_path) -> None:
             await host.stats.remote()
             break
         await asyncio.sleep(0.2)
+
+
+async def _recommendation_searches(settings) -> None:
+    """Searches through the platform's recommendation shards (a stored model of random vectors)."""
+    from actors.rec_shard import sharded_index
+    from ml import training
+    from tests.test_rec_shards import random_model
+    from verseflow.storage import object_store
+
+    model = random_model(900_000 + int(time.time()) % 100_000, items=200, users=8)
+    key = await asyncio.to_thread(training.store_model, object_store(settings), model)
+    index = sharded_index(settings)
+    assert await index.prepare(model, key) == 1.0
+    for query in model.user_factors:
+        assert (await index.search(model, key, query, 10, [], "dot")).answered == settings.rec_shards
 
 
 async def test_every_panel_and_rule_has_data_in_a_real_prometheus(api, serve_url, realtime, media_url, settings,

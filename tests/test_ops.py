@@ -27,6 +27,7 @@ def _load_all_metric_modules() -> None:
     """Import every module that declares metrics, so the catalogue is complete."""
     import audio.metrics  # noqa: F401
     import billing.subscriptions  # noqa: F401
+    import ml.metrics  # noqa: F401
     import rooms.metrics  # noqa: F401
     import verseflow.events.lag  # noqa: F401
 

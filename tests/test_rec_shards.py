@@ -106,6 +106,34 @@ async def test_shards_answer_like_exact_search(ray_cluster, shard_settings):
     assert [t for t, _ in answer.hits] == item_index.exact(model, query, 15)[5:]
 
 
+async def test_concurrent_queries_travel_in_batches_and_each_gets_its_own_answer(ray_cluster, shard_settings):
+    """With one call in flight per shard, queries that arrive meanwhile go together in the next call
+    (``search_many``); each still gets exactly its own exact answer, and a query for a version the
+    shard cannot load fails alone."""
+    from actors.rec_shard import ShardedIndex, shards
+
+    one_call = shard_settings.model_copy(update={"rec_shard_calls_in_flight": 1})
+    model = random_model(10_003, seed=7)
+    key = await asyncio.to_thread(training.store_model, object_store(one_call), model)
+    index = ShardedIndex(one_call)
+    await index.prepare(model, key)
+    queries = model.user_factors[:40]
+    excluded = [item_index.exact(model, q, 3) for q in queries]
+    answers = await asyncio.gather(*(index.search(model, key, q, 10, ex, "dot")
+                                     for q, ex in zip(queries, excluded, strict=True)))
+    for q, ex, answer in zip(queries, excluded, answers, strict=True):
+        assert [t for t, _ in answer.hits] == [t for t in item_index.exact(model, q, 13) if t not in ex]
+
+    shard = (await asyncio.to_thread(shards, one_call))[0]
+    mixed = [(model.version, key, queries[0], 5, [], "dot"),
+             (model.version + 1, "no/such/artefact", queries[1], 5, [], "dot"),
+             (model.version, key, queries[2], 5, [], "cosine")]
+    got = await shard.search_many.remote(mixed)
+    assert isinstance(got[1], Exception)
+    mine = ShardIndex.from_model(model, 0, 3, hnsw_min_items=10**9)
+    assert got[0] == mine.search(queries[0], 5) and got[2] == mine.search(queries[2], 5, metric="cosine")
+
+
 async def test_a_killed_shard_is_restarted_and_requests_are_answered_meanwhile(ray_cluster, shard_settings):
     import ray
 

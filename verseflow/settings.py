@@ -221,6 +221,11 @@ class Settings(BaseSettings):
                                                                       "160 on 20k random 64-d vectors")
     rec_shard_timeout_s: float = Field(2.0, gt=0, description="a shard that has not answered a query in this "
                                                               "long is left out of the answer (which says so)")
+    rec_shard_calls_in_flight: int = Field(2, ge=1, le=64, description="search calls a process keeps under way "
+                                                                      "to each shard; queries arriving meanwhile "
+                                                                      "wait and go together in the next call")
+    rec_shard_batch_max: int = Field(64, ge=1, le=4096, description="queries at most in one search call to a "
+                                                                    "shard")
     rec_shard_versions_kept: int = Field(2, ge=1, le=8, description="model versions a shard keeps loaded, so "
                                                                     "requests on the previous version still "
                                                                     "find it during a swap")
