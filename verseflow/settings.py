@@ -211,8 +211,11 @@ class Settings(BaseSettings):
                                                                      "the RecShard actors, or one index in each "
                                                                      "API replica (faster while the catalogue fits "
                                                                      "a replica: bench/README.md)")
-    rec_shards: int = Field(4, ge=1, le=256, description="RecShard actors the item vectors are hashed onto "
-                                                          "(serving uses them whenever Ray is running)")
+    rec_shards: int = Field(2, ge=1, le=256, description="RecShard actors the item vectors are hashed onto "
+                                                          "(serving uses them whenever Ray is running). Every "
+                                                          "query visits every shard: more shards than cores "
+                                                          "cost latency (bench/README.md, Recommendations), so "
+                                                          "size it by memory and nodes")
     rec_shard_hnsw_min_items: int = Field(300_000, ge=1, description="a shard holding at least this many items "
                                                                      "builds an HNSW index; smaller ones search "
                                                                      "exactly")
