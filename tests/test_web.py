@@ -258,6 +258,19 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     for text in ("hello from the guest", "welcome!", "missed 0", "sent while offline"):
         assert await said(guest_chat, text).count() == 1, text
     await eventually(lambda: _text_is(guest.get_by_test_id("room-role"), "listener"))
+    # A long history opens on its newest page and reads back on demand (pages of 3 here, 50 in use).
+    await guest.evaluate("verseflow.realtime.historyPageSize = 3")
+    await guest.get_by_role("link", name="Rooms").click()
+    await guest.go_back()
+    older = guest.get_by_role("button", name="Load older messages")
+    await older.wait_for()
+    newest = await guest_chat.get_by_role("listitem").all_inner_texts()
+    assert len(newest) == 3 and not any("hello from the guest" in t for t in newest), newest
+    await older.click()  # the three before them, which include the first: nothing older is left
+    await eventually(lambda: _more_than(guest_chat.get_by_role("listitem"), 5), timeout=10)
+    await older.wait_for(state="detached")
+    everything = await guest_chat.get_by_role("listitem").all_inner_texts()
+    assert len(everything) == 6 and everything[-3:] == newest, everything
 
     # The room's shared document (Yjs): the host's playlist and notes edits reach the guest live.
     await host.get_by_label("Find a track to play for the room").press_sequentially(title, delay=20)
@@ -304,6 +317,10 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await screenshot(guest, "room")
     await host_ctx.close()
     await guest_ctx.close()
+
+
+async def _more_than(locator, count: int) -> bool:
+    return await locator.count() > count
 
 
 async def _text_is(locator, expected: str) -> bool:
