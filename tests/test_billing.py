@@ -103,6 +103,10 @@ async def test_subscribe_pays_once_and_shows_the_subscription(http, sdk, hooks, 
     user = await listener(http)
     me = await http.get("/v1/me/subscription", headers=user["headers"])
     assert me.json() == {"plan": "free", "subscription": None, "next_invoice": None}
+    offers = (await http.get("/v1/billing/plans")).json()  # what the subscription page shows, signed in or not
+    assert offers["test_mode"] is True  # the local Stripe server's sk_test_ key
+    assert {(o["plan"], o["amount"], o["currency"]) for o in offers["plans"]} == {("premium", 999, "eur"),
+                                                                                  ("family", 1599, "eur")}
     made = await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
                            headers=user["headers"])
     assert made.status_code == 200, made.text
