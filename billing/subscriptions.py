@@ -310,6 +310,19 @@ async def subscribe(pool: asyncpg.Pool, settings: Settings, who: Principal, *, p
     return await subscription_view(pool, settings, who)
 
 
+def plan_offers(settings: Settings) -> dict[str, Any]:
+    """What a subscription page offers: each paid plan's monthly price and seats, and whether payments are
+    in Stripe's test mode (the local server or an ``sk_test_`` key), where test cards such as
+    ``pm_card_visa`` stand in for Stripe.js's Payment Element."""
+    key = settings.stripe_secret_key.get_secret_value() if settings.stripe_secret_key else ""
+    seats = {entitlements.PREMIUM: 1, entitlements.FAMILY: settings.family_members_max}
+    return {
+        "plans": [{"plan": plan, "amount": amount, "currency": settings.billing_currency, "interval": "month",
+                   "seats": seats[plan]} for plan, amount in plan_amounts(settings).items()],
+        "test_mode": not key.startswith("sk_live_"),
+    }
+
+
 async def subscription_view(pool: asyncpg.Pool, settings: Settings, who: Principal) -> dict[str, Any]:
     """What ``GET /v1/me/subscription`` shows: plan granted now, Stripe status, period, the next invoice."""
     row = await pool.fetchrow("SELECT * FROM billing_subscriptions WHERE user_id = $1 ORDER BY started_at DESC"

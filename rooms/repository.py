@@ -72,6 +72,18 @@ async def since(pool: asyncpg.Pool, room_id: uuid.UUID, after: int, limit: int) 
     return [(r["seq"], json.dumps(r["body"], separators=(",", ":"))) for r in rows]
 
 
+async def chat_before(pool: asyncpg.Pool, room_id: uuid.UUID, before: int | None,
+                      limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` chat messages with ``seq < before`` (all of them when ``before`` is None),
+    oldest first: a room opens on its latest chat and pages back from the first seq it shows."""
+    rows = await pool.fetch(
+        """SELECT body FROM room_messages WHERE room_id = $1 AND kind = 'chat' AND seq < $2
+           ORDER BY seq DESC LIMIT $3""",
+        room_id, before if before is not None else 2**63 - 1, limit,
+    )
+    return [r["body"] for r in reversed(rows)]
+
+
 async def latest_transport(pool: asyncpg.Pool, room_id: uuid.UUID) -> dict[str, Any] | None:
     return await pool.fetchval(
         "SELECT body FROM room_messages WHERE room_id = $1 AND kind = 'transport' ORDER BY seq DESC LIMIT 1", room_id

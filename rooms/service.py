@@ -47,6 +47,23 @@ async def get_room(pool: asyncpg.Pool, who: Principal, room_id: uuid.UUID) -> di
     return {**dict(row), "role": role.value, "members": [dict(m) for m in members]}
 
 
+async def chat_history(pool: asyncpg.Pool, who: Principal, room_id: uuid.UUID, *, before: int | None,
+                       limit: int) -> dict[str, Any]:
+    """A page of the room's chat, newest last: the ``limit`` messages before seq ``before`` (the latest
+    when None). ``older`` is the cursor for the page before this one, None once the first message is in.
+
+    The socket's ``join`` replays what a client missed since a seq it saw; this is for reading back
+    further than that, so opening a long-lived room shows its last messages, not its first.
+    """
+    access = await repository.load_access(pool, room_id, who.user_id)
+    if access.role_of(who) is None:
+        raise NotFound("room not found")
+    page = await repository.chat_before(pool, room_id, before, limit + 1)
+    more = len(page) > limit
+    items = page[1:] if more else page
+    return {"items": items, "older": items[0]["seq"] if more and items else None}
+
+
 async def set_member_role(pool: asyncpg.Pool, who: Principal, room_id: uuid.UUID, user_id: uuid.UUID,
                           role: RoomRole) -> dict[str, Any]:
     """Invite (or change the role of) a user. Only the host may; the owner's role is fixed."""

@@ -276,6 +276,25 @@ class RoomOut(BaseModel):
     online: list[OnlineOut] = []
 
 
+class ChatMessageOut(BaseModel):
+    """A chat message as its members received it (``from`` is the sender's user id)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    seq: int
+    sender: uuid.UUID | None = Field(None, alias="from")
+    text: str
+    ts: int
+    ref: str | None = None
+
+
+class ChatPageOut(BaseModel):
+    """A page of a room's chat, oldest first; ``older`` is the ``before`` for the page before it (None: none)."""
+
+    items: list[ChatMessageOut]
+    older: int | None
+
+
 class RoomRoleOut(BaseModel):
     room_id: uuid.UUID
     user_id: uuid.UUID

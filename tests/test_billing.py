@@ -103,6 +103,10 @@ async def test_subscribe_pays_once_and_shows_the_subscription(http, sdk, hooks, 
     user = await listener(http)
     me = await http.get("/v1/me/subscription", headers=user["headers"])
     assert me.json() == {"plan": "free", "subscription": None, "next_invoice": None}
+    offers = (await http.get("/v1/billing/plans")).json()  # what the subscription page shows, signed in or not
+    assert offers["test_mode"] is True  # the local Stripe server's sk_test_ key
+    assert {(o["plan"], o["amount"], o["currency"]) for o in offers["plans"]} == {("premium", 999, "eur"),
+                                                                                  ("family", 1599, "eur")}
     made = await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": "pm_card_visa"},
                            headers=user["headers"])
     assert made.status_code == 200, made.text
@@ -324,3 +328,13 @@ async def test_a_plan_change_is_pushed_to_the_users_sessions_as_a_notify(http, p
     (user_id, event, data), = told
     assert (str(user_id), event) == (user["id"], "subscription.changed")
     assert data["plan"] == "premium" and data["cancel_at_period_end"] and "aac256" in data["rungs"]
+
+
+def test_plan_offers_say_test_mode_only_without_a_live_key(settings):
+    from pydantic import SecretStr
+
+    live = settings.model_copy(update={"stripe_secret_key": SecretStr("sk_live_abc"), "family_members_max": 4})
+    offers = subscriptions.plan_offers(live)
+    assert offers["test_mode"] is False  # the subscription page then offers no test cards
+    assert {o["plan"]: o["seats"] for o in offers["plans"]} == {"premium": 1, "family": 4}
+    assert subscriptions.plan_offers(settings.model_copy(update={"stripe_secret_key": None}))["test_mode"] is True

@@ -163,3 +163,54 @@ async def test_a_large_room_batches_presence_for_longer(api, pool, settings):
 async def _collect(stream, into: list[tuple]) -> None:
     async for batch in stream:
         into.extend(batch)
+
+
+async def _room_with_chats(api, pool, count: int, *, visibility: str = "public"):
+    """A room whose log holds ``count`` chats (seq 1..count) and a transport after every 100th."""
+    host = await api.user()
+    response = await api.http.post("/v1/rooms", json={"name": "Long history", "visibility": visibility},
+                                   headers=host["headers"])
+    assert response.status_code == 201, response.text
+    room_id, sender = uuid.UUID(response.json()["id"]), uuid.UUID(host["id"])
+    messages, seq = [], 0
+    for i in range(count):
+        seq += 1
+        body = {"type": "chat", "room": str(room_id), "seq": seq, "from": str(sender), "text": f"m{i}", "ts": i}
+        messages.append(repository.NewMessage(seq, "chat", sender, body, None))
+        if i % 100 == 99:
+            seq += 1
+            messages.append(repository.NewMessage(seq, "transport", sender, {"type": "transport", "seq": seq}, None))
+    await repository.append_batch(pool, room_id, messages)
+    return room_id, host
+
+
+async def test_chat_history_opens_on_the_newest_and_pages_back_to_the_first(api, pool):
+    from rooms import service
+
+    room_id, host = await _room_with_chats(api, pool, 1050)
+    who = Principal(user_id=uuid.UUID(host["id"]), role=Role.LISTENER)
+    first = await service.chat_history(pool, who, room_id, before=None, limit=50)
+    assert [m["text"] for m in first["items"]] == [f"m{i}" for i in range(1000, 1050)]  # the newest, oldest first
+    texts, page = [], first
+    while True:
+        texts = [m["text"] for m in page["items"]] + texts
+        if page["older"] is None:
+            break
+        assert page["older"] == page["items"][0]["seq"]
+        page = await service.chat_history(pool, who, room_id, before=page["older"], limit=200)
+    assert texts == [f"m{i}" for i in range(1050)]  # every chat once, no transport, in order
+    assert (await service.chat_history(pool, who, room_id, before=1, limit=10)) == {"items": [], "older": None}
+
+
+async def test_chat_history_over_http_is_bounded_and_authorized(api, pool, settings):
+    room_id, host = await _room_with_chats(api, pool, 300, visibility="private")
+    response = await api.http.get(f"/v1/rooms/{room_id}/messages", params={"limit": 10_000}, headers=host["headers"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["items"]) == settings.room_chat_page_max and body["items"][-1]["text"] == "m299"
+    assert body["items"][-1]["from"] == host["id"] and body["older"] == body["items"][0]["seq"]
+    stranger = await api.user()
+    response = await api.http.get(f"/v1/rooms/{room_id}/messages", headers=stranger["headers"])
+    assert response.status_code == 404  # a private room is not there for someone without a role
+    response = await api.http.get(f"/v1/rooms/{room_id}/messages", params={"before": 0}, headers=host["headers"])
+    assert response.status_code == 422

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
+import secrets
 import time
 import uuid
+from datetime import date
 
 import httpx
 import pytest
@@ -194,6 +196,37 @@ async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_p
     await page.get_by_role("button", name="Saved to library").wait_for()
     await page.get_by_role("link", name="Library").click()
     await page.get_by_role("list", name="Saved tracks").get_by_role("link", name=title).wait_for()
+
+    # Radio from the track: the seed then its neighbourhood, ready to play.
+    await page.goto(f"{web_url}/app/track/{track_id}")
+    await page.get_by_role("link", name="Start radio").click()
+    await page.get_by_role("heading", name=f"Radio from {title}").wait_for()
+    await page.get_by_role("list", name="Radio queue").or_(page.get_by_text("No tracks yet.")).wait_for()
+    assert await page.get_by_role("button", name="Play the radio").is_enabled()
+    assert await page.get_by_role("alert").count() == 0
+    assert await serious_accessibility_violations(page) == []
+    # Discover: trending, and breakouts (an artist sees them).
+    await page.get_by_role("link", name="Discover").click()
+    await page.get_by_role("heading", name="Breakout artists").wait_for()
+    await page.get_by_label("Breakout window").select_option("24h")
+    breakouts = page.get_by_role("list", name="Breakout artists")
+    await breakouts.or_(page.get_by_text("No breakouts in this window.")).wait_for()
+    assert await page.get_by_role("alert").count() == 0
+    assert await serious_accessibility_violations(page) == []
+
+    # Royalty statements, at phone width: a month's run paid this track (a month far ahead: no real run's).
+    month, amount = date(2100 + secrets.randbelow(800), 1 + secrets.randbelow(12), 1), 1234
+    run_id = await pool.fetchval("""INSERT INTO royalty_runs (id, month, model, currency, pool)
+                                    VALUES ($1, $2, 'pro_rata', 'eur', $3) RETURNING id""", uuid.uuid4(), month, amount)
+    await pool.execute("""INSERT INTO royalty_lines (run_id, artist_id, track_id, streams, amount)
+                          SELECT $1, artist_id, id, 3, $2 FROM tracks WHERE id = $3""", run_id, amount, track_id)
+    await page.set_viewport_size({"width": 390, "height": 800})
+    await page.get_by_role("link", name="Account").click()
+    await page.get_by_role("link", name="Royalty statements").click()
+    statement = page.get_by_role("table", name=re.compile(f"{month:%Y-%m}"))
+    await statement.get_by_role("link", name=title).wait_for()
+    assert "12.34" in await statement.inner_text()
+    assert await serious_accessibility_violations(page) == []
     await context.close()
 
 
@@ -258,6 +291,19 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     for text in ("hello from the guest", "welcome!", "missed 0", "sent while offline"):
         assert await said(guest_chat, text).count() == 1, text
     await eventually(lambda: _text_is(guest.get_by_test_id("room-role"), "listener"))
+    # A long history opens on its newest page and reads back on demand (pages of 3 here, 50 in use).
+    await guest.evaluate("verseflow.realtime.historyPageSize = 3")
+    await guest.get_by_role("link", name="Rooms").click()
+    await guest.go_back()
+    older = guest.get_by_role("button", name="Load older messages")
+    await older.wait_for()
+    newest = await guest_chat.get_by_role("listitem").all_inner_texts()
+    assert len(newest) == 3 and not any("hello from the guest" in t for t in newest), newest
+    await older.click()  # the three before them, which include the first: nothing older is left
+    await eventually(lambda: _more_than(guest_chat.get_by_role("listitem"), 5), timeout=10)
+    await older.wait_for(state="detached")
+    everything = await guest_chat.get_by_role("listitem").all_inner_texts()
+    assert len(everything) == 6 and everything[-3:] == newest, everything
 
     # The room's shared document (Yjs): the host's playlist and notes edits reach the guest live.
     await host.get_by_label("Find a track to play for the room").press_sequentially(title, delay=20)
@@ -306,6 +352,10 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await guest_ctx.close()
 
 
+async def _more_than(locator, count: int) -> bool:
+    return await locator.count() > count
+
+
 async def _text_is(locator, expected: str) -> bool:
     return (await locator.inner_text()).strip() == expected
 
@@ -337,8 +387,15 @@ async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_dro
         return await rows.get_by_role("link").all_inner_texts()
 
     assert await order() == titles
+    # Collaborators: the owner adds someone by their user id, sees their name, and can remove them.
+    friend = await asyncio.to_thread(_registered_user, web_url, "Collab Carla")
+    await page.get_by_label("Collaborator's user id").fill(friend)
+    await page.get_by_role("button", name="Add collaborator").click()
+    await page.get_by_role("list", name="Collaborators").get_by_text("Collab Carla").wait_for()
     assert await serious_accessibility_violations(page) == []
     await screenshot(page, "playlist")
+    await page.get_by_role("button", name="Remove Collab Carla").click()
+    await page.get_by_text("Only the owner edits this playlist.").wait_for()
     # Keyboard: focus A and move it down one.
     await rows.get_by_role("listitem").nth(0).focus()
     await page.keyboard.press("Alt+ArrowDown")
@@ -360,4 +417,39 @@ async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_dro
         ping = await http.get("/rest/ping", params={"u": email.split(" · ")[0], "p": password, "v": "1.16.1",
                                              "c": "test", "f": "json"})
     assert ping.json()["subsonic-response"]["status"] == "ok", ping.text
+
+    # Subscription at phone width, with the local Stripe server's test card: subscribe, cancel at the
+    # period's end, resume, move to the family plan and invite someone to a seat.
+    await page.set_viewport_size({"width": 390, "height": 800})
+    await page.get_by_role("link", name="Subscription and family plan").click()
+    await page.get_by_role("button", name="Subscribe").wait_for()
+    assert await _text_is(page.get_by_test_id("plan"), "Free")
+    assert await serious_accessibility_violations(page) == []
+    await page.get_by_label("Test card").select_option("pm_card_chargeDeclined")
+    await page.get_by_role("button", name="Subscribe").click()
+    await page.get_by_role("alert").get_by_text("Payment declined").wait_for()
+    await page.get_by_label("Test card").select_option("pm_card_visa")
+    await page.get_by_role("button", name="Subscribe").click()
+    await eventually(lambda: _text_is(page.get_by_test_id("plan"), "Premium"))
+    status = page.get_by_test_id("subscription-status")
+    await page.get_by_role("button", name="Cancel subscription").click()
+    await status.get_by_text("Cancelled").wait_for()
+    await page.get_by_role("button", name="Resume subscription").click()
+    await status.get_by_text("renews").wait_for()
+    await page.get_by_role("button", name="Switch to Family").click()
+    await eventually(lambda: _text_is(page.get_by_test_id("plan"), "Family"))
+    await page.get_by_role("button", name="Create an invitation").click()
+    assert len(await page.get_by_test_id("family-code").inner_text()) >= 16
+    assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "subscription")
     await context.close()
+
+
+def _registered_user(base: str, name: str) -> str:
+    """A listener signed up over HTTP; returns their user id."""
+    with httpx.Client(base_url=base, timeout=30) as http:
+        email = f"web-{uuid.uuid4().hex[:10]}@example.com"
+        assert http.post("/v1/auth/register", json={"email": email, "password": "a long enough password",
+                                                    "display_name": name}).status_code == 201
+        token = http.post("/v1/auth/token", data={"username": email, "password": "a long enough password"}).json()
+        return http.get("/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}).json()["id"]

@@ -260,6 +260,7 @@ class Settings(BaseSettings):
     chat_max_chars: int = Field(2000, ge=1)
     room_history: int = Field(500, ge=1, description="recent messages a room keeps in memory for resume")
     room_write_batch_max: int = Field(500, ge=1, description="messages a room persists in one statement at most")
+    room_chat_page_max: int = Field(200, ge=1, description="chat messages one history page returns at most")
     room_backlog_max: int = Field(1000, ge=1, description="messages a rejoin may replay before a 'reset'")
     room_members_in_joined: int = Field(50, ge=1, description="members listed in `joined` (the count is exact)")
     room_idle_s: float = Field(300.0, gt=0, description="a room with nobody online is passivated after this")

@@ -86,9 +86,28 @@ class ReportOut(BaseModel):
     revenue: list[RevenueOut]
 
 
+class PlanOfferOut(BaseModel):
+    plan: PaidPlan
+    amount: int = Field(description="minor units per interval")
+    currency: str
+    interval: Literal["month"]
+    seats: int = Field(description="accounts the plan covers, its owner included")
+
+
+class PlansOut(BaseModel):
+    plans: list[PlanOfferOut]
+    test_mode: bool = Field(description="Stripe test mode: test payment methods such as pm_card_visa are accepted")
+
+
 class WebhookOut(BaseModel):
     received: bool = True
     result: Literal["applied", "duplicate", "ignored"]
+
+
+@router.get("/v1/billing/plans", response_model=PlansOut)
+async def plans(ctx: Ctx):
+    """The paid plans on offer with their prices, and whether payments are in Stripe's test mode."""
+    return subscriptions.plan_offers(ctx.settings)
 
 
 @router.post("/v1/billing/subscription", response_model=dict[str, Any])

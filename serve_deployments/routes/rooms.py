@@ -6,9 +6,10 @@ plain uvicorn) rooms still work as data and ``online`` is empty.
 
 import contextlib
 import uuid
+from typing import Annotated
 
 import ray
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from actors.edge import edge_urls
 from actors.room_host import room_host_for
@@ -16,7 +17,7 @@ from rooms import service
 from rooms.model import RoomRole
 from rooms.placement import host_index
 from serve_deployments.deps import Ctx, CurrentUser
-from serve_deployments.schemas import RealtimeOut, RoomIn, RoomMemberIn, RoomOut, RoomRoleOut
+from serve_deployments.schemas import ChatPageOut, RealtimeOut, RoomIn, RoomMemberIn, RoomOut, RoomRoleOut
 
 router = APIRouter(prefix="/v1", tags=["rooms"])
 
@@ -36,6 +37,20 @@ async def read_room(room_id: uuid.UUID, ctx: Ctx, who: CurrentUser):
         with contextlib.suppress(ray.exceptions.RayError):
             room["online"] = await room_host_for(ctx.settings, room_id).online.remote(room_id)
     return room
+
+
+@router.get("/rooms/{room_id}/messages", response_model=ChatPageOut)
+async def chat_history(
+    room_id: uuid.UUID, ctx: Ctx, who: CurrentUser,
+    before: Annotated[int | None, Query(ge=1, le=2**62, description="only messages with a lower seq")] = None,
+    limit: Annotated[int, Query(ge=1, description="at most VERSEFLOW_ROOM_CHAT_PAGE_MAX")] = 50,
+):
+    """The room's chat, newest page first: the last ``limit`` messages (before ``before``), oldest first.
+
+    Open a room on this page, then ask for ``before=older`` to read further back.
+    """
+    return await service.chat_history(ctx.pool, who, room_id, before=before,
+                                      limit=min(limit, ctx.settings.room_chat_page_max))
 
 
 @router.put("/rooms/{room_id}/members/{user_id}", response_model=RoomRoleOut)

@@ -51,8 +51,8 @@ async function refresh(): Promise<boolean> {
   return refreshing;
 }
 
-/** A JSON request; retried once after a transparent refresh when the access token has expired. */
-export async function api<T = any>(path: string, init: RequestInit & { json?: unknown } = {}): Promise<T> {
+/** A JSON request (`raw`: the Response itself, e.g. a CSV); retried once after a transparent refresh when the access token has expired. */
+export async function api<T = any>(path: string, init: RequestInit & { json?: unknown; raw?: boolean } = {}): Promise<T> {
   const send = () => {
     const headers = new Headers(init.headers);
     if (tokens) headers.set("Authorization", `Bearer ${tokens.access_token}`);
@@ -63,6 +63,7 @@ export async function api<T = any>(path: string, init: RequestInit & { json?: un
   let res = await send();
   if (res.status === 401 && tokens && await refresh()) res = await send();
   if (!res.ok) throw await problem(res);
+  if (init.raw) return res as T;
   if (res.status === 204) return undefined as T;
   return res.json();
 }

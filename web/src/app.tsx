@@ -4,7 +4,9 @@ import { api, onAuthChange, signedIn, signOut } from "./api";
 import { PlayerBar } from "./playerbar";
 import { AuthPage } from "./pages/auth";
 import { AccountPage } from "./pages/account";
+import { StatementsPage, SubscriptionPage } from "./pages/billing";
 import { AlbumPage, ArtistPage, HomePage, LibraryPage, TrackPage } from "./pages/catalog";
+import { DiscoverPage, RadioPage } from "./pages/discover";
 import { PlaylistPage, PlaylistsPage } from "./pages/playlists";
 import { RoomPage, RoomsPage } from "./pages/rooms";
 import { SearchPage } from "./pages/search";
@@ -49,7 +51,11 @@ export function App() {
     else if (first === "playlists") page = <PlaylistsPage />;
     else if (first === "library") page = <LibraryPage />;
     else if (first === "account") page = <AccountPage me={me} />;
-    else if (first === "playlist" && second) page = <PlaylistPage id={second} />;
+    else if (first === "discover") page = <DiscoverPage me={me} />;
+    else if (first === "radio" && second) page = <RadioPage id={second} />;
+    else if (first === "subscription") page = <SubscriptionPage />;
+    else if (first === "statements") page = <StatementsPage />;
+    else if (first === "playlist" && second) page = <PlaylistPage id={second} me={me} />;
     else if (first === "room" && second) page = <RoomPage id={second} me={me} />;
     else page = <HomePage me={me} />;
   }
@@ -64,6 +70,7 @@ export function App() {
             <input type="search" class="search" aria-label="Search tracks, artists, albums and playlists"
                    placeholder="Search" value={path === "/search" ? q : undefined} onInput={onSearch} />
             <nav aria-label="Main">
+              <Link to="/discover">Discover</Link>
               <Link to="/library">Library</Link>
               <Link to="/playlists">Playlists</Link>
               <Link to="/upload">Upload</Link>

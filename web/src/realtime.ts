@@ -24,6 +24,8 @@ class Realtime {
   /** server clock - local clock, in ms (NTP-style, smallest round trip wins) */
   offset = 0;
   connected = false;
+  /** chat messages a room's history page holds (the tests make it small) */
+  historyPageSize = 50;
 
   on(type: string, fn: Handler): () => void {
     if (!this.handlers.has(type)) this.handlers.set(type, new Set());
@@ -123,10 +125,15 @@ class Realtime {
     return true;
   }
 
-  /** Join with the room's history: `since` 0 replays up to VERSEFLOW_ROOM_BACKLOG_MAX messages. */
+  /**
+   * Join a room from now on: `joined` gives the room's seq, which later joins (after a reconnect) send
+   * as `since` so nothing is missed. Its history is read over REST (`/v1/rooms/{id}/messages`), newest
+   * first: a `since` of 0 would replay the OLDEST VERSEFLOW_ROOM_BACKLOG_MAX messages of a long room.
+   */
   join(room: string): void {
-    if (!this.rooms.has(room)) this.rooms.set(room, 0);
-    this.send({ type: "join", room, since: this.rooms.get(room) ?? 0 });
+    if (!this.rooms.has(room)) this.rooms.set(room, null);
+    const since = this.rooms.get(room) ?? null;
+    this.send({ type: "join", room, ...(since !== null ? { since } : {}) });
   }
 
   leave(room: string): void { this.rooms.delete(room); this.send({ type: "leave", room }); }

@@ -1,7 +1,8 @@
-/** Account: profile name, and app passwords for Subsonic apps (shown once when made). */
+/** Account: profile name, links to the subscription and (artists) statements, and app passwords for Subsonic apps (shown once when made). */
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api";
 import { ErrorText } from "../components";
+import { Link } from "../router";
 
 export function AccountPage({ me }: { me: any }) {
   const [passwords, setPasswords] = useState<any[]>([]);
@@ -36,6 +37,11 @@ export function AccountPage({ me }: { me: any }) {
         <label>Display name<input name="display_name" defaultValue={me.display_name} required maxLength={100} /></label>
         <button type="submit">Save</button> {saved && <span role="status">{saved}</span>}
       </form>
+      <p class="muted">Your user id (to be added to a playlist): <code data-testid="user-id">{me.id}</code></p>
+      <p class="row wrap">
+        <Link to="/subscription">Subscription and family plan</Link>
+        {(me.role === "artist" || me.role === "admin") && <Link to="/statements">Royalty statements</Link>}
+      </p>
       <div class="card">
         <h2>App passwords</h2>
         <p class="muted">For Subsonic apps (DSub, Symfonium, …) at <code>{location.origin}/rest/</code>; your login password stays private.</p>

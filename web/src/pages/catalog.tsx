@@ -6,7 +6,7 @@ import { enqueue, normalisationGainDb, playQueue } from "../player";
 import { Link } from "../router";
 import { AddToPlaylist } from "./playlists";
 
-function useFetch<T>(path: string | null): { data: T | null; error: string | null; reload: () => void } {
+export function useFetch<T>(path: string | null): { data: T | null; error: string | null; reload: () => void } {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [tick, setTick] = useState(0);
@@ -36,6 +36,7 @@ export function TrackPage({ id }: { id: string }) {
         <p class="row">
           <button class="primary" onClick={() => void playQueue([item])}>Play</button>
           <button onClick={() => enqueue(item)}>Add to queue</button>
+          <Link to={`/radio/${t.id}`} class="button">Start radio</Link>
         </p>
       ) : <p class="badge">{t.status}</p>}
       {t.status === "ready" && <><SaveButton trackId={t.id} /><AddToPlaylist trackId={t.id} /></>}

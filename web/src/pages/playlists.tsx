@@ -1,4 +1,4 @@
-/** Playlists: create, add from a track page, reorder by drag and drop or by keyboard, remove, play. */
+/** Playlists: create, add from a track page, reorder by drag and drop or by keyboard, remove, play, collaborators. */
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api";
 import { ErrorText, fmtTime } from "../components";
@@ -35,7 +35,7 @@ export function PlaylistsPage() {
   );
 }
 
-export function PlaylistPage({ id }: { id: string }) {
+export function PlaylistPage({ id, me }: { id: string; me: any }) {
   const [list, setList] = useState<any>(null);
   const [error, setError] = useState<string | null>(null);
   const [dragged, setDragged] = useState<number | null>(null);
@@ -98,7 +98,60 @@ export function PlaylistPage({ id }: { id: string }) {
           </li>
         ))}
       </ol>
+      <Collaborators playlist={list} me={me} onChange={() => void reload()} />
     </section>
+  );
+}
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
+
+/** Who may add, move and remove tracks besides the owner; the owner adds people by their user id. */
+function Collaborators({ playlist, me, onChange }: { playlist: any; me: any; onChange: () => void }) {
+  const [names, setNames] = useState<Record<string, string>>({});
+  const [error, setError] = useState<string | null>(null);
+  const [status, setStatus] = useState("");
+  const owner = playlist.owner_id === me.id || me.role === "admin";
+  useEffect(() => {
+    for (const u of playlist.collaborators as string[]) {
+      if (names[u]) continue;
+      api(`/v1/users/${u}`).then((p) => setNames((n) => ({ ...n, [u]: p.display_name }))).catch(() => undefined);
+    }
+  }, [playlist.collaborators]);
+  const set = async (user: string, present: boolean) => {
+    setError(null);
+    try {
+      await api(`/v1/playlists/${playlist.id}/collaborators/${user}`, { method: present ? "PUT" : "DELETE" });
+      setStatus(present ? "Collaborator added." : `${names[user] ?? "The collaborator"} can no longer edit this playlist.`);
+      onChange();
+    } catch (e: any) { setError(e.status === 404 ? "No such user." : e.message); }
+  };
+  const add = (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const id = String(new FormData(form).get("user")).match(UUID)?.[0];
+    if (!id) { setError("Paste the person's user id (shown on their Account page)."); return; }
+    void set(id, true).then(() => form.reset());
+  };
+  const list: string[] = playlist.collaborators;
+  return (
+    <div class="card">
+      <h2>Collaborators</h2>
+      <ErrorText error={error} />
+      <p class="sr-only" role="status">{status}</p>
+      {!list.length && <p class="muted">Only the owner edits this playlist.</p>}
+      {list.length > 0 && (
+        <ul class="plain" aria-label="Collaborators">
+          {list.map((u) => (
+            <li key={u}>{u === me.id ? "You" : names[u] ?? "…"}
+              {owner && <> <button class="link" onClick={() => void set(u, false)}>
+                Remove {names[u] ?? "collaborator"}</button></>}</li>))}
+        </ul>)}
+      {owner && (
+        <form class="row wrap" onSubmit={add}>
+          <label class="grow">Collaborator's user id<input name="user" required autoComplete="off" /></label>
+          <button type="submit">Add collaborator</button>
+        </form>)}
+    </div>
   );
 }
 

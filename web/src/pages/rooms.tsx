@@ -48,6 +48,13 @@ export function RoomsPage() {
 
 interface Chat { seq: number; from: string; text: string; ts: number }
 
+/** `add` merged into `chats`: each seq once, in seq order. */
+function merged(chats: Chat[], add: Chat[]): Chat[] {
+  const bySeq = new Map(chats.map((c) => [c.seq, c]));
+  for (const c of add) bySeq.set(c.seq, { seq: c.seq, from: c.from, text: c.text, ts: c.ts });
+  return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+}
+
 export function RoomPage({ id, me }: { id: string; me: any }) {
   const [room, setRoom] = useState<any>(null);
   const [role, setRole] = useState<string | null>(null);
@@ -57,6 +64,10 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
   const [error, setError] = useState<string | null>(null);
   const [connected, setConnected] = useState(realtime.connected);
   const [hits, setHits] = useState<any[]>([]);
+  const [older, setOlder] = useState<number | null>(null);  // `before` for the page above the first shown
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const lastSeq = useRef(0);
+  const keepScroll = useRef<number | null>(null);  // scrollHeight before older messages were put on top
   const roleRef = useRef<string | null>(null);
   const sync = useRef<RoomSync | null>(null);
   const log = useRef<HTMLOListElement>(null);
@@ -70,6 +81,16 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
       setNames((n) => ({ ...n, ...Object.fromEntries(r.members.filter((m: any) => m.display_name).map((m: any) => [m.user_id, m.display_name])) }));
     }).catch((e) => setError(e.message));
     let joinedSeq = Number.MAX_SAFE_INTEGER;
+    let historyRead = false;
+    setChats([]); setOlder(null);
+    // The newest page of the history, up to what `joined` said: later messages arrive on the socket.
+    const readHistory = (upTo: number) => {
+      historyRead = true;
+      api(`/v1/rooms/${id}/messages?before=${upTo + 1}&limit=${realtime.historyPageSize}`).then((page) => {
+        setChats((c) => merged(c, page.items));
+        setOlder(page.older);
+      }).catch((e) => setError(e.message));
+    };
     const s = new RoomSync(id, () => roleRef.current === "host");
     sync.current = s;
     s.start();
@@ -78,14 +99,14 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
       realtime.on("joined", (m) => {
         if (m.room !== id) return;
         joinedSeq = m.seq;
+        if (!historyRead || m.truncated) readHistory(m.seq);  // truncated: a reconnect missed too much to replay
         roleRef.current = m.role; setRole(m.role);
         setOnline(new Map(m.members.map((x: any) => [x.user, x.role])));
         void s.apply(m.transport ? { ...m.transport, server_ts: m.transport.server_ts } : null);
       }),
       realtime.on("chat", (m) => {
         if (m.room !== id) return;
-        setChats((c) => c.some((x) => x.seq === m.seq) ? c : [...c, { seq: m.seq, from: m.from, text: m.text, ts: m.ts }]
-          .sort((a, b) => a.seq - b.seq));
+        setChats((c) => c.some((x) => x.seq === m.seq) ? c : merged(c, [m]));
       }),
       realtime.on("presence", (m) => {
         if (m.room !== id) return;
@@ -114,7 +135,25 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
     });
   }, [chats, online]);
 
-  useEffect(() => { log.current?.lastElementChild?.scrollIntoView({ block: "nearest" }); }, [chats]);
+  // A new last message scrolls into view; older ones put on top keep what was on screen in place.
+  useEffect(() => {
+    const el = log.current;
+    if (!el) return;
+    if (keepScroll.current !== null) { el.scrollTop += el.scrollHeight - keepScroll.current; keepScroll.current = null; }
+    const last = chats.length ? chats[chats.length - 1].seq : 0;
+    if (last !== lastSeq.current) { lastSeq.current = last; el.scrollTop = el.scrollHeight; }
+  }, [chats]);
+
+  const loadOlder = async () => {
+    if (older === null || loadingOlder) return;
+    setLoadingOlder(true);
+    try {
+      const page = await api(`/v1/rooms/${id}/messages?before=${older}&limit=${realtime.historyPageSize}`);
+      keepScroll.current = log.current?.scrollHeight ?? null;
+      setChats((c) => merged(c, page.items));
+      setOlder(page.older);
+    } catch (e: any) { setError(e.message); } finally { setLoadingOlder(false); }
+  };
 
   const send = (e: Event) => {
     e.preventDefault();
@@ -144,7 +183,11 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
       <div class="room-grid">
         <div>
           <h2>Chat</h2>
-          <ol class="chat" ref={log} aria-label="Chat messages" aria-live="polite">
+          {older !== null && (
+            <button type="button" class="link" onClick={() => void loadOlder()} disabled={loadingOlder}>
+              {loadingOlder ? "Loading older messages…" : "Load older messages"}</button>)}
+          <ol class="chat" ref={log} aria-label="Chat messages" aria-live="polite" tabIndex={0}
+              onScroll={(e) => { if ((e.currentTarget as HTMLElement).scrollTop < 8) void loadOlder(); }}>
             {chats.map((c) => (
               <li key={c.seq}><strong>{c.from === me.id ? "You" : names[c.from] ?? "…"}</strong>: {c.text}</li>
             ))}

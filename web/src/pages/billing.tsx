@@ -1,0 +1,198 @@
+/**
+ * Money pages: the subscription (plans and prices, subscribe with a test card in Stripe's test mode,
+ * change plan, cancel at the period's end and resume), the family plan's seats and invitations, and an
+ * artist's monthly royalty statements (with their CSV).
+ */
+import { useEffect, useState } from "preact/hooks";
+import { api } from "../api";
+import { ErrorText } from "../components";
+import { Link } from "../router";
+
+export function money(minor: number, currency: string): string {
+  try { return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / 100); }
+  catch { return `${(minor / 100).toFixed(2)} ${currency.toUpperCase()}`; }
+}
+
+const day = (iso: string | null) => iso ? new Date(iso).toLocaleDateString(undefined, { dateStyle: "medium" }) : "";
+const PLAN_NAMES: Record<string, string> = { free: "Free", premium: "Premium", family: "Family" };
+/** The local Stripe server's (and Stripe's) test payment methods. */
+const TEST_CARDS = [
+  ["pm_card_visa", "Visa ending 4242 (pays)"],
+  ["pm_card_mastercard", "Mastercard ending 4444 (pays)"],
+  ["pm_card_chargeDeclined", "Card that is declined"],
+  ["pm_card_chargeDeclinedInsufficientFunds", "Card with insufficient funds"],
+];
+const LIVE = ["active", "trialing", "past_due", "incomplete", "unpaid", "paused"];
+
+export function SubscriptionPage() {
+  const [view, setView] = useState<any>(null);
+  const [offers, setOffers] = useState<any>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [status, setStatus] = useState<string | null>(null);
+  useEffect(() => {
+    api("/v1/me/subscription").then(setView).catch((e) => setError(e.message));
+    api("/v1/billing/plans").then(setOffers).catch((e) => setError(e.message));
+  }, []);
+
+  const act = async (what: string, path: string, init: any) => {
+    setBusy(true); setError(null); setStatus(null);
+    try { setView(await api(path, init)); setStatus(what); }
+    catch (e: any) { setError(e.status === 402 ? `Payment declined: ${e.message}` : e.message); }
+    finally { setBusy(false); }
+  };
+  const subscribe = (e: Event) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget as HTMLFormElement);
+    void act("Subscribed.", "/v1/billing/subscription",
+             { method: "POST", json: { plan: f.get("plan"), payment_method: f.get("payment_method") || undefined } });
+  };
+
+  if (!view || !offers) return <section aria-busy="true"><ErrorText error={error} /><p>Loading…</p></section>;
+  const sub = view.subscription;
+  const live = sub && LIVE.includes(sub.status);
+  const offer = (plan: string) => offers.plans.find((o: any) => o.plan === plan);
+  return (
+    <section aria-labelledby="sub-title">
+      <h1 id="sub-title">Subscription</h1>
+      <ErrorText error={error} />
+      {status && <p role="status">{status}</p>}
+      <div class="card">
+        <p>Your plan: <strong data-testid="plan">{PLAN_NAMES[view.plan] ?? view.plan}</strong></p>
+        {live && <>
+          <p class="muted" data-testid="subscription-status">
+            {sub.cancel_at_period_end
+              ? `Cancelled: ${PLAN_NAMES[sub.plan]} lasts until ${day(sub.current_period_end)}.`
+              : `${PLAN_NAMES[sub.plan]} (${sub.status}), ${money(sub.price.amount, sub.price.currency)} a ${sub.price.interval}; renews on ${day(sub.current_period_end)}.`}
+          </p>
+          {view.next_invoice && <p>Next invoice: {money(view.next_invoice.amount_due, view.next_invoice.currency)} on {day(view.next_invoice.date)}</p>}
+          <div class="row wrap">
+            {!sub.cancel_at_period_end && offers.plans.filter((o: any) => o.plan !== sub.plan).map((o: any) => (
+              <button key={o.plan} disabled={busy}
+                      onClick={() => void act(`Switched to ${PLAN_NAMES[o.plan]}.`, "/v1/billing/subscription", { method: "PATCH", json: { plan: o.plan } })}>
+                Switch to {PLAN_NAMES[o.plan]} ({money(o.amount, o.currency)} a {o.interval})</button>))}
+            {sub.cancel_at_period_end
+              ? <button class="primary" disabled={busy}
+                        onClick={() => void act("Resumed.", "/v1/billing/subscription/resume", { method: "POST" })}>Resume subscription</button>
+              : <button disabled={busy}
+                        onClick={() => void act("Cancelled at the end of the period.", "/v1/billing/subscription/cancel", { method: "POST" })}>Cancel subscription</button>}
+          </div>
+        </>}
+      </div>
+      {!live && (
+        <form class="card" onSubmit={subscribe}>
+          <h2>Subscribe</h2>
+          <fieldset>
+            <legend>Plan</legend>
+            {offers.plans.map((o: any, i: number) => (
+              <label class="check" key={o.plan}>
+                <input type="radio" name="plan" value={o.plan} defaultChecked={i === 0} />
+                {PLAN_NAMES[o.plan]}: {money(o.amount, o.currency)} a {o.interval}
+                {o.seats > 1 ? `, for up to ${o.seats} accounts` : ""}
+              </label>))}
+          </fieldset>
+          {offers.test_mode
+            ? <label>Test card (Stripe test mode: no real money moves)
+                <select name="payment_method">
+                  {TEST_CARDS.map(([id, label]) => <option key={id} value={id}>{label}</option>)}
+                </select></label>
+            : <p class="muted">Card payments with a live Stripe key need Stripe's Payment Element, which this app does not include yet.</p>}
+          <button class="primary" type="submit" disabled={busy || !offers.test_mode}>Subscribe</button>
+        </form>
+      )}
+      <FamilyCard plan={view.plan} />
+    </section>
+  );
+}
+
+/** The family plan: its owner invites (one code per seat) and removes members; a member leaves; anyone joins with a code. */
+function FamilyCard({ plan }: { plan: string }) {
+  const [family, setFamily] = useState<any>(null);
+  const [code, setCode] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const reload = () => api("/v1/me/family").then(setFamily).catch((e) => { setFamily(null); if (e.status !== 404) setError(e.message); });
+  useEffect(() => { void reload(); }, [plan]);
+  const run = async (fn: () => Promise<unknown>) => {
+    setError(null);
+    try { await fn(); await reload(); } catch (e: any) { setError(e.message); }
+  };
+  const join = (e: Event) => {
+    e.preventDefault();
+    const value = String(new FormData(e.currentTarget as HTMLFormElement).get("code")).trim();
+    void run(() => api("/v1/me/family/join", { method: "POST", json: { code: value } }));
+  };
+  return (
+    <div class="card" aria-labelledby="family-title">
+      <h2 id="family-title">Family</h2>
+      <ErrorText error={error} />
+      {family ? <>
+        <p>{family.role === "owner" ? "You share your family plan" : `You are in ${family.owner_name}'s family`}:
+          {" "}<span data-testid="seats">{family.seats_used} of {family.seats_max}</span> seats used
+          {family.plan_active ? "" : " (the plan is not active)"}.</p>
+        <ul class="plain" aria-label="Family members">
+          {family.members.map((m: any) => (
+            <li key={m.user_id}>{m.display_name}
+              {family.role === "owner" && <> <button class="link" onClick={() => void run(() => api(`/v1/me/family/members/${m.user_id}`, { method: "DELETE" }))}>
+                Remove {m.display_name}</button></>}</li>))}
+        </ul>
+        {family.role === "owner"
+          ? <button onClick={() => void run(async () => setCode((await api("/v1/me/family/invites", { method: "POST" })).code))}>
+              Create an invitation</button>
+          : <button onClick={() => void run(() => api("/v1/me/family/membership", { method: "DELETE" }))}>Leave the family</button>}
+        {code && <p role="status">Send this code to the person you invite (single use): <code data-testid="family-code">{code}</code></p>}
+      </> : plan !== "family" && (
+        <form class="row" onSubmit={join}>
+          <label class="grow">Family invitation code<input name="code" required minLength={16} maxLength={64} autoComplete="off" /></label>
+          <button type="submit">Join the family</button>
+        </form>
+      )}
+    </div>
+  );
+}
+
+/** An artist's royalty statements: one per monthly run, lines per track, totals, and the CSV. */
+export function StatementsPage() {
+  const [artists, setArtists] = useState<any[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => { api<any[]>("/v1/me/artists").then(setArtists).catch((e) => setError(e.message)); }, []);
+  return (
+    <section aria-labelledby="statements-title">
+      <h1 id="statements-title">Royalty statements</h1>
+      <ErrorText error={error} />
+      {artists && !artists.length && <p class="muted">You have no artist yet: <Link to="/upload">create one</Link> to upload and earn.</p>}
+      {(artists ?? []).map((a) => <ArtistStatements key={a.id} artist={a} />)}
+    </section>
+  );
+}
+
+function ArtistStatements({ artist }: { artist: any }) {
+  const [items, setItems] = useState<any[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => { api<any[]>(`/v1/artists/${artist.id}/statements`).then(setItems).catch((e) => setError(e.message)); }, [artist.id]);
+  const csv = async () => {
+    try {
+      const res = await api<Response>(`/v1/artists/${artist.id}/statements?format=csv`, { raw: true });
+      const url = URL.createObjectURL(await res.blob());
+      const a = Object.assign(document.createElement("a"), { href: url, download: `statements-${artist.name}.csv` });
+      a.click(); setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (e: any) { setError(e.message); }
+  };
+  return (
+    <div class="card">
+      <h2>{artist.name}</h2>
+      <ErrorText error={error} />
+      {items && !items.length && <p class="muted">No statements yet: they come with each month's royalty run.</p>}
+      {items && items.length > 0 && <button onClick={() => void csv()}>Download {artist.name}'s statements as CSV</button>}
+      {(items ?? []).map((s) => (
+        <div class="table-wrap" key={s.run_id}>
+          <table aria-label={`${artist.name}, ${s.month} (${s.model.replace("_", " ")})`}>
+            <caption>{s.month} · {s.model.replace("_", " ")} · total <strong>{money(s.total, s.currency)}</strong></caption>
+            <thead><tr><th scope="col">Track</th><th scope="col">Streams</th><th scope="col">Amount</th></tr></thead>
+            <tbody>{s.lines.map((l: any) => (
+              <tr key={l.track_id}><td><Link to={`/track/${l.track_id}`}>{l.title}</Link></td>
+                <td>{l.streams}</td><td>{money(l.amount, s.currency)}</td></tr>))}</tbody>
+          </table>
+        </div>))}
+    </div>
+  );
+}
