@@ -101,8 +101,7 @@ class LocalStripeApp:
             ("GET", "/v1/invoices/{id}", lambda p, id: self._get("invoice", id)),
             ("GET", "/v1/invoices/{id}/lines", lambda p, id: self._sublist(e.get("invoice", id)["lines"], p)),
             ("POST", "/v1/invoices/{id}/pay", lambda p, id: e.pay_invoice(id, p)),
-            ("GET", "/v1/invoice_payments", lambda p: self._list("invoice_payment", p, invoice=p.get("invoice"),
-                                                                 status=p.get("status"))),
+            ("GET", "/v1/invoice_payments", self._list_invoice_payments),
             ("GET", "/v1/invoice_payments/{id}", lambda p, id: self._get("invoice_payment", id)),
             ("GET", "/v1/invoiceitems/{id}", lambda p, id: self._get("invoiceitem", id)),
             ("POST", "/v1/payment_intents", lambda p: e.create_payment_intent(p)),
@@ -204,8 +203,9 @@ class LocalStripeApp:
     def _replay(self, key: str, method: str, path: str, params: dict[str, Any],
                 headers: dict[str, str]) -> Response | None:
         now = time.time()
-        for stale in [k for k, v in self.idempotency.items() if now - v["at"] > IDEMPOTENCY_TTL_S]:
-            del self.idempotency[stale]
+        # keys are kept in the order they were first used: the stale ones are at the front
+        while self.idempotency and now - next(iter(self.idempotency.values()))["at"] > IDEMPOTENCY_TTL_S:
+            del self.idempotency[next(iter(self.idempotency))]
         saved = self.idempotency.get(self._key(key))
         if saved is None:
             return None
@@ -285,6 +285,17 @@ class LocalStripeApp:
                                               and (not params.get("product") or p["product"] == params["product"])
                                               and (active is None or str(p["active"]).lower() == active)),
                           params, "/v1/prices")
+
+    def _list_invoice_payments(self, params: dict[str, Any]) -> dict[str, Any]:
+        """By ``invoice`` (its own payments, not a scan of every payment) and ``status``."""
+        status = params.get("status")
+        if params.get("invoice"):
+            invoice = self.engine.get("invoice", params["invoice"], "invoice")
+            newest_first = [self.engine.objects[p["id"]] for p in invoice["payments"]["data"]]
+            items = [p for p in newest_first if status is None or p["status"] == status]
+        else:
+            items = self.engine.list_of("invoice_payment", lambda p: status is None or p["status"] == status)
+        return self._page(items, params, "/v1/invoice_payments")
 
     def _list_subscriptions(self, params: dict[str, Any]) -> dict[str, Any]:
         status = params.get("status")
