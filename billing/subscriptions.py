@@ -5,9 +5,11 @@ Rules that make double billing impossible:
   (``vf-customer-<user>``, ``vf-subscribe-<user>-<generation>-<payment method>``,
   ``vf-change-<subscription>-<price>-<row version>``...), so a retried or concurrent request replays
   the first call's answer instead of creating a second customer, subscription or charge.
-- Stripe is the source of truth for a subscription: whatever arrives (our own call's answer, a
-  webhook in any order, a duplicate), we re-read the subscription from the API under a per-subscription
-  lock and store that, so a stale event can never overwrite a newer state.
+- Stripe is the source of truth for a subscription, and its events arrive in any order. Under a
+  per-subscription lock, the stored state carries where it stands among the subscription's events
+  (``state_floor``/``state_ceiling``, seconds of event ``created``): a newer event's own object is stored
+  as it is, an older event changes nothing, and anything ambiguous (the same second, an unknown age, our
+  own calls) re-reads the subscription from the API; so a stale event can never overwrite a newer state.
 - A webhook's state change, its ledger entries, its outbox event and the record of its event id commit
   in one transaction: a crash before commit leaves nothing (Stripe retries), a crash after commit
   makes the retry a no-op.
