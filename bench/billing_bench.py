@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import httpx
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_up(settings.stripe_api_base)
         asyncio.run(create_database(admin_url, DATABASE, settings))
+        args.stripe_pid = stripe_process.pid
         report = asyncio.run(_run(settings, args))
     finally:
         stripe_process.terminate()
@@ -169,9 +171,13 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
         "(every object re-read from the API), half through the current one, in alternating chunks")
     elapsed = {0: 0.0, 1: 0.0}
     reads = {0: 0, 1: 0}
+    cpu = {0: [0.0, 0.0], 1: [0.0, 0.0]}  # CPU seconds: this process (handler and SDK), the local Stripe server
     for path, half in chunks:
         before = await _api_reads(settings)
+        own, server = time.process_time(), _cpu_s(args.stripe_pid)
         elapsed[path] += await deliver(paths[path], chunks[(path, half)])
+        cpu[path][0] += time.process_time() - own
+        cpu[path][1] += _cpu_s(args.stripe_pid) - server
         reads[path] += await _api_reads(settings) - before
     counts = {path: sum(len(chunks[(path, h)]) for h in (0, 1)) for path in (0, 1)}
     acted = {path: sum(1 for h in (0, 1) for e in chunks[(path, h)] if e["type"] in subscriptions.HANDLED_EVENTS)
@@ -194,12 +200,21 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
         f"{counts[0] / elapsed[0]:.0f} events/s ({acted[0]} acted on: {rate[0]:.0f}/s; "
         f"{reads[0] / acted[0]:.2f} API reads per event acted on)",
         f"webhook ratio, events acted on per second, current / baseline: x{rate[1] / rate[0]:.2f}",
+        f"webhook CPU per event (all events of the path; ms): handler process {1000 * cpu[1][0] / counts[1]:.2f}, "
+        f"local Stripe server {1000 * cpu[1][1] / counts[1]:.2f}; baseline {1000 * cpu[0][0] / counts[0]:.2f} and "
+        f"{1000 * cpu[0][1] / counts[0]:.2f} (less sensitive to the machine's load than the rates)",
         f"webhook duplicates: {len(events)} in {replay_s:.2f} s = {len(events) / replay_s:.0f} events/s",
         f"ledger: balanced, {booked} invoice payments booked once each",
         f"target (≥ {TARGET_EVENTS_PER_S} events/s through signature, dedupe, state, ledger and outbox, judged on the "
         f"events acted on): {'met' if rate[1] >= TARGET_EVENTS_PER_S else 'NOT met'}"
         f" ({counts[1] / elapsed[1]:.0f}/s over all events)",
     ]
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _api_reads(settings: Settings) -> int:
