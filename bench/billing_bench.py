@@ -1,18 +1,23 @@
 """Billing throughput: webhook events handled per second, and the monthly royalty run's time.
 
-    .venv/bin/python -m bench.billing_bench [--subscriptions 300] [--concurrency 8] [--plays 1000000,10000000] [--smoke]
+    .venv/bin/python -m bench.billing_bench [--subscriptions 300] [--concurrency 8] [--plays 1000000,10000000]
+                                            [--part all|webhooks|royalties] [--smoke]
 
 What runs: a fresh database on the PostgreSQL server of ``VERSEFLOW_DATABASE_URL`` (default: the local
 test server) and the local Stripe server (``python -m stripelocal``) as a process of its own.
 
-1. Webhooks: ``--subscriptions`` listeners subscribe through the SDK (customer, card, subscription:
+1. Webhooks: twice ``--subscriptions`` listeners subscribe through the SDK (customer, card, subscription:
    11 events each). Every event the server emitted is then signed as Stripe signs it and handed to
    ``billing.subscriptions.handle_webhook`` with ``--concurrency`` in flight: the whole path
-   (signature, de-duplication, re-reading the subscription or invoice from the API, state, ledger,
-   outbox, commit; event types VerseFlow does not act on are answered after the signature check).
-   Reported: events per second over all events, over the ones VerseFlow acts on (subscription,
-   invoice and refund events), and for a second delivery of every event (duplicates).
-   Checked: the ledger balances and holds one entry per paid invoice. Target: ≥ 500 events/s.
+   (signature, de-duplication, the API reads, state, ledger, outbox, commit; event types VerseFlow does
+   not act on are answered after the signature check). Half the listeners' events go through the current
+   path (an event's own object applied when it is newer than the stored state; only the invoice's fee
+   read from the API), the other half through the previous one (``billing_webhook_refetch``: every
+   subscription and invoice re-read from the API): the baseline, in the same run, in alternating chunks.
+   Reported for each: events per second over all events and over the ones VerseFlow acts on
+   (subscription, invoice and refund events), the API reads per event acted on (the local server's
+   request counts), and the ratio of the two rates; then a second delivery of every event (duplicates).
+   Checked: the ledger balances and holds one entry per paid invoice. Target: ≥ 500 events/s acted on.
 2. Royalties, at each size of ``--plays`` (a month each): plays (a start and a complete event each,
    Zipf-like over tracks) from 50,000 listeners over 20,000 tracks of 1,000 artists are inserted, then
    ``run_month`` (pro-rata, then artist-centric) is timed: reading the month's counted streams, the
@@ -35,6 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import httpx
@@ -58,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plays", type=lambda v: [int(x) for x in v.split(",")], default=[1_000_000, 10_000_000],
                         help="comma-separated sizes, one month each (default 1000000,10000000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything is measured")
+    parser.add_argument("--part", choices=("all", "webhooks", "royalties"), default="all",
+                        help="measure only the webhooks or only the royalty run (default: both)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.subscriptions, args.plays = 10, [10_000, 20_000]
@@ -73,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_up(settings.stripe_api_base)
         asyncio.run(create_database(admin_url, DATABASE, settings))
+        args.stripe_pid = stripe_process.pid
         report = asyncio.run(_run(settings, args))
     finally:
         stripe_process.terminate()
@@ -99,25 +108,29 @@ def _wait_up(base: str) -> None:
 async def _run(settings: Settings, args: argparse.Namespace) -> list[str]:
     pool = await create_pool(settings, min_size=2, max_size=args.concurrency + 2)
     try:
-        lines = await _webhooks(pool, settings, args)
-        lines += await _royalties(pool, args)
+        lines = await _webhooks(pool, settings, args) if args.part in ("all", "webhooks") else []
+        if args.part in ("all", "royalties"):
+            lines += await _royalties(pool, args)
         return lines
     finally:
         await pool.close()
 
 
 async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[str]:
-    say(f"subscribing {args.subscriptions} listeners through the local Stripe server")
+    say(f"subscribing {2 * args.subscriptions} listeners through the local Stripe server "
+        f"({args.subscriptions} for each handling path)")
     client = subscriptions.stripe_client(settings)
     prices = await subscriptions.ensure_catalog(pool, client, settings)
-    users = [uuid.uuid4() for _ in range(args.subscriptions)]
+    users = [uuid.uuid4() for _ in range(2 * args.subscriptions)]
     await pool.executemany("INSERT INTO users (id, email, password_hash, display_name, role) VALUES"
                            " ($1, $2, 'x', 'bench', 'listener')", [(u, f"{u.hex}@bench.test") for u in users])
     gate = asyncio.Semaphore(args.concurrency)
+    customers: list[str] = []
 
     async def subscribe(user: uuid.UUID) -> None:
         async with gate:
             customer = await client.v1.customers.create_async(params={"metadata": {"user_id": str(user)}})
+            customers.append(customer.id)
             method = await client.v1.payment_methods.attach_async("pm_card_visa", params={"customer": customer.id})
             await client.v1.customers.update_async(
                 customer.id, params={"invoice_settings": {"default_payment_method": method.id}})
@@ -128,43 +141,87 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
                 "metadata": {"user_id": str(user)}})
 
     await asyncio.gather(*(subscribe(u) for u in users))
-    events = await _all_events(settings)
-    deliveries = []
-    for event in reversed(events):  # oldest first, as Stripe would send them
-        payload = json.dumps(event, indent=2)
-        deliveries.append((event["type"], payload.encode(), sign(payload, settings.stripe_webhook_secret
-                                                                 .get_secret_value())))
-    say(f"handling {len(deliveries)} webhook events, {args.concurrency} at a time")
+    events = list(reversed(await _all_events(settings)))  # oldest first, as Stripe would send them
+    # Each customer's events go through one path, in one of two chunks per path; the chunks alternate
+    # (baseline, new, baseline, new) so that a change in the machine's load falls on both paths.
+    chunk_of = {c: (i % 2, i // 2 % 2) for i, c in enumerate(customers)}  # (path, half)
+    chunks: dict[tuple[int, int], list[dict]] = {key: [] for key in ((0, 0), (1, 0), (0, 1), (1, 1))}
+    for event in events:
+        obj = event["data"]["object"]
+        customer = obj["id"] if obj.get("object") == "customer" else obj.get("customer")
+        chunks[chunk_of.get(customer, (0, 0))].append(event)  # the catalogue's few events: the first chunk
+    paths = {0: settings.model_copy(update={"billing_webhook_refetch": True}), 1: settings}
+    secret = settings.stripe_webhook_secret.get_secret_value()
     results: list[str] = []
 
-    async def handle(body: bytes, signature: str) -> None:
+    async def handle(path_settings: Settings, body: bytes, signature: str) -> None:
         async with gate:
-            results.append(await subscriptions.handle_webhook(pool, settings, body, signature))
+            results.append(await subscriptions.handle_webhook(pool, path_settings, body, signature))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(handle(body, sig) for _, body, sig in deliveries))
-    first_s = time.perf_counter() - started
-    stateful = sum(1 for kind, _, _ in deliveries if kind in subscriptions.HANDLED_EVENTS)
+    async def deliver(path_settings: Settings, batch: list[dict]) -> float:
+        signed = []
+        for event in batch:
+            payload = json.dumps(event, indent=2)
+            signed.append((payload.encode(), sign(payload, secret)))
+        started = time.perf_counter()
+        await asyncio.gather(*(handle(path_settings, body, sig) for body, sig in signed))
+        return time.perf_counter() - started
+
+    say(f"handling {len(events)} webhook events, {args.concurrency} at a time: half through the previous path "
+        "(every object re-read from the API), half through the current one, in alternating chunks")
+    elapsed = {0: 0.0, 1: 0.0}
+    reads = {0: 0, 1: 0}
+    cpu = {0: [0.0, 0.0], 1: [0.0, 0.0]}  # CPU seconds: this process (handler and SDK), the local Stripe server
+    for path, half in chunks:
+        before = await _api_reads(settings)
+        own, server = time.process_time(), _cpu_s(args.stripe_pid)
+        elapsed[path] += await deliver(paths[path], chunks[(path, half)])
+        cpu[path][0] += time.process_time() - own
+        cpu[path][1] += _cpu_s(args.stripe_pid) - server
+        reads[path] += await _api_reads(settings) - before
+    counts = {path: sum(len(chunks[(path, h)]) for h in (0, 1)) for path in (0, 1)}
+    acted = {path: sum(1 for h in (0, 1) for e in chunks[(path, h)] if e["type"] in subscriptions.HANDLED_EVENTS)
+             for path in (0, 1)}
     results.clear()
-    started = time.perf_counter()
-    await asyncio.gather(*(handle(body, sig) for _, body, sig in deliveries))
-    replay_s = time.perf_counter() - started
+    replay_s = await deliver(settings, events)
     assert set(results) <= {"duplicate", "ignored"}, set(results)
     async with pool.acquire() as conn:
         balance = (await ledger.trial_balance(conn)).get(settings.billing_currency, 0)
         booked = len(await ledger.entries_for(conn, "stripe:invoice.paid:"))
-    paid = sum(1 for kind, _, _ in deliveries if kind == "invoice.paid")
+    paid = sum(1 for e in events if e["type"] == "invoice.paid")
     assert balance == 0 and booked == paid, (balance, booked, paid)
-    rate = len(deliveries) / first_s
+    rate = {path: acted[path] / elapsed[path] for path in (0, 1)}
     return [
-        f"webhook events handled: {len(deliveries)} in {first_s:.2f} s = {rate:.0f} events/s "
-        f"(concurrency {args.concurrency}; {stateful} of them acted on: {stateful / first_s:.0f}/s)",
-        f"webhook duplicates: {len(deliveries)} in {replay_s:.2f} s = {len(deliveries) / replay_s:.0f} events/s",
+        f"webhook events handled: {counts[1]} in {elapsed[1]:.2f} s = {counts[1] / elapsed[1]:.0f} events/s "
+        f"(concurrency {args.concurrency}; {acted[1]} of them acted on: {rate[1]:.0f}/s; "
+        f"{reads[1] / acted[1]:.2f} API reads per event acted on)",
+        f"webhook baseline, every object re-read from the API (the path before issue 9's throughput work, "
+        f"VERSEFLOW_BILLING_WEBHOOK_REFETCH=true), same run: {counts[0]} in {elapsed[0]:.2f} s = "
+        f"{counts[0] / elapsed[0]:.0f} events/s ({acted[0]} acted on: {rate[0]:.0f}/s; "
+        f"{reads[0] / acted[0]:.2f} API reads per event acted on)",
+        f"webhook ratio, events acted on per second, current / baseline: x{rate[1] / rate[0]:.2f}",
+        f"webhook CPU per event (all events of the path; ms): handler process {1000 * cpu[1][0] / counts[1]:.2f}, "
+        f"local Stripe server {1000 * cpu[1][1] / counts[1]:.2f}; baseline {1000 * cpu[0][0] / counts[0]:.2f} and "
+        f"{1000 * cpu[0][1] / counts[0]:.2f} (less sensitive to the machine's load than the rates)",
+        f"webhook duplicates: {len(events)} in {replay_s:.2f} s = {len(events) / replay_s:.0f} events/s",
         f"ledger: balanced, {booked} invoice payments booked once each",
         f"target (≥ {TARGET_EVENTS_PER_S} events/s through signature, dedupe, state, ledger and outbox, judged on the "
-        f"events acted on): {'met' if stateful / first_s >= TARGET_EVENTS_PER_S else 'NOT met'}"
-        f" ({rate:.0f}/s over all events)",
+        f"events acted on): {'met' if rate[1] >= TARGET_EVENTS_PER_S else 'NOT met'}"
+        f" ({counts[1] / elapsed[1]:.0f}/s over all events)",
     ]
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _api_reads(settings: Settings) -> int:
+    """API reads the local Stripe server has answered so far (``GET /_local/requests``; lists included)."""
+    async with httpx.AsyncClient(base_url=settings.stripe_api_base, timeout=30) as http:
+        counts = (await http.get("/_local/requests")).json()
+    return sum(n for key, n in counts.items() if key.startswith("GET /v1/") and not key.startswith("GET /v1/events"))
 
 
 async def _all_events(settings: Settings) -> list[dict]:

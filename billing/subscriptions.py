@@ -5,9 +5,11 @@ Rules that make double billing impossible:
   (``vf-customer-<user>``, ``vf-subscribe-<user>-<generation>-<payment method>``,
   ``vf-change-<subscription>-<price>-<row version>``...), so a retried or concurrent request replays
   the first call's answer instead of creating a second customer, subscription or charge.
-- Stripe is the source of truth for a subscription: whatever arrives (our own call's answer, a
-  webhook in any order, a duplicate), we re-read the subscription from the API under a per-subscription
-  lock and store that, so a stale event can never overwrite a newer state.
+- Stripe is the source of truth for a subscription, and its events arrive in any order. Under a
+  per-subscription lock, the stored state carries where it stands among the subscription's events
+  (``state_floor``/``state_ceiling``, seconds of event ``created``): a newer event's own object is stored
+  as it is, an older event changes nothing, and anything ambiguous (the same second, an unknown age, our
+  own calls) re-reads the subscription from the API; so a stale event can never overwrite a newer state.
 - A webhook's state change, its ledger entries, its outbox event and the record of its event id commit
   in one transaction: a crash before commit leaves nothing (Stripe retries), a crash after commit
   makes the retry a no-op.
@@ -22,9 +24,10 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import stripe
@@ -159,7 +162,16 @@ async def ensure_catalog(pool: asyncpg.Pool, client: stripe.StripeClient, settin
     return result
 
 
+# Price id -> plan, remembered by the process: a Price's plan never changes (a new amount is a new Price,
+# and billing_prices rows are written once), so each webhook need not ask the database or Stripe again.
+_plan_of_price_cache: dict[str, str] = {}
+
+
 async def _plan_of_price(conn: asyncpg.Connection, client: stripe.StripeClient, price_id: str) -> str:
+    """The plan a Price belongs to: from the process's memory, else billing_prices, else the Price's metadata."""
+    plan = _plan_of_price_cache.get(price_id)
+    if plan is not None:
+        return plan
     plan = await conn.fetchval("SELECT plan FROM billing_prices WHERE stripe_price_id = $1", price_id)
     if plan is None:
         price = await client.v1.prices.retrieve_async(price_id)
@@ -168,6 +180,7 @@ async def _plan_of_price(conn: asyncpg.Connection, client: stripe.StripeClient, 
             "INSERT INTO billing_prices (stripe_price_id, plan, currency, unit_amount, interval)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stripe_price_id) DO NOTHING",
             price.id, plan, price.currency, price.unit_amount, price.recurring.interval if price.recurring else "once")
+    _plan_of_price_cache[price_id] = plan
     return plan
 
 
@@ -213,48 +226,149 @@ def _ts(value: int | None) -> datetime | None:
 
 # --------------------------------------------------------------------------- applying Stripe's state
 
-async def apply_subscription(conn: asyncpg.Connection, client: stripe.StripeClient, subscription_id: str,
-                             ) -> tuple[str, str] | None:
-    """Re-read one subscription from Stripe and store it, in the caller's transaction.
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """``obj[key]`` or ``default`` (None for a missing ``obj`` too): for the nested optional fields of Stripe's JSON."""
+    return obj[key] if obj is not None and key in obj else default
 
-    A transaction-scoped advisory lock per subscription orders concurrent appliers, and each reads
-    Stripe after taking it, so the last to commit wrote the newest state whatever the events' order.
+
+async def _read(client: stripe.StripeClient, path: str, **params: Any) -> dict[str, Any]:
+    """One GET of Stripe's API as plain JSON, through the SDK (its auth, API version, retries and errors).
+
+    The webhook path reads only a few fields of what it fetches; building StripeObjects of an expanded
+    payment intent was a fifth of the handler's CPU in ``bench/billing_bench.py``.
+    """
+    return (await client.raw_request_async("get", path, **params)).data
+
+
+async def _read_all(client: stripe.StripeClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a list endpoint, page by page."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = await _read(client, path, **params)
+        items += page["data"]
+        if not page["has_more"] or not page["data"]:
+            return items
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+def _path(*parts: str) -> str:
+    return "/v1/" + "/".join(quote(part, safe="") for part in parts)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A subscription as Stripe showed it, and where that showing stands among the subscription's events, in
+    seconds of event ``created``: every event created before ``floor`` is reflected in it, no event created
+    after ``ceiling`` is (None: not known)."""
+
+    subscription: Any
+    floor: int | None
+    ceiling: int | None
+
+
+def _order(row: asyncpg.Record | None, created: int) -> str:
+    """Where an event created at ``created`` stands against the stored state: ``older`` (already reflected),
+    ``newer`` (its own object is the newest state known) or ``ambiguous`` (the same second, or not known)."""
+    if row is None:
+        return "newer"  # nothing stored: a later, older event is then ``older`` than this one
+    if row["state_floor"] is not None and created < row["state_floor"]:
+        return "older"
+    if row["state_ceiling"] is not None and created > row["state_ceiling"]:
+        return "newer"
+    return "ambiguous"
+
+
+async def _read_subscription(client: stripe.StripeClient, subscription_id: str, margin_s: int,
+                             event_created: int | None) -> Snapshot:
+    """Re-read a subscription from the API; what our clock says about the read bounds it among its events
+    (within ``margin_s`` of Stripe's clock), except on a test clock, whose time ours does not know."""
+    started = time.time()
+    sub = await _read(client, _path("subscriptions", subscription_id))
+    finished = time.time()
+    floor: int | None = None
+    ceiling: int | None = None
+    if not _get(sub, "test_clock"):
+        floor, ceiling = int(started) - margin_s, int(finished) + 1 + margin_s
+    if event_created is not None:  # the read came after this event: everything created before it is in
+        floor = event_created if floor is None else max(floor, event_created)
+    return Snapshot(sub, floor, ceiling)
+
+
+async def apply_subscription(conn: asyncpg.Connection, client: stripe.StripeClient, subscription_id: str, *,
+                             margin_s: int, event: WebhookEvent | None = None, use_event_object: bool = True,
+                             ) -> tuple[str, str] | None:
+    """Store one subscription's newest state known, in the caller's transaction.
+
+    A transaction-scoped advisory lock per subscription orders concurrent appliers. Under it, an event's
+    own object (``event.object``) is stored when it is newer than the stored state (created after its
+    ceiling, or nothing stored yet); an event created before the stored state's floor is already reflected
+    and changes nothing; anything else (the same second, a state of unknown age, no event, or
+    ``use_event_object`` false) re-reads the subscription from Stripe, which is at least as new as every
+    event delivered so far. So an older event delivered late never overwrites a newer state.
     Returns (plan before, plan after) as Stripe statuses grant them, or None if it is not ours.
     """
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing:' || $1))", subscription_id)
-    sub = await client.v1.subscriptions.retrieve_async(subscription_id)
-    user_id = _plain(sub.metadata).get("user_id")
+    before = await conn.fetchrow("SELECT * FROM billing_subscriptions WHERE stripe_subscription_id = $1",
+                                 subscription_id)
+    snapshot = None
+    if event is not None and use_event_object:
+        order = _order(before, event.created)
+        if order == "older":
+            SUBSCRIPTION_APPLIES.inc(source="older_event")
+            granted = _granted(before["plan"], before["status"])
+            return granted, granted
+        if order == "newer":
+            snapshot = Snapshot(event.object, event.created, event.created)
+            SUBSCRIPTION_APPLIES.inc(source="event_object")
+    if snapshot is None:
+        snapshot = await _read_subscription(client, subscription_id, margin_s,
+                                            event.created if event is not None else None)
+        SUBSCRIPTION_APPLIES.inc(source="api_read")
+    return await _store_subscription(conn, client, before, snapshot)
+
+
+def _granted(plan: str, status: str) -> str:
+    return plan if status in entitlements.ENTITLED_STATUSES else FREE
+
+
+async def _store_subscription(conn: asyncpg.Connection, client: stripe.StripeClient, before: asyncpg.Record | None,
+                              snapshot: Snapshot) -> tuple[str, str] | None:
+    sub = snapshot.subscription
+    user_id = _get(_get(sub, "metadata"), "user_id")
     if not user_id:
         return None
-    item = sub["items"].data[0]
-    plan = await _plan_of_price(conn, client, item.price.id)
-    before = await conn.fetchrow("SELECT * FROM billing_subscriptions WHERE stripe_subscription_id = $1", sub.id)
+    item = sub["items"]["data"][0]
+    price = item["price"]
+    plan = await _plan_of_price(conn, client, price["id"])
+    status, cancel_at_period_end = sub["status"], bool(_get(sub, "cancel_at_period_end"))
     past_due_since = None
-    if sub.status == "past_due":
+    if status == "past_due":
         past_due_since = before["past_due_since"] if before and before["past_due_since"] else datetime.now(UTC)
+    floors = [f for f in (snapshot.floor, before["state_floor"] if before else None) if f is not None]
+    floor = max(floors) if floors else None
+    ceiling = snapshot.ceiling if snapshot.ceiling is None or floor is None else max(snapshot.ceiling, floor)
     await conn.execute(
         """INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, plan, status, stripe_price_id, currency,
                unit_amount, interval, current_period_start, current_period_end, cancel_at_period_end, past_due_since,
-               started_at, ended_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+               started_at, ended_at, state_floor, state_ceiling)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
            ON CONFLICT (stripe_subscription_id) DO UPDATE SET plan = EXCLUDED.plan, status = EXCLUDED.status,
                stripe_price_id = EXCLUDED.stripe_price_id, currency = EXCLUDED.currency,
                unit_amount = EXCLUDED.unit_amount, interval = EXCLUDED.interval,
                current_period_start = EXCLUDED.current_period_start, current_period_end = EXCLUDED.current_period_end,
                cancel_at_period_end = EXCLUDED.cancel_at_period_end, past_due_since = EXCLUDED.past_due_since,
-               ended_at = EXCLUDED.ended_at, updated_at = clock_timestamp()""",
-        sub.id, uuid.UUID(user_id), plan, sub.status, item.price.id, item.price.currency, item.price.unit_amount,
-        item.price.recurring.interval, _ts(item.current_period_start), _ts(item.current_period_end),
-        bool(sub.cancel_at_period_end), past_due_since, _ts(sub.start_date), _ts(sub.ended_at))
+               ended_at = EXCLUDED.ended_at, state_floor = EXCLUDED.state_floor,
+               state_ceiling = EXCLUDED.state_ceiling, updated_at = clock_timestamp()""",
+        sub["id"], uuid.UUID(user_id), plan, status, price["id"], price["currency"], price["unit_amount"],
+        price["recurring"]["interval"], _ts(item["current_period_start"]), _ts(item["current_period_end"]),
+        cancel_at_period_end, past_due_since, _ts(sub["start_date"]), _ts(_get(sub, "ended_at")), floor, ceiling)
     old = (before["plan"], before["status"]) if before else (FREE, "none")
-    changed = (before is None or old != (plan, sub.status)
-               or before["cancel_at_period_end"] != sub.cancel_at_period_end)
+    changed = (before is None or old != (plan, status) or before["cancel_at_period_end"] != cancel_at_period_end)
     if changed:
-        await emit(conn, "billing.subscription_changed", user_id, user_id=user_id, subscription=sub.id, plan=plan,
-                   status=sub.status, previous_plan=old[0], previous_status=old[1],
-                   cancel_at_period_end=bool(sub.cancel_at_period_end))
-    return old[0] if old[1] in entitlements.ENTITLED_STATUSES else FREE, (
-        plan if sub.status in entitlements.ENTITLED_STATUSES else FREE)
+        await emit(conn, "billing.subscription_changed", user_id, user_id=user_id, subscription=sub["id"], plan=plan,
+                   status=status, previous_plan=old[0], previous_status=old[1],
+                   cancel_at_period_end=cancel_at_period_end)
+    return _granted(*old), _granted(plan, status)
 
 
 # --------------------------------------------------------------------------- use cases
@@ -306,7 +420,7 @@ async def subscribe(pool: asyncpg.Pool, settings: Settings, who: Principal, *, p
                     "payment_behavior": "error_if_incomplete", "metadata": {"user_id": str(who.user_id)}},
             options={"idempotency_key": _key("vf-subscribe", who.user_id, generation, method_id or "default")})
         async with transaction(pool) as conn:
-            await apply_subscription(conn, client, sub.id)
+            await apply_subscription(conn, client, sub.id, margin_s=settings.billing_stripe_clock_margin_s)
     return await subscription_view(pool, settings, who)
 
 
@@ -375,7 +489,8 @@ async def change_plan(pool: asyncpg.Pool, settings: Settings, who: Principal, *,
             options={"idempotency_key": _key("vf-change", row["stripe_subscription_id"], row["stripe_price_id"],
                                              prices[plan].price_id, row["updated_at"].timestamp())})
         async with transaction(pool) as conn:
-            await apply_subscription(conn, client, row["stripe_subscription_id"])
+            await apply_subscription(conn, client, row["stripe_subscription_id"],
+                                         margin_s=settings.billing_stripe_clock_margin_s)
     return await subscription_view(pool, settings, who)
 
 
@@ -391,7 +506,8 @@ async def set_cancel_at_period_end(pool: asyncpg.Pool, settings: Settings, who: 
                 options={"idempotency_key": _key("vf-cancel" if cancel else "vf-resume", row["stripe_subscription_id"],
                                                  row["updated_at"].timestamp())})
             async with transaction(pool) as conn:
-                await apply_subscription(conn, client, row["stripe_subscription_id"])
+                await apply_subscription(conn, client, row["stripe_subscription_id"],
+                                         margin_s=settings.billing_stripe_clock_margin_s)
     return await subscription_view(pool, settings, who)
 
 
@@ -407,20 +523,21 @@ HANDLED_EVENTS = (*SUBSCRIPTION_EVENTS, *INVOICE_EVENTS, "charge.refunded")
 
 @dataclass(frozen=True)
 class WebhookEvent:
-    """What the handler needs of a verified event: the rest is re-read from Stripe's API."""
+    """A verified event: its id, type, ``created`` (Unix seconds) and its object as Stripe showed it then."""
 
     id: str
     type: str
     created: int
     object_id: str
+    object: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def verify(settings: Settings, payload: bytes, signature: str | None) -> WebhookEvent:
     """The event, if ``Stripe-Signature`` signs this exact body with our secret within the tolerance.
 
     The SDK checks the signature (``WebhookSignature.verify_header``, what ``Webhook.construct_event``
-    does first); the body is then read as plain JSON, not built into StripeObjects, because only the
-    event's id, type and object id are used.
+    does first); the body is then read as plain JSON, not built into StripeObjects: the handler reads
+    a few fields of the event and of its object.
     """
     if settings.stripe_webhook_secret is None:
         raise BillingUnavailable("no webhook secret configured (VERSEFLOW_STRIPE_WEBHOOK_SECRET)")
@@ -437,8 +554,8 @@ def verify(settings: Settings, payload: bytes, signature: str | None) -> Webhook
         raise MalformedRequest("the body is not UTF-8") from None
     try:
         body = json.loads(text)
-        return WebhookEvent(str(body["id"]), str(body["type"]), int(body["created"]),
-                            str(body["data"]["object"]["id"]))
+        obj = body["data"]["object"]
+        return WebhookEvent(str(body["id"]), str(body["type"]), int(body["created"]), str(obj["id"]), obj)
     except (ValueError, KeyError, TypeError):
         raise MalformedRequest("the body is not a Stripe event") from None
 
@@ -446,6 +563,10 @@ def verify(settings: Settings, payload: bytes, signature: str | None) -> Webhook
 WEBHOOKS = metrics.counter("verseflow_webhooks_total",
                            "Webhook deliveries by provider and outcome (applied, duplicate, ignored, rejected, "
                            "failed).", ("provider", "outcome"))
+SUBSCRIPTION_APPLIES = metrics.counter(
+    "verseflow_billing_subscription_applies_total",
+    "Subscription states applied, by where the state came from: the event's own object (newer than the stored "
+    "state), an API read (same second, unknown order, our own calls), or nothing (an older event).", ("source",))
 WEBHOOK_LAG = metrics.histogram("verseflow_webhook_lag_seconds",
                                 "From the provider creating an event to VerseFlow having handled it.",
                                 ("provider",), buckets=metrics.SLOW_BUCKETS_S)
@@ -477,7 +598,7 @@ async def _handle_verified(pool: asyncpg.Pool, settings: Settings, event: Webhoo
     client = stripe_client(settings)
     with calling_stripe():  # Stripe unreachable: 503, nothing committed, Stripe delivers again later
         async with transaction(pool) as conn:
-            result = await _apply_event(conn, client, event)
+            result = await _apply_event(conn, settings, client, event)
             _crash_point(settings, "before_commit", event, result)
         _crash_point(settings, "after_commit", event, result)
     return result
@@ -492,61 +613,78 @@ def _crash_point(settings: Settings, step: str, event: WebhookEvent, result: str
             os._exit(70)
 
 
-async def _apply_event(conn: asyncpg.Connection, client: stripe.StripeClient, event: WebhookEvent) -> str:
+async def _apply_event(conn: asyncpg.Connection, settings: Settings, client: stripe.StripeClient,
+                       event: WebhookEvent) -> str:
     first = await conn.fetchval(
         "INSERT INTO billing_webhook_events (stripe_event_id, type, created) VALUES ($1, $2, $3)"
         " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING true", event.id, event.type, _ts(event.created))
     if not first:
         return "duplicate"
     if event.type in SUBSCRIPTION_EVENTS:
-        applied = await apply_subscription(conn, client, event.object_id)
+        applied = await apply_subscription(conn, client, event.object_id, event=event,
+                                           margin_s=settings.billing_stripe_clock_margin_s,
+                                           use_event_object=not settings.billing_webhook_refetch)
         return "applied" if applied is not None else "ignored"
     if event.type in INVOICE_EVENTS:
-        return await _invoice_event(conn, client, event)
+        return await _invoice_event(conn, client, event, refetch=settings.billing_webhook_refetch)
     return await _refunds(conn, client, event.object_id)
 
 
 def _subscription_of_invoice(invoice: Any) -> str | None:
-    parent = _plain(invoice).get("parent") or {}
-    return (parent.get("subscription_details") or {}).get("subscription")
+    return _get(_get(_get(invoice, "parent"), "subscription_details"), "subscription")
 
 
-async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, event: WebhookEvent) -> str:
-    """Book a paid invoice (re-read from the API), or record a failed payment. The subscription's own state
-    arrives by ``customer.subscription.updated``, which Stripe sends whenever its status changes."""
-    invoice = await client.v1.invoices.retrieve_async(event.object_id, params={"expand": ["payments"]})
+async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, event: WebhookEvent, *,
+                         refetch: bool) -> str:
+    """Book a paid invoice, or record a failed payment. The subscription's own state arrives by
+    ``customer.subscription.updated``, which Stripe sends whenever its status changes.
+
+    The event's own invoice is enough, whatever the order of delivery: an ``invoice.paid`` event's
+    invoice is paid, and a paid invoice never changes again (its lines and amounts are fixed when it is
+    finalized); a failed payment only needs the invoice's id and customer. Only Stripe's fee is read
+    from the API: the invoice's payments are not in an event's object (``payments`` is includable), so
+    they are listed, and each payment intent is read with its charge's balance transaction.
+    ``refetch`` re-reads the invoice itself instead (as before issue 9's throughput work).
+    """
+    invoice = await _read(client, _path("invoices", event.object_id), expand=["payments"]) if refetch else event.object
     sub_id = _subscription_of_invoice(invoice)
     customer_user = await conn.fetchval("SELECT user_id FROM billing_customers WHERE stripe_customer_id = $1",
-                                        invoice.customer)
+                                        invoice["customer"])
     if event.type != "invoice.paid":
-        await emit(conn, "billing.payment_failed", customer_user, user_id=customer_user, invoice=invoice.id,
+        await emit(conn, "billing.payment_failed", customer_user, user_id=customer_user, invoice=invoice["id"],
                    action_required=event.type == "invoice.payment_action_required")
         return "applied"
-    if invoice.status != "paid":
+    if invoice["status"] != "paid":
         return "ignored"
+    if refetch:
+        payments = invoice["payments"]["data"]
+    else:
+        payments = await _read_all(client, _path("invoice_payments"), invoice=invoice["id"], status="paid",
+                                   limit=100)
     fee = 0
-    for payment in invoice.payments.data:
-        if payment.status == "paid" and _plain(payment.payment).get("payment_intent"):
-            intent = await client.v1.payment_intents.retrieve_async(
-                payment.payment.payment_intent, params={"expand": ["latest_charge.balance_transaction"]})
-            fee += intent.latest_charge.balance_transaction.fee
+    for payment in payments:
+        intent_id = _get(payment["payment"], "payment_intent")
+        if payment["status"] == "paid" and intent_id:
+            intent = await _read(client, _path("payment_intents", intent_id),
+                                 expand=["latest_charge.balance_transaction"])
+            fee += intent["latest_charge"]["balance_transaction"]["fee"]
     by_plan: dict[str, int] = {}
-    lines = invoice.lines.data
-    if invoice.lines.has_more:
-        lines = [line async for line in (await client.v1.invoices.line_items.list_async(
-            invoice.id, params={"limit": 100})).auto_paging_iter()]
+    lines = invoice["lines"]["data"]
+    if invoice["lines"]["has_more"]:
+        lines = await _read_all(client, _path("invoices", invoice["id"], "lines"), limit=100)
     for line in lines:
-        price = ((_plain(line).get("pricing") or {}).get("price_details") or {}).get("price")
+        price = _get(_get(_get(line, "pricing"), "price_details"), "price")
         plan = await _plan_of_price(conn, client, price) if price else "other"
-        by_plan[plan] = by_plan.get(plan, 0) + line.amount
-    entry = ledger.invoice_payment(source_key=f"stripe:invoice.paid:{invoice.id}", currency=invoice.currency,
-                                   amount_paid=invoice.amount_paid, fee=fee, revenue_by_plan=by_plan,
-                                   occurred_at=_ts(invoice.status_transitions.paid_at) or datetime.now(UTC),
-                                   metadata={"invoice": invoice.id, "subscription": sub_id,
-                                             "customer": invoice.customer})
+        by_plan[plan] = by_plan.get(plan, 0) + line["amount"]
+    paid_at = _get(invoice["status_transitions"], "paid_at")
+    entry = ledger.invoice_payment(source_key=f"stripe:invoice.paid:{invoice['id']}", currency=invoice["currency"],
+                                   amount_paid=invoice["amount_paid"], fee=fee, revenue_by_plan=by_plan,
+                                   occurred_at=_ts(paid_at) or datetime.now(UTC),
+                                   metadata={"invoice": invoice["id"], "subscription": sub_id,
+                                             "customer": invoice["customer"]})
     if entry is not None and await ledger.post(conn, entry):
-        await emit(conn, "billing.invoice_paid", customer_user, user_id=customer_user, invoice=invoice.id,
-                   amount_paid=invoice.amount_paid, currency=invoice.currency)
+        await emit(conn, "billing.invoice_paid", customer_user, user_id=customer_user, invoice=invoice["id"],
+                   amount_paid=invoice["amount_paid"], currency=invoice["currency"])
     return "applied"
 
 

@@ -8,12 +8,14 @@ cursor lists, and idempotency keys with Stripe's rules: the first response to a 
 endpoint is a 400 ``idempotency_error``. Every request runs to completion on the event loop without
 awaiting in between, so two concurrent requests with one key can never both execute.
 
-Non-Stripe control routes live under ``/_local/`` (webhook switches, delivery log, a state dump).
+Non-Stripe control routes live under ``/_local/`` (webhook switches, delivery log, the count of API
+requests received by method and path, a state dump).
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import hashlib
 import json
@@ -61,6 +63,8 @@ class LocalStripeApp:
         self.deliverer = deliverer
         self.on_change = on_change
         self.idempotency: dict[str, dict[str, Any]] = {}
+        # API requests received, by "METHOD /path" (``GET /_local/requests``): what tests and benchmarks count
+        self.requests: collections.Counter[str] = collections.Counter()
         engine.on_event = deliverer.enqueue
         e = engine
         self.routes: list[tuple[str, str, Callable[..., Any]]] = [
@@ -97,6 +101,7 @@ class LocalStripeApp:
             ("GET", "/v1/invoices/{id}", lambda p, id: self._get("invoice", id)),
             ("GET", "/v1/invoices/{id}/lines", lambda p, id: self._sublist(e.get("invoice", id)["lines"], p)),
             ("POST", "/v1/invoices/{id}/pay", lambda p, id: e.pay_invoice(id, p)),
+            ("GET", "/v1/invoice_payments", self._list_invoice_payments),
             ("GET", "/v1/invoice_payments/{id}", lambda p, id: self._get("invoice_payment", id)),
             ("GET", "/v1/invoiceitems/{id}", lambda p, id: self._get("invoiceitem", id)),
             ("POST", "/v1/payment_intents", lambda p: e.create_payment_intent(p)),
@@ -128,6 +133,7 @@ class LocalStripeApp:
     def starlette(self) -> Starlette:
         routes = [Route("/_local/webhooks", self._local_webhooks, methods=["GET", "POST"]),
                   Route("/_local/deliveries", self._local_deliveries, methods=["GET"]),
+                  Route("/_local/requests", self._local_requests, methods=["GET"]),
                   Route("/_local/health", lambda r: JSONResponse({"ok": True}), methods=["GET"]),
                   Route("/{path:path}", self._dispatch, methods=["GET", "POST", "DELETE"])]
 
@@ -151,6 +157,7 @@ class LocalStripeApp:
         except StripeApiError as error:
             return JSONResponse({"error": error.body}, status_code=error.status, headers=headers)
         method, path = request.method, request.url.path
+        self.requests[f"{method} {path}"] += 1
         params = parse_form(request.url.query if method in ("GET", "DELETE") and not body else body)
         key = request.headers.get("idempotency-key") if method in ("POST", "DELETE") else None
         if key:
@@ -196,8 +203,9 @@ class LocalStripeApp:
     def _replay(self, key: str, method: str, path: str, params: dict[str, Any],
                 headers: dict[str, str]) -> Response | None:
         now = time.time()
-        for stale in [k for k, v in self.idempotency.items() if now - v["at"] > IDEMPOTENCY_TTL_S]:
-            del self.idempotency[stale]
+        # keys are kept in the order they were first used: the stale ones are at the front
+        while self.idempotency and now - next(iter(self.idempotency.values()))["at"] > IDEMPOTENCY_TTL_S:
+            del self.idempotency[next(iter(self.idempotency))]
         saved = self.idempotency.get(self._key(key))
         if saved is None:
             return None
@@ -278,6 +286,17 @@ class LocalStripeApp:
                                               and (active is None or str(p["active"]).lower() == active)),
                           params, "/v1/prices")
 
+    def _list_invoice_payments(self, params: dict[str, Any]) -> dict[str, Any]:
+        """By ``invoice`` (its own payments, not a scan of every payment) and ``status``."""
+        status = params.get("status")
+        if params.get("invoice"):
+            invoice = self.engine.get("invoice", params["invoice"], "invoice")
+            newest_first = [self.engine.objects[p["id"]] for p in invoice["payments"]["data"]]
+            items = [p for p in newest_first if status is None or p["status"] == status]
+        else:
+            items = self.engine.list_of("invoice_payment", lambda p: status is None or p["status"] == status)
+        return self._page(items, params, "/v1/invoice_payments")
+
     def _list_subscriptions(self, params: dict[str, Any]) -> dict[str, Any]:
         status = params.get("status")
 
@@ -336,6 +355,10 @@ class LocalStripeApp:
 
     async def _local_deliveries(self, request: Request) -> Response:
         return JSONResponse({"data": self.deliverer.log})
+
+    async def _local_requests(self, request: Request) -> Response:
+        """``{"GET /v1/subscriptions/sub_...": 3, ...}``: the API requests received so far."""
+        return JSONResponse(dict(self.requests))
 
 
 def _fingerprint(params: dict[str, Any]) -> str:

@@ -75,6 +75,21 @@ def test_subscribing_with_a_good_card_pays_the_first_invoice_in_current_shapes(c
     assert (txn.amount, txn.fee, txn.net) == (999, 29 + 30, 999 - 59)  # 2.9 % + 30
 
 
+def test_an_invoices_payments_are_listed_by_invoice_and_status_and_requests_are_counted(client, prices, server):
+    _, customer = customer_on_clock(client, card="pm_card_chargeCustomerFail")
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": prices["premium"].id}]})
+    invoice_id = sub.latest_invoice
+    good = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    client.v1.invoices.pay(invoice_id, params={"payment_method": good.id})
+    every = client.v1.invoice_payments.list(params={"invoice": invoice_id}).data
+    assert [p.status for p in every] == ["paid", "canceled"]  # newest first: the failed attempt, then the paid one
+    paid = client.v1.invoice_payments.list(params={"invoice": invoice_id, "status": "paid"}).data
+    assert [p.id for p in paid] == [every[0].id] and paid[0].invoice == invoice_id
+    counted = client.v1.invoices.retrieve(invoice_id)
+    assert server.app.requests[f"GET /v1/invoices/{counted.id}"] == 1
+    assert server.app.requests["GET /v1/invoice_payments"] >= 2
+
+
 def test_declined_card_is_refused_when_attached(client):
     customer = client.v1.customers.create(params={"email": "x@example.com"})
     with pytest.raises(stripe.CardError) as caught:

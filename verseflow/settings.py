@@ -280,6 +280,13 @@ class Settings(BaseSettings):
     billing_crash_at: str = Field("", pattern=r"^((before|after)_commit(:[a-z_.]+)?)?$",
                                   description="fault injection for tests only: the webhook handler's process "
                                               "exits at this step (optionally only for one event type)")
+    billing_webhook_refetch: bool = Field(False, description="re-read every subscription and invoice a webhook "
+                                                             "names from Stripe's API instead of applying the "
+                                                             "event's own object when it is newer (the behaviour "
+                                                             "before issue 9's throughput work; the bench baseline)")
+    billing_stripe_clock_margin_s: int = Field(10, ge=0, description="how far Stripe's clock (event `created`) and "
+                                                                     "ours may disagree: events created this close to "
+                                                                     "our own read of a subscription re-read it")
     royalty_model: Literal["pro_rata", "user_centric", "artist_centric"] = Field(
         "pro_rata", description="how the royalty pool is split (billing/royalties.py); only its run is booked")
     royalty_pool_share_bp: int = Field(7000, ge=0, le=10_000, description="share of a month's net subscription "
