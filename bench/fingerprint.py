@@ -147,7 +147,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.seconds = SONG_S
     if args.smoke:
-        args.sizes, args.generated, args.queried, args.strangers, args.duplicates = [4, 8, 16], 6, 2, 2, 2
+        args.sizes, args.generated, args.queried, args.strangers, args.duplicates = [4, 16], 6, 2, 2, 2
         args.seconds = 12.0
     if args.sizes != sorted(args.sizes) or args.queried > min(args.sizes) or args.generated < args.queried:
         parser.error("sizes must ascend, the smallest holding every queried song, and --generated >= --queried")

@@ -268,7 +268,7 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
 
 def _settle_max(args: argparse.Namespace) -> float:
     """A smoke run's connections are few: a busy machine (tests beside it) must not hold it up."""
-    return 3.0 if args.smoke else SETTLE_MAX_S
+    return 1.0 if args.smoke else SETTLE_MAX_S
 
 
 def _senders_needed(scenarios: list[Scenario], args: argparse.Namespace) -> int:

