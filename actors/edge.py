@@ -27,12 +27,13 @@ from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
 from websockets.protocol import State
 
+from actors import named
 from actors.realtime_backend import RayBackend, token_authenticator
 from rooms.gateway import Frame, Gateway, Prepared, SocketClosed
 from verseflow import logs
 from verseflow.settings import Settings
 
-NAMESPACE = "verseflow"
+NAMESPACE = named.NAMESPACE
 EDGE_NAME = "verseflow-edge-{}"
 _DOC_PATH = re.compile(r"^/v1/yjs/([^/?]+)$")
 GC_THRESHOLDS = (50_000, 50, 100)

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from accounts import registration, sessions
 from accounts import retention as accounts_retention
+from actors import named
 from actors.room_host import notify_user
 from audio import metrics as audio_metrics
 from audio import resumable
@@ -38,7 +39,7 @@ from verseflow.settings import Settings
 from verseflow.storage import object_store
 
 ACTOR_NAME = "verseflow-event-worker"
-NAMESPACE = "verseflow"
+NAMESPACE = named.NAMESPACE
 
 log = logs.get_logger("actors.event_worker")
 

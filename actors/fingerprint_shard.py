@@ -24,6 +24,7 @@ import numpy as np
 import ray
 from ray.actor import ActorHandle
 
+from actors import named
 from audio import repository, service
 from audio.fingerprint import TRIPLET_BACKGROUND_RANK, Landmarks, Match, Probes
 from audio.landmark_index import CatalogueIndex, merge, shard_cap, shard_of
@@ -32,7 +33,7 @@ from verseflow.db import create_pool
 from verseflow.settings import Settings
 from verseflow.storage import object_store
 
-NAMESPACE = "verseflow"
+NAMESPACE = named.NAMESPACE
 SHARD_NAME = "verseflow-fingerprint-shard-{}-of-{}"
 #: Tracks read per query while a shard loads its partition.
 LOAD_BATCH = 500
@@ -90,17 +91,14 @@ class FingerprintShard:
         return self._index.track_ids
 
 
-_handles: dict[str, ActorHandle] = {}
+def _names(settings: Settings) -> list[str]:
+    return [SHARD_NAME.format(index, settings.fingerprint_shards) for index in range(settings.fingerprint_shards)]
 
 
 def shard(settings: Settings, index: int) -> ActorHandle:
     """The named shard ``index`` of the configured count, created if it does not exist yet (blocks: Ray)."""
-    name = SHARD_NAME.format(index, settings.fingerprint_shards)
-    if name not in _handles:
-        _handles[name] = FingerprintShard.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                                                  get_if_exists=True).remote(settings, index,
-                                                                             settings.fingerprint_shards)
-    return _handles[name]
+    return named.get_or_create(FingerprintShard, SHARD_NAME.format(index, settings.fingerprint_shards), settings,
+                               index, settings.fingerprint_shards)
 
 
 def shards(settings: Settings) -> list[ActorHandle]:
@@ -148,8 +146,7 @@ class ShardedCatalogue:
             return await call(await self._all())
         except ray.exceptions.ActorDiedError:
             self._shards = None
-            for index in range(self._settings.fingerprint_shards):
-                _handles.pop(SHARD_NAME.format(index, self._settings.fingerprint_shards), None)
+            named.forget(_names(self._settings))
             return await call(await self._all())
 
     def _owner(self, everyone: list[ActorHandle], track_id: str) -> ActorHandle:
@@ -166,13 +163,7 @@ def catalogue(settings: Settings) -> ShardedCatalogue:
 
 def stop_shards(settings: Settings) -> None:
     """Kill the shards for good (``make up``'s Ctrl-C, the end of a test run); PostgreSQL keeps the landmarks."""
-    for index in range(settings.fingerprint_shards):
-        name = SHARD_NAME.format(index, settings.fingerprint_shards)
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            continue
-        _handles.pop(name, None)
+    named.kill(_names(settings))
     _catalogues.pop(settings.fingerprint_shards, None)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import ray
 from ray.actor import ActorHandle
 
+from actors import named
 from audio.landmark_index import shard_of
 from ml.collaborative import Model
 from ml.item_index import (
@@ -47,7 +48,7 @@ from verseflow.errors import DomainError
 from verseflow.settings import Settings
 from verseflow.storage import object_store
 
-NAMESPACE = "verseflow"
+NAMESPACE = named.NAMESPACE
 SHARD_NAME = "verseflow-rec-shard-{}-of-{}"
 
 log = logs.get_logger("actors.rec_shard")
@@ -132,16 +133,15 @@ class RecShard:
 #: one query as a shard receives it: version, artefact, vector, k, excluded track ids it holds, metric
 Query = tuple[int, str, np.ndarray, int, list[str], str]
 
-_handles: dict[str, ActorHandle] = {}
+
+def _names(settings: Settings) -> list[str]:
+    return [SHARD_NAME.format(index, settings.rec_shards) for index in range(settings.rec_shards)]
 
 
 def shard(settings: Settings, index: int) -> ActorHandle:
     """The named shard ``index`` of the configured count, created if it does not exist yet (blocks: Ray)."""
-    name = SHARD_NAME.format(index, settings.rec_shards)
-    if name not in _handles:
-        _handles[name] = RecShard.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                                          get_if_exists=True).remote(settings, index, settings.rec_shards)
-    return _handles[name]
+    return named.get_or_create(RecShard, SHARD_NAME.format(index, settings.rec_shards), settings, index,
+                               settings.rec_shards)
 
 
 def shards(settings: Settings) -> list[ActorHandle]:
@@ -177,8 +177,7 @@ class ShardedIndex:
         """Drop handles of shards stopped for good (``stop_shards``); crashed ones keep theirs."""
         self._shards = None
         self._batchers = None
-        for index in range(self._settings.rec_shards):
-            _handles.pop(SHARD_NAME.format(index, self._settings.rec_shards), None)
+        named.forget(_names(self._settings))
 
     async def prepare(self, model: Model, artefact: str) -> float:
         """Load ``model`` into every shard (beside the version in service), then measure recall@10 of the
@@ -239,13 +238,7 @@ def sharded_index(settings: Settings) -> ShardedIndex:
 
 def stop_shards(settings: Settings) -> None:
     """Kill the shards for good (the end of a test run, ``make up``'s Ctrl-C); the artefacts stay stored."""
-    for index in range(settings.rec_shards):
-        name = SHARD_NAME.format(index, settings.rec_shards)
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            continue
-        _handles.pop(name, None)
+    named.kill(_names(settings))
     _indexes.pop(settings.rec_shards, None)
 
 

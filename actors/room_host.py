@@ -21,6 +21,7 @@ import ray
 from ray.actor import ActorHandle
 
 from accounts.model import Principal
+from actors import named
 from actors.host_link import LinkServer, link_key
 from rooms import metrics
 from rooms.host import RoomHostCore
@@ -31,7 +32,7 @@ from verseflow import logs
 from verseflow.db import create_pool
 from verseflow.settings import Settings
 
-NAMESPACE = "verseflow"
+NAMESPACE = named.NAMESPACE
 ROOM_HOST_NAME = "verseflow-room-host-{}"
 SESSION_HOST_NAME = "verseflow-session-host-{}"
 _ACTOR_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "num_cpus": 0,
@@ -134,9 +135,6 @@ def _count_recovery(kind: str) -> None:
         metrics.HOST_RECOVERIES.inc(kind=kind)
 
 
-_handles: dict[str, ActorHandle] = {}
-
-
 def _link_host() -> str:
     """The address a host's link server listens on: this node's, reachable from the other nodes."""
     return ray.util.get_node_ip_address()
@@ -147,19 +145,11 @@ def room_host(settings: Settings, index: int) -> ActorHandle:
 
     Handles are cached per process: a restarted actor keeps its id, so a handle outlives crashes.
     """
-    name = ROOM_HOST_NAME.format(index)
-    if name not in _handles:
-        _handles[name] = RoomHost.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                                          get_if_exists=True).remote(settings)
-    return _handles[name]
+    return named.get_or_create(RoomHost, ROOM_HOST_NAME.format(index), settings)
 
 
 def session_host(settings: Settings, index: int) -> ActorHandle:
-    name = SESSION_HOST_NAME.format(index)
-    if name not in _handles:
-        _handles[name] = SessionHost.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                                             get_if_exists=True).remote(settings)
-    return _handles[name]
+    return named.get_or_create(SessionHost, SESSION_HOST_NAME.format(index), settings)
 
 
 def room_host_for(settings: Settings, room_id: uuid.UUID | str) -> ActorHandle:
@@ -179,9 +169,4 @@ def stop_hosts(settings: Settings) -> None:
     """Kill the host pools for good (``make up``'s Ctrl-C); rooms live on in PostgreSQL."""
     names = [ROOM_HOST_NAME.format(i) for i in range(settings.room_hosts)]
     names += [SESSION_HOST_NAME.format(i) for i in range(settings.session_hosts)]
-    for name in names:
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            continue
-        _handles.pop(name, None)
+    named.kill(names)

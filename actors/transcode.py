@@ -19,6 +19,7 @@ import uuid
 
 import ray
 
+from actors import named
 from actors.fingerprint_shard import catalogue
 from actors.room_host import notify_user
 from audio import jobs, metrics, repository
@@ -27,7 +28,7 @@ from verseflow.db import create_pool
 from verseflow.settings import Settings
 from verseflow.storage import object_store
 
-NAMESPACE = "verseflow"
+NAMESPACE = named.NAMESPACE
 NAME = "transcode-{}"
 SLOT = "transcode_slots"  # nodes advertise one per core (cluster/local.py, rayservice.yaml)
 
