@@ -99,10 +99,6 @@ class RecShard:
         index = await self._get(version, artefact)
         return {"shard": self._shard, "version": version, "items": len(index), "hnsw": index.hnsw}
 
-    async def search(self, version: int, artefact: str, vector: np.ndarray, k: int, exclude: list[str],
-                     metric: Metric) -> list[tuple[str, float]]:
-        return (await self._get(version, artefact)).search(vector, k, exclude, metric)
-
     async def search_many(self, queries: list[Query]) -> list[list[tuple[str, float]] | Exception]:
         """Answers to a batch of queries, in order, one faiss call per (version, metric) in the batch.
         A version that cannot be loaded fails its own queries (as an exception in their places), not

@@ -156,7 +156,7 @@ def recall_by_score(model: Model, queries: np.ndarray, got: Sequence[Sequence[st
         want = min(k, len(scores))
         if want == 0:
             continue
-        kth = float(np.partition(-scores, want - 1)[want - 1]) * -1
+        kth = -float(np.partition(-scores, want - 1)[want - 1])
         floor = kth - 1e-4 * max(1.0, abs(kth))
         rows = [model.track_index[t] for t in dict.fromkeys(answer[:want]) if t in model.track_index]
         shares.append(sum(1 for r in rows if scores[r] >= floor) / want)

@@ -84,20 +84,27 @@ async def train_version(pool: asyncpg.Pool, store: ObjectStore, settings: Settin
         sounds = await content_vectors(pool)
         model = await asyncio.to_thread(functools.partial(collaborative.train, entries, settings, version=version,
                                                           content=sounds))
-        key = await asyncio.to_thread(store_model, store, model)
+        stats = {"users": len(model.user_ids), "tracks": len(model.track_ids), "interactions": len(entries),
+                 "sound_only_tracks": int((model.evidence == 0).sum()) if model.evidence is not None else 0,
+                 "content_model": model.content_map is not None,
+                 "factors": int(model.item_factors.shape[1]), "seconds": round(time.monotonic() - started, 3)}
+        await publish_version(pool, store, model, stats)
     except Exception as exc:
         log.exception("training of recommendation model %s failed", version)
         await pool.execute("UPDATE rec_models SET state = 'failed', error = $2, finished_at = now() "
                            "WHERE version = $1", version, str(exc)[:2000])
         raise
-    stats = {"users": len(model.user_ids), "tracks": len(model.track_ids), "interactions": len(entries),
-             "sound_only_tracks": int((model.evidence == 0).sum()) if model.evidence is not None else 0,
-             "content_model": model.content_map is not None,
-             "factors": int(model.item_factors.shape[1]), "seconds": round(time.monotonic() - started, 3)}
-    await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2, stats = $3::jsonb, finished_at = now() "
-                       "WHERE version = $1", version, key, stats)
     log.info("recommendation model %s ready: %s", version, stats)
     return {"version": version, "state": "ready", **stats}
+
+
+async def publish_version(pool: asyncpg.Pool, store: ObjectStore, model: collaborative.Model,
+                          stats: dict[str, Any] | None = None) -> str:
+    """Store ``model``'s artefact and mark its version ready: serving processes pick it up from here."""
+    key = await asyncio.to_thread(store_model, store, model)
+    await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2, stats = $3::jsonb, finished_at = now() "
+                       "WHERE version = $1", model.version, key, stats or {})
+    return key
 
 
 async def version_info(pool: asyncpg.Pool, version: int) -> dict[str, Any] | None:

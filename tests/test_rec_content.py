@@ -3,7 +3,6 @@ the transcoding job's own ``analyse``), on real PostgreSQL and Ray shards."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import numpy as np
@@ -43,9 +42,7 @@ async def train_on_own_data(pool, settings, version: int, listeners: set[str], t
     entries = [e for e in await training.training_entries(pool, settings) if e[0] in listeners]
     sounds = {t: v for t, v in (await training.content_vectors(pool)).items() if t in set(track_ids)}
     model = collaborative.train(entries, settings, version=version, content=sounds)
-    key = await asyncio.to_thread(training.store_model, object_store(settings), model)
-    await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2, finished_at = now() WHERE version = $1",
-                       version, key)
+    await training.publish_version(pool, object_store(settings), model)
     return model
 
 

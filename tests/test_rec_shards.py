@@ -12,6 +12,7 @@ import pytest
 
 from ml import collaborative, item_index, recommend, training
 from ml.item_index import LocalIndex, ShardIndex, merge
+from verseflow.coalesce import Coalescer
 from verseflow.storage import object_store
 
 
@@ -124,13 +125,24 @@ async def test_concurrent_queries_travel_in_batches_and_each_gets_its_own_answer
     for q, ex, answer in zip(queries, excluded, answers, strict=True):
         assert [t for t, _ in answer.hits] == [t for t in item_index.exact(model, q, 13) if t not in ex]
 
+    # The same forty through one shard's batcher as ShardedIndex builds it, counting the calls it makes.
     shard = (await asyncio.to_thread(shards, one_call))[0]
+    calls: list[int] = []
+
+    def counted(batch):
+        calls.append(len(batch))
+        return shard.search_many.remote(list(batch))
+
+    batcher = Coalescer(counted, max_in_flight=1)
+    got = await asyncio.gather(*(batcher.get((model.version, key, q, 5, [], "dot")) for q in queries))
+    mine = ShardIndex.from_model(model, 0, 3, hnsw_min_items=10**9)
+    assert got == [mine.search(q, 5) for q in queries]
+    assert sum(calls) == 40 and len(calls) < 40      # queries shared calls
     mixed = [(model.version, key, queries[0], 5, [], "dot"),
              (model.version + 1, "no/such/artefact", queries[1], 5, [], "dot"),
              (model.version, key, queries[2], 5, [], "cosine")]
     got = await shard.search_many.remote(mixed)
     assert isinstance(got[1], Exception)
-    mine = ShardIndex.from_model(model, 0, 3, hnsw_min_items=10**9)
     assert got[0] == mine.search(queries[0], 5) and got[2] == mine.search(queries[2], 5, metric="cosine")
 
 
@@ -187,8 +199,7 @@ async def test_a_version_swap_under_traffic_fails_no_request(ray_cluster, api, p
         model = random_model(version, items=len(tracks), users=4, seed=seed)
         model.track_ids = list(tracks)
         model.user_ids[0] = listener["id"]
-        key = await asyncio.to_thread(training.store_model, store, model)
-        await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2 WHERE version = $1", version, key)
+        await training.publish_version(pool, store, model)
         return version
 
     from accounts.model import Principal, Role
@@ -241,8 +252,7 @@ async def test_a_version_failing_the_recall_check_is_not_swapped_in(pool, settin
     async def publish(items: int, seed: int) -> int:
         version = await training.request_version(pool, "test")
         model = random_model(version, items=items, users=64, factors=64, seed=seed)
-        key = await asyncio.to_thread(training.store_model, store, model)
-        await pool.execute("UPDATE rec_models SET state = 'ready', artefact = $2 WHERE version = $1", version, key)
+        await training.publish_version(pool, store, model)
         return version
 
     cache = recommend.ModelCache()
