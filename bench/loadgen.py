@@ -31,6 +31,7 @@ OPEN_LOOP_CONNECTIONS = 256  # beyond this, calls wait for a connection (still t
 class Call:
     group: str  # "reads" or "search": the report's rows
     path: str
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. the caller's bearer token
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ async def _send(http: aiohttp.ClientSession, call: Call, due: float) -> Outcome:
     loop = asyncio.get_running_loop()
     lag = loop.time() - due
     try:
-        async with http.get(call.path) as response:
+        async with http.get(call.path, headers=dict(call.headers)) as response:
             await response.read()
             error = None if response.status == 200 else f"HTTP {response.status}"
     except (TimeoutError, aiohttp.ClientError) as exc:

