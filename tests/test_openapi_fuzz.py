@@ -27,7 +27,7 @@ from schemathesis.checks import not_a_server_error
 
 from verseflow import security
 
-EXAMPLES_PER_OPERATION = 50  # the same bound as `make schemathesis`
+EXAMPLES_PER_OPERATION = 30  # `make schemathesis` runs 50; the suite keeps its time for the other tests
 # tus PATCH bodies (/v1/uploads) are raw bytes, as application/octet-stream ones are.
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
