@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
@@ -196,14 +195,15 @@ def test_bad_shapes_are_refused():
         measure(np.zeros((1, 2, 48000), dtype=np.float32), 48000)
 
 
-def test_five_minutes_of_stereo_is_fast():
+def test_five_minutes_of_steady_stereo_measure_as_any_minute_of_it():
+    """A long input is measured whole (no cut-off or overflow in the gating blocks); speed is the audio
+    benchmark's business (``bench/audio_bench.py``), not a test's."""
     rng = np.random.default_rng(0)
     samples = (rng.standard_normal((2, 48000 * 300)) * 0.1).clip(-1, 1).astype(np.float32)
-    start = time.perf_counter()
-    result = measure(samples, 48000)
-    elapsed = time.perf_counter() - start
-    assert math.isfinite(result.integrated_lufs)
-    assert elapsed < 5.0  # about 0.5 s on 2 cores; generous for loaded CI machines
+    whole = measure(samples, 48000).integrated_lufs
+    one_minute = measure(samples[:, 48000 * 120:48000 * 180], 48000).integrated_lufs
+    assert math.isfinite(whole)
+    assert abs(whole - one_minute) < 0.05
 
 
 def test_agrees_with_pyloudnorm_when_installed():

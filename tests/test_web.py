@@ -213,6 +213,7 @@ async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_p
     await breakouts.or_(page.get_by_text("No breakouts in this window.")).wait_for()
     assert await page.get_by_role("alert").count() == 0
     assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "discover")
 
     # Royalty statements, at phone width: a month's run paid this track (a month far ahead: no real run's).
     month, amount = date(2100 + secrets.randbelow(800), 1 + secrets.randbelow(12), 1), 1234
@@ -227,6 +228,7 @@ async def test_sign_up_upload_play_seek_and_search(web_url, browser, pool, tmp_p
     await statement.get_by_role("link", name=title).wait_for()
     assert "12.34" in await statement.inner_text()
     assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "royalties")
     await context.close()
 
 
