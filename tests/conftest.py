@@ -25,6 +25,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from tests.bench_smoke import _smoke_runs_start_with_the_session, smoke_runs  # noqa: F401 - fixtures
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_ID = uuid.uuid4().hex[:8]

@@ -6,52 +6,21 @@ shadowed the ``audio`` package and ``make bench-realtime`` failed before measuri
 ``--smoke`` mode (tiny sizes, seconds) that starts what it starts, measures, prints its report and
 exits 0 only when everything was measured. The smoke runs are subprocesses with a clean environment:
 the tests' own realtime limits (tiny queues, fast rate limits) must not leak into them.
-
-The smoke runs start together, at most ``SMOKE_PARALLEL`` at a time, the longest first: each waits
-mostly on its own Ray start, its servers and its timers (the machine was half idle while they ran one
-after the other), and they share nothing (each makes its own database, Redis key prefix, ports and
-local Ray). They check that every part was measured, never how fast, so running side by side cannot
-change their verdict, only their figures.
+The smoke runs start with the test session and run beside it (``tests/bench_smoke.py`` says why);
+the tests here wait for them and check their output.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.bench_smoke import SMOKE_ORDER, SMOKE_REPORTS, SMOKE_TIMEOUT_S
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-
-#: smoke runs under way at once (``VERSEFLOW_TEST_SMOKE_PARALLEL``): two cores, one run each
-SMOKE_PARALLEL = int(os.environ.get("VERSEFLOW_TEST_SMOKE_PARALLEL", "2"))
-SMOKE_TIMEOUT_S = 840
-#: the longest smoke runs start first, so the short ones fill the slots beside them
-SMOKE_ORDER = ("realtime", "recs", "fingerprint", "api", "audio_bench", "billing_bench", "uploads")
-
-#: module -> lines its smoke report must contain (beyond exiting 0).
-SMOKE_REPORTS: dict[str, list[str]] = {
-    "api": ["open loop at", "closed loop", "target (p95"],
-    "realtime": ["room100:", "room1000:", "hold:", "peak: room1000", "smoke run: every target measured every scenario"],
-    "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key"],
-    "recs": ["| popularity |", "| ALS (implicit defaults) |", "| EASE (lambda 500) |", "| VerseFlow (served) |",
-             "target (VerseFlow >= best of ALS and EASE on both)", "== cold start:", "| VerseFlow content |",
-             "== serving:", "| 2 shards (", "target (p99 < 50 ms", "== serving through Serve:",
-             "| Serve, 2 shards (", "target through Serve (p99 < 50 ms"],
-    "billing_bench": ["webhook events handled:", "webhook baseline, every object re-read", "webhook ratio,",
-                      "webhook CPU per event", "webhook duplicates:", "ledger: balanced",
-                      "royalty run over 10,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)",
-                      "plays ingestion, 20,000 plays", "reading the month's streams, 20,000 plays"],
-    "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
-    "fingerprint": ["== Fingerprint catalogue:", "-- accuracy:", "-- targets at 16 tracks --",
-                    "smoke run: every size measured"],
-}
 
 
 def _project_top_level_names() -> set[str]:
@@ -84,26 +53,6 @@ def test_every_make_bench_target_has_a_smoke_run():
     assert not missing, f"benchmarks without a smoke run in tests/test_bench.py: {missing}"
     for module in modules.values():
         assert (BENCH / f"{module}.py").exists()
-
-
-def _clean_env(services: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VERSEFLOW_", "RAY_"))}
-    env["VERSEFLOW_DATABASE_URL"] = services["VERSEFLOW_DATABASE_URL"]  # the benchmark makes its own database there
-    env["VERSEFLOW_REDIS_URL"] = services["VERSEFLOW_REDIS_URL"]  # under its own key prefix
-    return env
-
-
-def _smoke(module: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(services) -> Iterator[dict[str, Future]]:
-    """Every smoke run, started when the first of their tests asks for one."""
-    modules = sorted(SMOKE_REPORTS, key=lambda m: SMOKE_ORDER.index(m) if m in SMOKE_ORDER else len(SMOKE_ORDER))
-    with ThreadPoolExecutor(max_workers=max(1, SMOKE_PARALLEL), thread_name_prefix="smoke") as runner:
-        yield {module: runner.submit(_smoke, module, _clean_env(services)) for module in modules}
 
 
 def test_every_smoke_run_has_an_order():

@@ -1,0 +1,78 @@
+"""The benchmarks' smoke runs (``tests/test_bench.py`` checks them), started as the test session starts.
+
+Each smoke run is a subprocess with a clean environment (the tests' own realtime limits, tiny queues and
+fast rate limits, must not leak into them) that makes its own database, Redis key prefix, ports and
+local Ray: it shares nothing with the suite or with another smoke run. Each waits mostly on its own Ray
+start, its servers and its timers, and the machine was half idle while they ran one after another at
+the end of the suite, so they run beside the suite instead, at most ``SMOKE_PARALLEL`` at a time, the
+longest first. They check that every part was measured, never how fast, so running beside other work
+changes their figures, not their verdict; and the suite's tests assert behaviour, never time.
+
+They start only when the session has selected a smoke test: a run of other tests starts none.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_TEST = "test_benchmark_smoke_run"
+
+#: smoke runs under way at once (``VERSEFLOW_TEST_SMOKE_PARALLEL``): two cores, one run each
+SMOKE_PARALLEL = int(os.environ.get("VERSEFLOW_TEST_SMOKE_PARALLEL", "2"))
+SMOKE_TIMEOUT_S = 840
+#: the longest smoke runs start first, so the short ones fill the slots beside them
+SMOKE_ORDER = ("realtime", "recs", "fingerprint", "api", "audio_bench", "billing_bench", "uploads")
+
+#: module -> lines its smoke report must contain (beyond exiting 0).
+SMOKE_REPORTS: dict[str, list[str]] = {
+    "api": ["open loop at", "closed loop", "target (p95"],
+    "realtime": ["room100:", "room1000:", "hold:", "peak: room1000", "smoke run: every target measured every scenario"],
+    "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key"],
+    "recs": ["| popularity |", "| ALS (implicit defaults) |", "| EASE (lambda 500) |", "| VerseFlow (served) |",
+             "target (VerseFlow >= best of ALS and EASE on both)", "== cold start:", "| VerseFlow content |",
+             "== serving:", "| 2 shards (", "target (p99 < 50 ms", "== serving through Serve:",
+             "| Serve, 2 shards (", "target through Serve (p99 < 50 ms"],
+    "billing_bench": ["webhook events handled:", "webhook baseline, every object re-read", "webhook ratio,",
+                      "webhook CPU per event", "webhook duplicates:", "ledger: balanced",
+                      "royalty run over 10,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)",
+                      "plays ingestion, 20,000 plays", "reading the month's streams, 20,000 plays"],
+    "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
+    "fingerprint": ["== Fingerprint catalogue:", "-- accuracy:", "-- targets at 16 tracks --",
+                    "smoke run: every size measured"],
+}
+
+
+
+
+def _clean_env(services: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VERSEFLOW_", "RAY_"))}
+    env["VERSEFLOW_DATABASE_URL"] = services["VERSEFLOW_DATABASE_URL"]  # the benchmark makes its own database there
+    env["VERSEFLOW_REDIS_URL"] = services["VERSEFLOW_REDIS_URL"]  # under its own key prefix
+    return env
+
+
+def _smoke(module: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(services) -> Iterator[dict[str, Future]]:
+    """Every smoke run, submitted at once; each test waits for its own."""
+    modules = sorted(SMOKE_REPORTS, key=lambda m: SMOKE_ORDER.index(m) if m in SMOKE_ORDER else len(SMOKE_ORDER))
+    with ThreadPoolExecutor(max_workers=max(1, SMOKE_PARALLEL), thread_name_prefix="smoke") as runner:
+        yield {module: runner.submit(_smoke, module, _clean_env(services)) for module in modules}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _smoke_runs_start_with_the_session(request) -> None:
+    if any(getattr(item, "originalname", "") == SMOKE_TEST for item in request.session.items):
+        request.getfixturevalue("smoke_runs")
