@@ -14,8 +14,9 @@ with binary gains, averaged over users with test items. implicit's own ``precisi
 - ALS: ``implicit.als.AlternatingLeastSquares()`` with its defaults, on the binary matrix.
 - EASE (Steck 2019): B = I − P·diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹, λ = 500; scores X·B.
 - VerseFlow: ``ml.collaborative.train`` with the platform's default settings on the confidences a
-  completed play gives (``rec_alpha`` × ``rec_complete_weight``), user vectors folded in from the training
-  rows (``Model.fold_in``, as the API does per request) and the same exact scoring the API serves.
+  completed play gives (``rec_alpha`` × ``rec_complete_weight``): ALS and, as both catalogues are under
+  ``rec_ease_max_items``, low-rank EASE (``ml.ease``) in the same vectors; user vectors folded in from the
+  training rows (``Model.fold_in``, as the API does per request) and the same exact scoring the API serves.
 
 Cold start (``cold_start``): no public dataset with listening data *and* audio is on this machine, so a
 simulated catalogue is used (``ml.sound_catalogue``): clips of the six styles ``ml.genre_styles``
@@ -45,7 +46,7 @@ from implicit.als import AlternatingLeastSquares
 from implicit.evaluation import ndcg_at_k, precision_at_k, train_test_split
 from threadpoolctl import threadpool_limits
 
-from ml import collaborative, content, item_index, sound_catalogue, training
+from ml import collaborative, content, ease, item_index, sound_catalogue, training
 from verseflow.settings import Settings
 from verseflow.storage import object_store
 
@@ -120,15 +121,6 @@ def evaluate(scores: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix) -> t
     return float(hits_total / possible_total), float(np.mean(ndcgs))
 
 
-def ease_scores(train: sp.csr_matrix, lam: float = 500.0) -> np.ndarray:
-    gram = (train.T @ train).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    inverse = np.linalg.inv(gram)
-    weights = -inverse / np.diag(inverse)
-    weights[np.diag_indices_from(weights)] = 0.0
-    return np.asarray(train @ weights)
-
-
 def verseflow_scores(train: sp.csr_matrix, settings: Settings) -> np.ndarray:
     value = settings.rec_alpha * settings.rec_complete_weight
     coo = train.tocoo()
@@ -158,7 +150,7 @@ def run(matrix: sp.csr_matrix, name: str) -> dict[str, tuple[float, float]]:
         results["ALS (implicit defaults)"] = evaluate(als.user_factors @ als.item_factors.T, train, test)
         check = (precision_at_k(als, train, test, K=K, show_progress=False),
                  ndcg_at_k(als, train, test, K=K, show_progress=False))
-    results["EASE (lambda 500)"] = evaluate(ease_scores(train), train, test)
+    results["EASE (lambda 500)"] = evaluate(ease.dense_scores(train, 500.0), train, test)
     started = time.monotonic()
     results["VerseFlow (served)"] = evaluate(verseflow_scores(train, Settings()), train, test)
     seconds = time.monotonic() - started
