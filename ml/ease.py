@@ -44,14 +44,15 @@ class LowRankEase:
 def evidence_rows(confidences: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
     """EASE's input from signed ALS confidences (``ml.signals.confidence``: α × evidence): log2(1 + evidence)
     of the positive entries; dislikes and nothing are 0."""
-    rows = confidences.maximum(0).tocsr().astype(np.float64)
-    rows.data = np.log2(1.0 + rows.data / alpha)
+    rows = confidences.maximum(0).tocsr().astype(np.float32)   # float32 like P: no upcast copy of P per fold-in
+    rows.data = np.log2(1.0 + rows.data / np.float32(alpha))
     rows.eliminate_zeros()
     return rows
 
 
 def _top_singular(matrix: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``rank`` largest singular values of ``matrix`` (squared) and their right singular vectors."""
+    matrix = matrix.astype(np.float64)
     if matrix.shape[0] * matrix.shape[1] <= DENSE_SVD_MAX_CELLS or rank >= min(matrix.shape) - 1:
         _, values, vt = np.linalg.svd(matrix.toarray(), full_matrices=False)
         values, vt = values[:rank], vt[:rank]
