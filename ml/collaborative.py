@@ -1,4 +1,4 @@
-"""The collaborative model: implicit-feedback ALS over the interaction table, and its artefact.
+"""The collaborative model: implicit-feedback ALS, and low-rank EASE where the catalogue allows, and its artefact.
 
 ``train`` fits ``implicit``'s ALS (Hu, Koren and Volinsky 2008: confidence-weighted least squares) on
 a users × tracks matrix of signed confidences (``ml.signals.confidence``: a skip-dominated row is a
@@ -6,10 +6,17 @@ negative entry, which implicit reads as preference 0 with that confidence). The 
 is plain numpy plus the id lists, saved as one ``.npz`` (no pickle) so any process can load a version
 from the object store.
 
+Up to ``rec_ease_max_items`` tracks, EASE (``ml.ease``: Steck's closed-form item-item model, kept to
+``rec_ease_rank`` directions) is fitted beside ALS and the two are served as one inner product: an item's
+vector is ``[v_als, c·Q]`` and a user's ``[a·u_als, x·P / c]``, so a single faiss search ranks by
+``a·ALS + EASE`` (``a`` = ``rec_ease_als_weight``; ``c`` gives both halves the same mean length, so cosine
+similarity between items weighs them alike). Above the limit the model is ALS alone.
+
 At query time ``Model.fold_in`` recomputes one user's vector from their current interactions with
-implicit's ``recalculate_user`` against the fixed item factors: a play made a second ago moves the feed
-without waiting for the next training. ``Model.because`` names the interaction that contributes most
-to an item's score (implicit's ``explain``), which becomes the reason shown with a recommendation.
+implicit's ``recalculate_user`` against the fixed item factors, and its EASE half as its row times P:
+a play made a second ago moves the feed without waiting for the next training. ``Model.because`` names
+the interaction that contributes most to an item's ALS score (implicit's ``explain``), which becomes the
+reason shown with a recommendation.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
+from ml import ease
 from ml.content import ContentMap, blend
 from verseflow.settings import Settings
 
@@ -43,7 +51,17 @@ class Model:
     evidence: np.ndarray | None = None
     #: the content model fitted with this version (ml/content.py); None without audio embeddings
     content_map: ContentMap | None = None
+    #: the EASE half: P (items × rank) scaled by 1/c; None when the model is ALS alone
+    ease_projection: np.ndarray | None = None
+    ease_als_weight: float = 1.0   # a: the ALS half's weight in a user's vector
+    alpha: float = 1.0             # confidence per unit of evidence at training (EASE reads evidence)
     _als: AlternatingLeastSquares | None = field(default=None, repr=False)
+
+    @property
+    def als_factors(self) -> int:
+        """How many leading columns of the vectors are ALS factors (the rest are EASE's)."""
+        rank = 0 if self.ease_projection is None else self.ease_projection.shape[1]
+        return self.item_factors.shape[1] - rank
 
     @cached_property
     def track_index(self) -> dict[str, int]:
@@ -59,11 +77,12 @@ class Model:
     def als(self) -> AlternatingLeastSquares:
         """An implicit ALS object around the stored item factors, for fold-in and explanations."""
         if self._als is None:
+            factors = self.als_factors
             with threadpool_limits(1, "blas"):  # implicit's own threads do the work; BLAS's would contend
-                als = AlternatingLeastSquares(factors=self.item_factors.shape[1],
+                als = AlternatingLeastSquares(factors=factors,
                                               regularization=self.regularization, random_state=0, num_threads=1)
-            als.item_factors = self.item_factors
-            als.user_factors = self.user_factors
+            als.item_factors = np.ascontiguousarray(self.item_factors[:, :factors])
+            als.user_factors = np.ascontiguousarray(self.user_factors[:, :factors])
             self._als = als
         return self._als
 
@@ -79,8 +98,13 @@ class Model:
                              shape=(1, len(self.track_ids)))
 
     def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
-        """The user's vector computed now from ``row`` (implicit's ``recalculate_user``)."""
-        return np.asarray(self.als.recalculate_user(0, row), dtype=np.float32).reshape(-1)
+        """The user's vector computed now from ``row``: implicit's ``recalculate_user`` for the ALS half,
+        the row's evidence times P for the EASE half."""
+        als = np.asarray(self.als.recalculate_user(0, row), dtype=np.float32).reshape(-1)
+        if self.ease_projection is None:
+            return als
+        return np.concatenate([self.ease_als_weight * als,
+                               (ease.evidence_rows(row, self.alpha) @ self.ease_projection).reshape(-1)])
 
     def scores(self, vector: np.ndarray) -> np.ndarray:
         return self.item_factors @ vector
@@ -105,6 +129,17 @@ class Model:
         top = top[np.argsort(-similarity[top], kind="stable")]
         return [(int(i), float(similarity[i])) for i in top]
 
+    def sound_vector(self, features: np.ndarray) -> np.ndarray | None:
+        """A track's vector predicted from its content features (the content model), in this model's
+        layout (as a track known only by its sound is stored); None without a content model that fits."""
+        if self.content_map is None or len(features) != self.content_map.dimensions:
+            return None
+        predicted = self.content_map.predict(features)[0]
+        if self.ease_projection is None:
+            return predicted
+        padding = np.zeros(self.ease_projection.shape[1], dtype=np.float32)
+        return np.concatenate([predicted / self.ease_als_weight, padding])
+
     def is_cold(self, item: int) -> bool:
         """Whether the item's vector comes from its sound only (nobody had played it at training)."""
         return self.evidence is not None and self.evidence[item] == 0
@@ -114,13 +149,15 @@ class Model:
         extra: dict[str, np.ndarray] = {}
         if self.evidence is not None:
             extra["evidence"] = self.evidence
+        if self.ease_projection is not None:
+            extra.update(ease_projection=self.ease_projection, ease_als_weight=np.float64(self.ease_als_weight))
         if self.content_map is not None:
             extra.update(content_mean=self.content_map.mean, content_scale=self.content_map.scale,
                          content_weights=self.content_map.weights)
         np.savez(buffer, version=np.int64(self.version), user_ids=np.asarray(self.user_ids, dtype="U36"),
                  track_ids=np.asarray(self.track_ids, dtype="U36"), user_factors=self.user_factors,
                  item_factors=self.item_factors, popularity=self.popularity,
-                 regularization=np.float64(self.regularization), **extra)
+                 regularization=np.float64(self.regularization), alpha=np.float64(self.alpha), **extra)
         return buffer.getvalue()
 
     @classmethod
@@ -132,7 +169,10 @@ class Model:
                        track_ids=arrays["track_ids"].tolist(), user_factors=arrays["user_factors"],
                        item_factors=arrays["item_factors"], popularity=arrays["popularity"],
                        regularization=float(arrays["regularization"]),
-                       evidence=arrays["evidence"] if "evidence" in arrays else None, content_map=content)
+                       evidence=arrays["evidence"] if "evidence" in arrays else None, content_map=content,
+                       ease_projection=arrays["ease_projection"] if "ease_projection" in arrays else None,
+                       ease_als_weight=float(arrays["ease_als_weight"]) if "ease_als_weight" in arrays else 1.0,
+                       alpha=float(arrays["alpha"]) if "alpha" in arrays else 1.0)
 
 
 def build_matrix(entries: Sequence[tuple[str, str, float]]) -> tuple[list[str], list[str], sp.csr_matrix]:
@@ -171,14 +211,40 @@ def train(entries: Sequence[tuple[str, str, float]], settings: Settings, *, vers
     popularity = np.asarray(matrix.maximum(0).sum(axis=0), dtype=np.float32).reshape(-1)
     evidence = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).reshape(-1)
     item_factors = np.asarray(als.item_factors, dtype=np.float32)
+    user_factors = np.asarray(als.user_factors, dtype=np.float32)
     content_map = None
-    if content:
+    if content:   # the content model maps sound into the ALS space; tracks known by sound only are appended
         item_factors, content_map, track_ids, popularity, evidence = _with_content(
             item_factors, track_ids, popularity, evidence, content, settings)
-    return Model(version=version, user_ids=user_ids, track_ids=track_ids,
-                 user_factors=np.asarray(als.user_factors, dtype=np.float32), item_factors=item_factors,
-                 popularity=popularity, regularization=settings.rec_regularization, evidence=evidence,
-                 content_map=content_map)
+    projection = None
+    if 0 < matrix.shape[1] <= settings.rec_ease_max_items and settings.rec_ease_rank > 0:
+        item_factors, user_factors, projection = _with_ease(matrix, item_factors, user_factors, settings)
+    return Model(version=version, user_ids=user_ids, track_ids=track_ids, user_factors=user_factors,
+                 item_factors=item_factors, popularity=popularity, regularization=settings.rec_regularization,
+                 evidence=evidence, content_map=content_map, ease_projection=projection,
+                 ease_als_weight=settings.rec_ease_als_weight, alpha=settings.rec_alpha)
+
+
+def _with_ease(matrix: sp.csr_matrix, item_factors: np.ndarray, user_factors: np.ndarray, settings: Settings
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ALS vectors with low-rank EASE appended: items ``[v, c·Q]``, users ``[a·u, x·P / c]``, and P / c.
+
+    ``c`` makes the EASE half as long as the ALS half on average (items' cosine weighs both alike). Rows of
+    ``item_factors`` past the matrix's columns are tracks known only by their sound: nobody's evidence
+    reaches them through EASE, so their EASE half is 0 and their ALS half is divided by ``a``, which
+    scores them as ALS alone would, on the scale of the blend."""
+    rows = ease.evidence_rows(matrix, settings.rec_alpha)
+    fitted = ease.fit(rows, settings.rec_ease_regularization, settings.rec_ease_rank, settings.rec_seed)
+    played, weight = matrix.shape[1], settings.rec_ease_als_weight
+    scale = float(np.linalg.norm(item_factors[:played], axis=1).mean() /
+                  max(float(np.linalg.norm(fitted.items, axis=1).mean()), 1e-12))
+    sound_only = len(item_factors) - played
+    projection = np.vstack([fitted.projection / scale,
+                            np.zeros((sound_only, fitted.projection.shape[1]))]).astype(np.float32)
+    items = np.vstack([np.hstack([item_factors[:played], scale * fitted.items]),
+                       np.hstack([item_factors[played:] / weight, np.zeros((sound_only, fitted.items.shape[1]))])])
+    users = np.hstack([weight * user_factors, np.asarray(rows @ projection[:played])])
+    return items.astype(np.float32), users.astype(np.float32), projection
 
 
 def _with_content(item_factors: np.ndarray, track_ids: list[str], popularity: np.ndarray, evidence: np.ndarray,

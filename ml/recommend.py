@@ -291,9 +291,9 @@ def _seed_vector(model: Model, track_id: str, analysis: dict[str, Any] | None) -
     if item is not None:
         return model.normalized_items[item], model.is_cold(item)
     features = content_vector(analysis)
-    if model.content_map is None or features is None or len(features) != model.content_map.dimensions:
+    predicted = model.sound_vector(features) if features is not None else None
+    if predicted is None:
         return None, False
-    predicted = model.content_map.predict(features)[0]
     return predicted / max(float(np.linalg.norm(predicted)), 1e-9), True
 
 

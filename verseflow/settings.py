@@ -171,6 +171,16 @@ class Settings(BaseSettings):
     rec_train_threads: int = Field(0, ge=0, description="threads of one ALS fit (0: every core of its node)")
     rec_seed: int = Field(42, description="random state of the ALS initialisation: a rerun on the same data "
                                           "gives the same model")
+    rec_ease_max_items: int = Field(50_000, ge=0, description="catalogues of up to this many played tracks get "
+                                    "low-rank EASE beside ALS (one truncated SVD of the interactions, items × "
+                                    "rank floats more per vector); larger ones are served by ALS alone (0: never)")
+    rec_ease_rank: int = Field(384, ge=0, le=1024, description="directions of EASE kept (the served vectors "
+                                                               "grow by this many floats; 0: no EASE)")
+    rec_ease_regularization: float = Field(1000.0, gt=0, description="EASE's L2 penalty λ (Steck 2019; chosen on "
+                                                                      "validation splits: bench/README.md)")
+    rec_ease_als_weight: float = Field(0.3, gt=0, description="weight of the ALS score against EASE's in the served "
+                                                              "inner product (chosen on validation splits: "
+                                                              "bench/README.md)")
     rec_train_interval_s: float = Field(24 * 3600.0, ge=0, description="the event worker starts a training this "
                                                                        "often (0: only on demand)")
     rec_model_refresh_s: float = Field(30.0, gt=0, description="how often a serving process looks for a newer "
