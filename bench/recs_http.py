@@ -71,7 +71,7 @@ async def _seed(settings: Settings, items: int, users: int, per_user: int, facto
         await pool.execute(
             "INSERT INTO tracks (id, artist_id, title, genre, duration_s, status) "
             "SELECT gen_random_uuid(), $1, 'Track ' || n, 'rock', 180, 'ready' FROM generate_series(1, $2) n",
-            artist, items)
+            artist, items, timeout=600)  # the search columns and triggers make 100k rows take a while
         track_ids = [str(r["id"]) for r in await pool.fetch("SELECT id FROM tracks ORDER BY id")]
         listener_ids = [uuid.uuid4() for _ in range(users)]
         await pool.executemany(
