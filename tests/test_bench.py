@@ -34,6 +34,8 @@ SMOKE_REPORTS: dict[str, list[str]] = {
                       "royalty run over 10,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)",
                       "plays ingestion, 20,000 plays", "reading the month's streams, 20,000 plays"],
     "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
+    "autoscale": ["== autoscaling settings used", "api: replicas", "gateway: replicas", "== timeline",
+                  "API p50/p99 ms", "== per deployment", "ws chat:", "upload:", "verdict: scaled up:"],
     "fingerprint": ["== Fingerprint catalogue:", "-- accuracy:", "-- targets at 16 tracks --",
                     "smoke run: every size measured"],
 }
