@@ -19,8 +19,10 @@ except the delays, which the run shortens through the same settings so that it e
 The load (``rampload.py``): a base level (10 %), a linear ramp to the peak, a hold, a ramp back down to
 the base, then the base until every deployment is back at its starting replicas (or ``--settle-max``).
 The base load keeps running while replicas are removed, so a request lost to a stopping replica would
-show. Printed: a timeline row every ``--row-s`` seconds (offered load, running replicas per deployment
-with those starting in brackets, API and chat latency p50/p99 by start time, errors), then per
+show. Printed: a timeline row every ``--row-s`` seconds (the level, API requests/s offered, sockets
+joined at the row's end, uploads/s offered, running replicas per deployment with those starting or
+pending in brackets, API latency p50/p99 from each call's due time, API requests in flight on average
+(what the autoscaler counts), chat latency p50/p99 until a message came back, errors), then per
 deployment its starting and highest replica count, when it first scaled up (from the start of the
 ramp) and when it was back (from the end of the ramp down), and the verdict: scaled up, scaled down
 after, failed requests (every API call, session connect, chat echo and upload that did not succeed).
@@ -54,10 +56,9 @@ from websockets.asyncio.client import connect
 from accounts import service as accounts
 from accounts.model import Principal, Role
 from bench import rampload, workload
-from bench.harness import ROOT, clean_up, create_database, free_port, process_group, say, wait_healthy
+from bench.harness import REPLICAS_LINE, ROOT, clean_up, create_database, free_port, process_group, say, wait_healthy
 from bench.loadgen import percentile
 from bench.realtime import create_room
-from bench.serve_launcher import REPORT_PREFIX
 from bench.uploads import write_wav
 from catalog import artists
 from verseflow.db import create_pool
@@ -203,8 +204,8 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> People:
     pool = await create_pool(settings, max_size=workload.SEED_CONCURRENCY)
     rng = random.Random(1)
     try:
-        catalog = await workload.seed(pool, settings, rng, artist_count=20 if args.smoke else 60,
-                                      playlist_count=20 if args.smoke else 60)
+        catalog = await workload.seed(pool, settings, rng, artist_count=5 if args.smoke else 60,
+                                      playlist_count=5 if args.smoke else 60)
         await pool.execute("VACUUM ANALYZE")
         tokens = [await _user(pool, settings, f"listener{i}", Role.LISTENER) for i in range(args.users)]
         artist_user = await accounts.register(pool, settings, email="uploader@bench.example",
@@ -251,7 +252,7 @@ async def _measure(base_url: str, people: People, scratch: Path, log_path: Path,
         timeline.samples = reader.read()
         if t < ramp.load_end_s:
             return False
-        back = all(timeline.running(d, t)[0] <= scaling[d].min_replicas for d in DEPLOYMENTS)
+        back = all(sum(timeline.running(d, t)) <= scaling[d].min_replicas for d in DEPLOYMENTS)
         return back or t >= ramp.load_end_s + args.settle_max
 
     await rampload.drive(run, targets, done)
@@ -289,8 +290,8 @@ class _ReplicaLog:
         complete = chunk[:chunk.rfind(b"\n") + 1]
         self.offset += len(complete)
         for line in complete.decode(errors="replace").splitlines():
-            if line.startswith(REPORT_PREFIX):
-                sample = json.loads(line.removeprefix(REPORT_PREFIX))
+            if line.startswith(REPLICAS_LINE):
+                sample = json.loads(line.removeprefix(REPLICAS_LINE))
                 if "deployments" in sample:
                     self.samples.append((sample["t"] - self.t0_wall, sample["deployments"]))
         return [(t, d) for t, d in self.samples]
@@ -363,7 +364,8 @@ def _report(run: rampload.Run, timeline: Timeline, scaling: dict, verdict: dict,
     for d, f in verdict["deployments"].items():
         up = "never" if f["up_after_s"] is None else f"{f['up_after_s']:.0f} s after the ramp started"
         back = "-" if f["up_after_s"] is None else (
-            "not within the run" if f["back_after_s"] is None else f"{f['back_after_s']:.0f} s after the load fell")
+            "not within the run" if f["back_after_s"] is None else f"{f['back_after_s']:.0f} s after the load fell"
+            if f["back_after_s"] >= 0 else f"{-f['back_after_s']:.0f} s before the load fell (its load had dropped)")
         if f["replica_start_s"] is not None:
             up += f" (its first new replica ran {f['replica_start_s']:.0f} s after it was added)"
         lines.append(f"{d}: {f['start']} -> max {f['max']} running; scaled up {up}; back to {f['start']} {back}")

@@ -29,11 +29,10 @@ import time
 import ray
 from ray import serve
 
+from bench.harness import REPLICAS_LINE
 from cluster.local import RAY_ENVIRONMENT
 from cluster.serve_config import deployment_options
 from serve_deployments.application import build, build_realtime
-
-REPORT_PREFIX = "replicas "
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,12 +80,12 @@ def _report_replicas(every_s: float, stop: threading.Event) -> None:
         try:
             status = serve.status()
         except Exception as exc:  # noqa: BLE001 - the controller may be busy or stopping: skip one sample
-            print(f"{REPORT_PREFIX}{json.dumps({'t': time.time(), 'error': repr(exc)})}", flush=True)
+            print(f"{REPLICAS_LINE}{json.dumps({'t': time.time(), 'error': repr(exc)})}", flush=True)
             continue
         deployments = {name: {str(state.value if hasattr(state, 'value') else state): count
                               for state, count in d.replica_states.items()}
                        for app in status.applications.values() for name, d in app.deployments.items()}
-        print(f"{REPORT_PREFIX}{json.dumps({'t': time.time(), 'deployments': deployments})}", flush=True)
+        print(f"{REPLICAS_LINE}{json.dumps({'t': time.time(), 'deployments': deployments})}", flush=True)
 
 
 if __name__ == "__main__":
