@@ -144,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve autoscaling under a ramp of API, WebSocket and upload load.")
-    parser.add_argument("--api-rate", type=float, default=150.0, help="peak API requests/s")
-    parser.add_argument("--sessions", type=int, default=300, help="peak WebSocket sessions open at once")
-    parser.add_argument("--uploads", type=float, default=1.0, help="peak uploads/s")
-    parser.add_argument("--session-s", type=float, default=8.0, help="mean session lifetime")
-    parser.add_argument("--chat-every", type=float, default=5.0, help="seconds between a session's chat messages")
+    parser.add_argument("--api-rate", type=float, default=24.0, help="peak API requests/s")
+    parser.add_argument("--sessions", type=int, default=260, help="peak WebSocket sessions open at once")
+    parser.add_argument("--uploads", type=float, default=0.1, help="peak uploads/s")
+    parser.add_argument("--session-s", type=float, default=30.0, help="mean session lifetime")
+    parser.add_argument("--chat-every", type=float, default=10.0, help="seconds between a session's chat messages")
     parser.add_argument("--rooms", type=int, default=30, help="rooms the sessions join (in turn)")
     parser.add_argument("--users", type=int, default=20, help="registered users the sessions belong to")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds at the base level first")
