@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test web system-deps observe observe-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint schemathesis lint clean
+.PHONY: up test web system-deps observe observe-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint bench-autoscale schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,11 @@ bench-billing: $(STAMP)
 ## memory per million landmarks, accuracy and false positives (see bench/README.md).
 bench-fingerprint: $(STAMP)
 	$(BIN)/python -m bench.fingerprint
+
+## Serve autoscaling under a ramp of API reads, WebSocket sessions and uploads: replicas and latency over time
+## (see bench/README.md).
+bench-autoscale: $(STAMP)
+	$(BIN)/python -m bench.autoscale
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

@@ -23,6 +23,7 @@ from verseflow.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
+REPLICAS_LINE = "replicas "  # serve_launcher's replica counts: this, then JSON (here: its readers need no Ray)
 
 
 def say(message: str) -> None:

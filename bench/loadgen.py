@@ -68,7 +68,7 @@ async def open_loop(base_url: str, calls: list[Call], rate: float) -> Pass:
             due = start + i / rate
             if (wait := due - loop.time()) > 0:
                 await asyncio.sleep(wait)
-            sent.append(asyncio.create_task(_send(http, call, due)))
+            sent.append(asyncio.create_task(send(http, call, due)))
         outcomes = await asyncio.gather(*sent)
         return Pass(outcomes, loop.time() - start)
 
@@ -84,7 +84,7 @@ async def closed_loop(base_url: str, calls: list[Call], concurrency: int, durati
 
         async def worker() -> None:
             while loop.time() < deadline:
-                outcomes.append(await _send(http, next(upcoming), loop.time()))
+                outcomes.append(await send(http, next(upcoming), loop.time()))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return Pass(outcomes, loop.time() - start)
@@ -99,7 +99,7 @@ def summarize(run: Pass) -> dict[str, Stats]:
 
 
 def lag_p99_ms(run: Pass) -> float:
-    return _percentile(sorted(o.lag_s for o in run.outcomes), 0.99) * 1000
+    return percentile(sorted(o.lag_s for o in run.outcomes), 0.99) * 1000
 
 
 def error_kinds(run: Pass) -> dict[str, int]:
@@ -114,12 +114,12 @@ def _stats(outcomes: list[Outcome], elapsed_s: float) -> Stats:
     latencies = sorted(o.latency_s for o in outcomes)
     return Stats(
         requests=len(outcomes), rate=len(outcomes) / elapsed_s, errors=sum(1 for o in outcomes if o.error),
-        p50_ms=_percentile(latencies, 0.50) * 1000, p95_ms=_percentile(latencies, 0.95) * 1000,
-        p99_ms=_percentile(latencies, 0.99) * 1000,
+        p50_ms=percentile(latencies, 0.50) * 1000, p95_ms=percentile(latencies, 0.95) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
     )
 
 
-def _percentile(ordered: list[float], q: float) -> float:
+def percentile(ordered: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list (0.0 when empty)."""
     if not ordered:
         return 0.0
@@ -133,7 +133,7 @@ def _session(base_url: str, connections: int) -> aiohttp.ClientSession:
     )
 
 
-async def _send(http: aiohttp.ClientSession, call: Call, due: float) -> Outcome:
+async def send(http: aiohttp.ClientSession, call: Call, due: float) -> Outcome:
     loop = asyncio.get_running_loop()
     lag = loop.time() - due
     try:

@@ -342,7 +342,7 @@ def _run_platform(targets: list[str], settings: Settings, receivers: list[str], 
                             lambda: process.poll() is None, notes=[f"URL {urls[target]} ({how})"],
                             settle_max_s=_settle_max(args))
             identities = Identities(receivers, accounts["senders"],
-                                    lambda: _create_room(base_url, accounts["host"]))
+                                    lambda: create_room(base_url, accounts["host"]))
             runs[target] = _guarded(target, lambda server=server, identities=identities: asyncio.run(
                 _run_target(server, identities, scenarios, args, stamp)))
             if process.poll() is not None:
@@ -376,7 +376,7 @@ async def _platform_accounts(base_url: str, senders: int) -> dict:
         return {"host": host, "senders": list(tokens)}
 
 
-async def _create_room(base_url: str, host_token: str) -> str:
+async def create_room(base_url: str, host_token: str) -> str:
     async with aiohttp.ClientSession(base_url, timeout=aiohttp.ClientTimeout(total=30)) as http:
         async with http.post("/v1/rooms", json={"name": f"bench {secrets.token_hex(3)}", "visibility": "public"},
                              headers={"Authorization": f"Bearer {host_token}"}) as response:

@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     measures: list[Measure] = []
     try:
         asyncio.run(create_database(admin_url, database, settings))
-        files = {size_mb: _wav(scratch / f"upload-{size_mb}mb.wav", size_mb * MB) for size_mb in args.sizes}
+        files = {size_mb: write_wav(scratch / f"upload-{size_mb}mb.wav", size_mb * MB) for size_mb in args.sizes}
         digests = {size_mb: _sha256(path) for size_mb, path in files.items()}
-        warm_up = _wav(scratch / "warm-up.wav", MB)
+        warm_up = write_wav(scratch / "warm-up.wav", MB)
         measures += [_disk_baseline(path, scratch / "media") for path in files.values()]
         with ExitStack() as shared:
             log_path = RESULTS / f"uploads-{stamp}.log"
@@ -196,7 +196,7 @@ def _artist(base_url: str) -> dict[str, str]:
     return {"artist_id": artist.json()["id"], **headers}
 
 
-def _wav(path: Path, size: int) -> Path:
+def write_wav(path: Path, size: int) -> Path:
     """A 44.1 kHz stereo 16-bit WAV of exactly ``size`` bytes: a tone, so every sample decodes."""
     frames = (size - 44) // 4
     second = (np.sin(2 * np.pi * 440 * np.arange(44100) / 44100) * 12000).astype("<i2")

@@ -117,7 +117,7 @@ class LocalPlatform:
         from serve_deployments.application import APPLICATIONS
 
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
-        options = deployment_options()
+        options = deployment_options(scaling=self.settings.serve_scaling())
         # One call for every application: their replicas start side by side (one serve.run each waited
         # for the previous application to be running: 26 of the platform's 50 s start here).
         serve.run_many([serve.RunTarget(build(options), name=name, route_prefix=route_prefix)

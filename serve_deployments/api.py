@@ -1,7 +1,7 @@
 """The ``api`` Serve deployment: the FastAPI app as a Serve ingress.
 
-Replica counts, autoscaling and request limits come from ``cluster/serve_config.yaml`` (or from
-``verseflow up``'s settings); the class only hosts the app.
+Replica counts and options come from ``cluster/serve_config.yaml``, autoscaling and the request limit
+from the settings (``verseflow/scaling.py``); the class only hosts the app.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the room and session hosts. Serve relays every frame between its proxy and the r
 calls, so at scale clients should use the edge (``GET /v1/realtime``); see docs/realtime.md.
 
 Each socket holds one of the replica's ``max_ongoing_requests`` for its whole life, so the limit is
-``VERSEFLOW_GATEWAY_MAX_ONGOING_REQUESTS`` (20,000), not Serve's default of 5.
+``VERSEFLOW_GATEWAY_SCALING__MAX_ONGOING_REQUESTS`` (20,000), not Serve's default of 5.
 """
 
 import asyncio

@@ -29,7 +29,7 @@ SMOKE_TEST = "test_benchmark_smoke_run"
 SMOKE_PARALLEL = int(os.environ.get("VERSEFLOW_TEST_SMOKE_PARALLEL", "2"))
 SMOKE_TIMEOUT_S = 840
 #: the longest smoke runs start first, so the short ones fill the slots beside them
-SMOKE_ORDER = ("realtime", "recs", "fingerprint", "api", "audio_bench", "billing_bench", "uploads")
+SMOKE_ORDER = ("realtime", "recs", "autoscale", "fingerprint", "api", "audio_bench", "billing_bench", "uploads")
 
 #: module -> lines its smoke report must contain (beyond exiting 0).
 SMOKE_REPORTS: dict[str, list[str]] = {
@@ -45,6 +45,8 @@ SMOKE_REPORTS: dict[str, list[str]] = {
                       "royalty run over 10,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)",
                       "plays ingestion, 20,000 plays", "reading the month's streams, 20,000 plays"],
     "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
+    "autoscale": ["== autoscaling settings used", "api: replicas", "gateway: replicas", "== timeline",
+                  "API p50/p99 ms", "== per deployment", "ws chat:", "upload:", "verdict: scaled up:"],
     "fingerprint": ["== Fingerprint catalogue:", "-- accuracy:", "-- targets at 16 tracks --",
                     "smoke run: every size measured"],
 }

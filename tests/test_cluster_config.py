@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
 from cluster import serve_config
+from verseflow.scaling import ApiScaling, GatewayScaling
+from verseflow.settings import Settings
 
 CLUSTER = Path(__file__).parents[1] / "cluster"
 
@@ -41,3 +45,52 @@ def test_rayservice_embeds_a_valid_serve_config():
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
     containers = [group["template"]["spec"]["containers"][0] for group in groups]
     assert all(c["envFrom"][0]["secretRef"]["name"] == "verseflow-secrets" for c in containers)
+
+
+def _scaling_in(config: dict) -> dict[str, dict]:
+    """Deployment name -> its ``max_ongoing_requests`` and ``autoscaling_config``, as a manifest sets them."""
+    return {d["name"]: {key: d[key] for key in ("max_ongoing_requests", "autoscaling_config")}
+            for app in config["applications"] for d in app["deployments"] if "autoscaling_config" in d}
+
+
+def test_serve_config_carries_the_autoscaling_settings_defaults():
+    """``serve deploy`` reads the file, ``make up`` the settings: by default both scale alike."""
+    defaults = {name: scaling.deployment_options() for name, scaling in Settings().serve_scaling().items()}
+    assert _scaling_in(serve_config.load()) == defaults
+
+
+def test_rayservice_scales_each_replica_as_the_settings_do():
+    """The cluster has its own replica ranges, but a replica there takes the load one takes here."""
+    manifest = yaml.safe_load((CLUSTER / "rayservice.yaml").read_text())
+    embedded = _scaling_in(yaml.safe_load(manifest["spec"]["serveConfigV2"]))
+    for name, scaling in Settings().serve_scaling().items():
+        options = embedded[name]
+        assert options["max_ongoing_requests"] == scaling.max_ongoing_requests, name
+        assert options["autoscaling_config"]["target_ongoing_requests"] == scaling.target_ongoing_requests, name
+
+
+def test_autoscaling_is_overridden_per_field_from_the_environment(monkeypatch):
+    monkeypatch.setenv("VERSEFLOW_GATEWAY_SCALING__MAX_REPLICAS", "3")
+    monkeypatch.setenv("VERSEFLOW_GATEWAY_SCALING__DOWNSCALE_DELAY_S", "5")
+    settings = Settings()
+    gateway = serve_config.deployment_options(scaling=settings.serve_scaling())["gateway"]
+    defaults = GatewayScaling()
+    assert gateway["autoscaling_config"]["max_replicas"] == 3
+    assert gateway["autoscaling_config"]["downscale_delay_s"] == 5
+    assert gateway["autoscaling_config"]["target_ongoing_requests"] == defaults.target_ongoing_requests
+    assert gateway["max_ongoing_requests"] == defaults.max_ongoing_requests
+    assert settings.api_scaling == ApiScaling()  # the others keep their defaults
+    assert gateway["ray_actor_options"] == serve_config.load()["applications"][1]["deployments"][0]["ray_actor_options"]
+
+
+def test_inconsistent_autoscaling_settings_are_refused(monkeypatch):
+    monkeypatch.setenv("VERSEFLOW_API_SCALING__MAX_ONGOING_REQUESTS", "2")
+    monkeypatch.setenv("VERSEFLOW_API_SCALING__TARGET_ONGOING_REQUESTS", "8")
+    with pytest.raises(ValidationError, match="max_ongoing_requests below target_ongoing_requests"):
+        Settings()
+    monkeypatch.delenv("VERSEFLOW_API_SCALING__MAX_ONGOING_REQUESTS")
+    monkeypatch.delenv("VERSEFLOW_API_SCALING__TARGET_ONGOING_REQUESTS")
+    monkeypatch.setenv("VERSEFLOW_MEDIA_SCALING__MIN_REPLICAS", "5")
+    monkeypatch.setenv("VERSEFLOW_MEDIA_SCALING__MAX_REPLICAS", "2")
+    with pytest.raises(ValidationError, match="max_replicas must be at least min_replicas"):
+        Settings()

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from verseflow.scaling import ApiScaling, GatewayScaling, MediaScaling, ServeScaling
+
 
 class Settings(BaseSettings):
     """All runtime configuration. Nested names use ``__`` (``VERSEFLOW_FEATURES__SEARCH=false``)."""
@@ -106,8 +108,11 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_dashboard: bool = True
     ray_metrics_port: int = Field(8080, ge=1, le=65535)
-    api_replicas: int = Field(1, ge=1)
-    api_max_ongoing_requests: int = Field(100, ge=1)
+    # Serve autoscaling per deployment (verseflow/scaling.py says why each default):
+    # VERSEFLOW_API_SCALING__MAX_REPLICAS=2, VERSEFLOW_GATEWAY_SCALING__TARGET_ONGOING_REQUESTS=100...
+    api_scaling: ApiScaling = Field(default_factory=ApiScaling)
+    gateway_scaling: GatewayScaling = Field(default_factory=GatewayScaling)
+    media_scaling: MediaScaling = Field(default_factory=MediaScaling)
 
     # Media (verseflow/storage.py, audio/).
     storage_backend: Literal["local", "s3"] = Field("local", description="where uploads and media live")
@@ -256,8 +261,6 @@ class Settings(BaseSettings):
     edge_listen_backlog: int = Field(2048, ge=1, description="connections waiting for the edge to accept them: "
                                                              "a reconnect storm must fit (capped by somaxconn)")
     edge_public_url: str | None = Field(None, description="ws(s):// URL clients use for the edge (behind a proxy)")
-    gateway_replicas: int = Field(1, ge=1)
-    gateway_max_ongoing_requests: int = Field(20_000, ge=1, description="each WebSocket holds one for its life")
     ws_auth_timeout_s: float = Field(5.0, gt=0, description="time to send the first `auth` message")
     ws_idle_timeout_s: float = Field(60.0, gt=0, description="close a socket that sent nothing for this long")
     ws_max_message_bytes: int = Field(64 * 1024, ge=1024)
@@ -325,6 +328,10 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple | set | frozenset):
             return frozenset(e.strip().lower() for e in value if e.strip())
         return value
+
+    def serve_scaling(self) -> dict[str, ServeScaling]:
+        """Deployment name -> its autoscaling settings (the deployments that autoscale)."""
+        return {"api": self.api_scaling, "gateway": self.gateway_scaling, "media": self.media_scaling}
 
     def media_dir(self) -> Path:
         return self.storage_dir or self.var_dir / "media"
