@@ -102,6 +102,9 @@ async def _in_process(settings: Settings, listeners: Listeners, rate: float,
                       seconds: float) -> tuple[loadgen.Pass, dict[uuid.UUID, list[str]]]:
     """The baseline pass (same rate, same code, exact index, no Serve) and each listener's exact feed."""
     index = LocalIndex(10**9, 1, settings.rec_hnsw_ef_search)  # never HNSW: exact
+    # Each run's fresh database numbers its model version 1 again: this process's cache would take an
+    # earlier run's model for it.
+    recommend._cache = recommend.ModelCache()
     store = object_store(settings)
     pool = await create_pool(settings, max_size=8)
     try:

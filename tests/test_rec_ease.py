@@ -103,3 +103,14 @@ def test_a_track_known_by_sound_only_scores_as_als_would(weight):
     als_vector = model.als.recalculate_user(0, row)
     assert model.scores(model.fold_in(row))[item] == pytest.approx(
         float(model.content_map.predict(sounds["new"])[0] @ als_vector), rel=1e-4)
+
+
+def test_explanations_name_the_item_implicits_explain_names():
+    settings = Settings(rec_factors=8, rec_regularization=1.0, rec_train_threads=1, rec_ease_rank=16)
+    rows = _tastes()
+    model = collaborative.train(_entries(rows, settings.rec_alpha), settings, version=1)
+    row = model.user_row((f"t{i}", settings.rec_alpha) for i in rows[0].indices)
+    items = [i for i in range(60) if i not in set(rows[0].indices)][:20]
+    one_by_one = [model.als.explain(0, row, item, N=1)[1][0][0] for item in items]
+    assert model.because(row, items) == one_by_one
+    assert model.because(row, []) == []
