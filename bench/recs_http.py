@@ -185,7 +185,8 @@ async def _through_serve(base_url: str, listeners: Listeners, rate: float, secon
 
 
 def serving_through_serve(items: int, shards: int, rate: float, seconds: float, *, users: int = 200,
-                          per_user: int = 20, factors: int = 64, warmup_s: float = 3.0) -> bool:
+                          per_user: int = 20, factors: int = 64, warmup_s: float = 3.0,
+                          index: str = "shards") -> bool:
     """Print the table; True when every pass was measured without errors (what a smoke run needs)."""
     admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
     database = f"vf_recsbench_{secrets.token_hex(4)}"
@@ -205,7 +206,7 @@ def serving_through_serve(items: int, shards: int, rate: float, seconds: float, 
             env = {**os.environ, "VERSEFLOW_DATABASE_URL": settings.database_url,
                    "VERSEFLOW_REDIS_URL": settings.redis_url, "VERSEFLOW_REDIS_PREFIX": settings.redis_prefix,
                    "VERSEFLOW_JWT_SECRET": settings.secret(), "VERSEFLOW_STORAGE_DIR": folder,
-                   "VERSEFLOW_REC_INDEX": "shards", "VERSEFLOW_REC_SHARDS": str(shards)}
+                   "VERSEFLOW_REC_INDEX": index, "VERSEFLOW_REC_SHARDS": str(shards)}
             log_path = ROOT / "bench" / "results" / f"recs-serve-{time.strftime('%Y%m%d-%H%M%S')}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "bench.serve_launcher", str(port), "1"]
