@@ -25,7 +25,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.bench_smoke import _smoke_runs_start_with_the_session, smoke_runs  # noqa: F401 - fixtures
+from tests.bench_smoke import (  # noqa: F401 - fixtures and the hook that orders the smoke tests last
+    _smoke_runs_start_with_the_session,
+    pytest_collection_modifyitems,
+    smoke_runs,
+)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
