@@ -113,6 +113,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> list[str]:
             lines += await _royalties(pool, args)
         return lines
     finally:
+        await subscriptions.close_stripe_clients()
         await pool.close()
 
 
