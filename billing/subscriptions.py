@@ -40,6 +40,7 @@ from billing.entitlements import FAMILY, FREE, PAID_PLANS
 from verseflow import logs, metrics
 from verseflow.db import transaction
 from verseflow.errors import Conflict, DomainError, InvalidInput, MalformedRequest, NotFound
+from verseflow.events import outbox
 from verseflow.events.outbox import Event, emit
 from verseflow.settings import Settings
 
@@ -353,6 +354,21 @@ def _granted(plan: str, status: str) -> str:
     return plan if status in entitlements.ENTITLED_STATUSES else FREE
 
 
+_STORE = """
+    INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, plan, status, stripe_price_id, currency,
+        unit_amount, interval, current_period_start, current_period_end, cancel_at_period_end, past_due_since,
+        started_at, ended_at, state_floor, state_ceiling)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    ON CONFLICT (stripe_subscription_id) DO UPDATE SET plan = EXCLUDED.plan, status = EXCLUDED.status,
+        stripe_price_id = EXCLUDED.stripe_price_id, currency = EXCLUDED.currency,
+        unit_amount = EXCLUDED.unit_amount, interval = EXCLUDED.interval,
+        current_period_start = EXCLUDED.current_period_start, current_period_end = EXCLUDED.current_period_end,
+        cancel_at_period_end = EXCLUDED.cancel_at_period_end, past_due_since = EXCLUDED.past_due_since,
+        ended_at = EXCLUDED.ended_at, state_floor = EXCLUDED.state_floor,
+        state_ceiling = EXCLUDED.state_ceiling, updated_at = clock_timestamp()"""
+_STORE_AND_ANNOUNCE = f"WITH stored AS ({_STORE}) {outbox.insert_sql(17)}"
+
+
 async def _store_subscription(conn: asyncpg.Connection, client: stripe.StripeClient, before: asyncpg.Record | None,
                               snapshot: Snapshot) -> tuple[str, str] | None:
     sub = snapshot.subscription
@@ -369,27 +385,18 @@ async def _store_subscription(conn: asyncpg.Connection, client: stripe.StripeCli
     floors = [f for f in (snapshot.floor, before["state_floor"] if before else None) if f is not None]
     floor = max(floors) if floors else None
     ceiling = snapshot.ceiling if snapshot.ceiling is None or floor is None else max(snapshot.ceiling, floor)
-    await conn.execute(
-        """INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, plan, status, stripe_price_id, currency,
-               unit_amount, interval, current_period_start, current_period_end, cancel_at_period_end, past_due_since,
-               started_at, ended_at, state_floor, state_ceiling)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-           ON CONFLICT (stripe_subscription_id) DO UPDATE SET plan = EXCLUDED.plan, status = EXCLUDED.status,
-               stripe_price_id = EXCLUDED.stripe_price_id, currency = EXCLUDED.currency,
-               unit_amount = EXCLUDED.unit_amount, interval = EXCLUDED.interval,
-               current_period_start = EXCLUDED.current_period_start, current_period_end = EXCLUDED.current_period_end,
-               cancel_at_period_end = EXCLUDED.cancel_at_period_end, past_due_since = EXCLUDED.past_due_since,
-               ended_at = EXCLUDED.ended_at, state_floor = EXCLUDED.state_floor,
-               state_ceiling = EXCLUDED.state_ceiling, updated_at = clock_timestamp()""",
+    old = (before["plan"], before["status"]) if before else (FREE, "none")
+    changed = (before is None or old != (plan, status) or before["cancel_at_period_end"] != cancel_at_period_end)
+    args: tuple[Any, ...] = (
         sub["id"], uuid.UUID(user_id), plan, status, price["id"], price["currency"], price["unit_amount"],
         price["recurring"]["interval"], _ts(item["current_period_start"]), _ts(item["current_period_end"]),
         cancel_at_period_end, past_due_since, _ts(sub["start_date"]), _ts(_get(sub, "ended_at")), floor, ceiling)
-    old = (before["plan"], before["status"]) if before else (FREE, "none")
-    changed = (before is None or old != (plan, status) or before["cancel_at_period_end"] != cancel_at_period_end)
-    if changed:
-        await emit(conn, "billing.subscription_changed", user_id, user_id=user_id, subscription=sub["id"], plan=plan,
-                   status=status, previous_plan=old[0], previous_status=old[1],
-                   cancel_at_period_end=cancel_at_period_end)
+    if changed:  # the change and its outbox event in one statement
+        await conn.execute(_STORE_AND_ANNOUNCE, *args, *outbox.insert_args(outbox.build(
+            "billing.subscription_changed", user_id, user_id=user_id, subscription=sub["id"], plan=plan,
+            status=status, previous_plan=old[0], previous_status=old[1], cancel_at_period_end=cancel_at_period_end)))
+    else:
+        await conn.execute(_STORE, *args)
     return _granted(*old), _granted(plan, status)
 
 
@@ -717,9 +724,10 @@ async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, 
                                    occurred_at=_ts(paid_at) or datetime.now(UTC),
                                    metadata={"invoice": invoice["id"], "subscription": sub_id,
                                              "customer": invoice["customer"]})
-    if entry is not None and await ledger.post(conn, entry):
-        await emit(conn, "billing.invoice_paid", customer_user, user_id=customer_user, invoice=invoice["id"],
-                   amount_paid=invoice["amount_paid"], currency=invoice["currency"])
+    if entry is not None:
+        await ledger.post(conn, entry, announce=outbox.build(
+            "billing.invoice_paid", customer_user, user_id=customer_user, invoice=invoice["id"],
+            amount_paid=invoice["amount_paid"], currency=invoice["currency"]))
     return "applied"
 
 
