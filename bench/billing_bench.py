@@ -113,25 +113,19 @@ class _CountingConnection(asyncpg.Connection):
 
     statements = 0
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        _CountingConnection.statements += 1
-        return await super().execute(*args, **kwargs)
 
-    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        _CountingConnection.statements += 1
-        return await super().executemany(*args, **kwargs)
+def _counted(name: str) -> Any:
+    method = getattr(asyncpg.Connection, name)
 
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+    async def counted(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
         _CountingConnection.statements += 1
-        return await super().fetch(*args, **kwargs)
+        return await method(self, *args, **kwargs)
 
-    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        _CountingConnection.statements += 1
-        return await super().fetchrow(*args, **kwargs)
+    return counted
 
-    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        _CountingConnection.statements += 1
-        return await super().fetchval(*args, **kwargs)
+
+for _name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+    setattr(_CountingConnection, _name, _counted(_name))
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> list[str]:
