@@ -183,17 +183,18 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
         async with gate:
             results.append(await subscriptions.handle_webhook(pool, path_settings, body, signature))
 
-    async def deliver(path_settings: Settings, batch: list[dict]) -> float:
-        signed = []
-        for event in batch:
-            payload = json.dumps(event, indent=2)
-            signed.append((payload.encode(), sign(payload, secret)))
+    def signed(batch: list[dict]) -> list[tuple[bytes, str]]:
+        """Each event's body and ``Stripe-Signature``, as Stripe would send them (made before any measurement)."""
+        return [(payload.encode(), sign(payload, secret)) for payload in (json.dumps(e, indent=2) for e in batch)]
+
+    async def deliver(path_settings: Settings, signed: list[tuple[bytes, str]]) -> float:
         started = time.perf_counter()
         await asyncio.gather(*(handle(path_settings, body, sig) for body, sig in signed))
         return time.perf_counter() - started
 
     say(f"handling {len(events)} webhook events, {args.concurrency} at a time: half through the previous path "
         "(every object re-read from the API), half through the current one, in alternating chunks")
+    signed_chunks = {key: signed(batch) for key, batch in chunks.items()}
     elapsed = {0: 0.0, 1: 0.0}
     reads = {0: 0, 1: 0}
     statements = {0: 0, 1: 0}
@@ -202,7 +203,7 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
         before = await _api_reads(settings)
         own, server = time.process_time(), _cpu_s(args.stripe_pid)
         sent = _CountingConnection.statements
-        elapsed[path] += await deliver(paths[path], chunks[(path, half)])
+        elapsed[path] += await deliver(paths[path], signed_chunks[(path, half)])
         statements[path] += _CountingConnection.statements - sent
         cpu[path][0] += time.process_time() - own
         cpu[path][1] += _cpu_s(args.stripe_pid) - server
@@ -211,7 +212,7 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
     acted = {path: sum(1 for h in (0, 1) for e in chunks[(path, h)] if e["type"] in subscriptions.HANDLED_EVENTS)
              for path in (0, 1)}
     results.clear()
-    replay_s = await deliver(settings, events)
+    replay_s = await deliver(settings, signed(events))
     assert set(results) <= {"duplicate", "ignored"}, set(results)
     async with pool.acquire() as conn:
         balance = (await ledger.trial_balance(conn)).get(settings.billing_currency, 0)
