@@ -41,8 +41,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
+import asyncpg
 import httpx
 
 from bench.harness import ROOT, admin, create_database, free_port, say
@@ -105,14 +107,37 @@ def _wait_up(base: str) -> None:
         time.sleep(0.1)
 
 
+class _CountingConnection(asyncpg.Connection):
+    """Counts the statements sent to PostgreSQL (each a round trip; BEGIN, COMMIT and the pool's reset of a
+    released connection included: they go through ``execute``)."""
+
+    statements = 0
+
+
+def _counted(name: str) -> Any:
+    method = getattr(asyncpg.Connection, name)
+
+    async def counted(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        _CountingConnection.statements += 1
+        return await method(self, *args, **kwargs)
+
+    return counted
+
+
+for _name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+    setattr(_CountingConnection, _name, _counted(_name))
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> list[str]:
-    pool = await create_pool(settings, min_size=2, max_size=args.concurrency + 2)
+    pool = await create_pool(settings, min_size=2, max_size=args.concurrency + 2,
+                             connection_class=_CountingConnection)
     try:
         lines = await _webhooks(pool, settings, args) if args.part in ("all", "webhooks") else []
         if args.part in ("all", "royalties"):
             lines += await _royalties(pool, args)
         return lines
     finally:
+        await subscriptions.close_stripe_clients()
         await pool.close()
 
 
@@ -158,24 +183,28 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
         async with gate:
             results.append(await subscriptions.handle_webhook(pool, path_settings, body, signature))
 
-    async def deliver(path_settings: Settings, batch: list[dict]) -> float:
-        signed = []
-        for event in batch:
-            payload = json.dumps(event, indent=2)
-            signed.append((payload.encode(), sign(payload, secret)))
+    def signed(batch: list[dict]) -> list[tuple[bytes, str]]:
+        """Each event's body and ``Stripe-Signature``, as Stripe would send them (made before any measurement)."""
+        return [(payload.encode(), sign(payload, secret)) for payload in (json.dumps(e, indent=2) for e in batch)]
+
+    async def deliver(path_settings: Settings, signed: list[tuple[bytes, str]]) -> float:
         started = time.perf_counter()
         await asyncio.gather(*(handle(path_settings, body, sig) for body, sig in signed))
         return time.perf_counter() - started
 
     say(f"handling {len(events)} webhook events, {args.concurrency} at a time: half through the previous path "
         "(every object re-read from the API), half through the current one, in alternating chunks")
+    signed_chunks = {key: signed(batch) for key, batch in chunks.items()}
     elapsed = {0: 0.0, 1: 0.0}
     reads = {0: 0, 1: 0}
+    statements = {0: 0, 1: 0}
     cpu = {0: [0.0, 0.0], 1: [0.0, 0.0]}  # CPU seconds: this process (handler and SDK), the local Stripe server
     for path, half in chunks:
         before = await _api_reads(settings)
         own, server = time.process_time(), _cpu_s(args.stripe_pid)
-        elapsed[path] += await deliver(paths[path], chunks[(path, half)])
+        sent = _CountingConnection.statements
+        elapsed[path] += await deliver(paths[path], signed_chunks[(path, half)])
+        statements[path] += _CountingConnection.statements - sent
         cpu[path][0] += time.process_time() - own
         cpu[path][1] += _cpu_s(args.stripe_pid) - server
         reads[path] += await _api_reads(settings) - before
@@ -183,7 +212,7 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
     acted = {path: sum(1 for h in (0, 1) for e in chunks[(path, h)] if e["type"] in subscriptions.HANDLED_EVENTS)
              for path in (0, 1)}
     results.clear()
-    replay_s = await deliver(settings, events)
+    replay_s = await deliver(settings, signed(events))
     assert set(results) <= {"duplicate", "ignored"}, set(results)
     async with pool.acquire() as conn:
         balance = (await ledger.trial_balance(conn)).get(settings.billing_currency, 0)
@@ -194,11 +223,13 @@ async def _webhooks(pool, settings: Settings, args: argparse.Namespace) -> list[
     return [
         f"webhook events handled: {counts[1]} in {elapsed[1]:.2f} s = {counts[1] / elapsed[1]:.0f} events/s "
         f"(concurrency {args.concurrency}; {acted[1]} of them acted on: {rate[1]:.0f}/s; "
-        f"{reads[1] / acted[1]:.2f} API reads per event acted on)",
+        f"{reads[1] / acted[1]:.2f} API reads and {statements[1] / acted[1]:.2f} PostgreSQL round trips per event "
+        f"acted on)",
         f"webhook baseline, every object re-read from the API (the path before issue 9's throughput work, "
         f"VERSEFLOW_BILLING_WEBHOOK_REFETCH=true), same run: {counts[0]} in {elapsed[0]:.2f} s = "
         f"{counts[0] / elapsed[0]:.0f} events/s ({acted[0]} acted on: {rate[0]:.0f}/s; "
-        f"{reads[0] / acted[0]:.2f} API reads per event acted on)",
+        f"{reads[0] / acted[0]:.2f} API reads and {statements[0] / acted[0]:.2f} PostgreSQL round trips per event "
+        f"acted on)",
         f"webhook ratio, events acted on per second, current / baseline: x{rate[1] / rate[0]:.2f}",
         f"webhook CPU per event (all events of the path; ms): handler process {1000 * cpu[1][0] / counts[1]:.2f}, "
         f"local Stripe server {1000 * cpu[1][1] / counts[1]:.2f}; baseline {1000 * cpu[0][0] / counts[0]:.2f} and "

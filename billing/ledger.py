@@ -40,6 +40,7 @@ from typing import Any
 import asyncpg
 
 from verseflow.errors import InvalidInput
+from verseflow.events import outbox
 
 STRIPE_BALANCE = "stripe_balance"
 STRIPE_FEES = "stripe_fees"
@@ -176,19 +177,53 @@ async def _account_ids(conn: asyncpg.Connection, codes: Iterable[str], currency:
     return {r["code"]: r["id"] for r in rows}
 
 
-async def post(conn: asyncpg.Connection, entry: JournalEntry) -> bool:
-    """Record ``entry`` in the caller's transaction; False (and nothing written) if its source was posted before."""
-    inserted = await conn.fetchval(
-        "INSERT INTO ledger_entries (id, source_key, description, occurred_at, metadata) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (source_key) DO NOTHING RETURNING id",
-        entry.id, entry.source_key, entry.description, entry.occurred_at, dict(entry.metadata))
-    if inserted is None:
+# One round trip for an entry, its accounts (created on first use) and its postings. Accounts made by
+# another transaction that commits while this statement runs are invisible to it (its snapshot predates
+# them, and ON CONFLICT DO NOTHING does not return them): their postings are left out and returned as
+# ``missing``, and ``post`` books them in a second statement, which sees those accounts. ``announce``: the
+# caller's outbox event, recorded only with a new entry.
+_ANNOUNCE = outbox.insert_sql(10, when="$10::uuid IS NOT NULL AND EXISTS (SELECT FROM entry)")
+_POST = f"""
+    WITH entry AS (
+        INSERT INTO ledger_entries (id, source_key, description, occurred_at, metadata) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (source_key) DO NOTHING RETURNING id),
+    line AS (SELECT * FROM unnest($7::text[], $8::text[], $9::bigint[]) WITH ORDINALITY AS l (code, kind, amount, n)),
+    created AS (
+        INSERT INTO ledger_accounts (code, kind, currency)
+        SELECT DISTINCT code, kind, $6 FROM line WHERE EXISTS (SELECT FROM entry)
+        ON CONFLICT (code, currency) DO NOTHING RETURNING id, code),
+    account AS (
+        SELECT id, code FROM created
+        UNION ALL SELECT id, code FROM ledger_accounts WHERE currency = $6 AND code = ANY($7::text[])),
+    posted AS (
+        INSERT INTO ledger_postings (entry_id, account_id, currency, amount)
+        SELECT entry.id, account.id, $6, line.amount FROM entry, line JOIN account USING (code)),
+    announced AS ({_ANNOUNCE})
+    SELECT EXISTS (SELECT FROM entry) AS inserted,
+           (SELECT array_agg(n) FROM line WHERE code NOT IN (SELECT code FROM account)) AS missing"""
+
+
+async def post(conn: asyncpg.Connection, entry: JournalEntry, *, announce: outbox.Event | None = None) -> bool:
+    """Record ``entry`` in the caller's transaction; False (and nothing written) if its source was posted before.
+
+    ``announce``, an outbox event, is recorded with the entry (not at all if it was posted before). One
+    statement in the steady state (every account exists); the database checks at commit that the entry
+    balances, whatever this code did.
+    """
+    codes = [p.account for p in entry.postings]
+    row = await conn.fetchrow(_POST, entry.id, entry.source_key, entry.description, entry.occurred_at,
+                              dict(entry.metadata), entry.currency, codes, [kind_of(c) for c in codes],
+                              [p.amount for p in entry.postings],
+                              *(outbox.insert_args(announce) if announce else (None,) * 5))
+    if not row["inserted"]:
         return False
-    ids = await _account_ids(conn, (p.account for p in entry.postings), entry.currency)
-    await conn.execute(
-        "INSERT INTO ledger_postings (entry_id, account_id, currency, amount)"
-        " SELECT $1, a, $2, m FROM unnest($3::bigint[], $4::bigint[]) AS t(a, m)",
-        entry.id, entry.currency, [ids[p.account] for p in entry.postings], [p.amount for p in entry.postings])
+    if row["missing"]:  # accounts another transaction created meanwhile (see _POST)
+        missing = [entry.postings[n - 1] for n in row["missing"]]
+        ids = await _account_ids(conn, (p.account for p in missing), entry.currency)
+        await conn.execute(
+            "INSERT INTO ledger_postings (entry_id, account_id, currency, amount)"
+            " SELECT $1, a, $2, m FROM unnest($3::bigint[], $4::bigint[]) AS t(a, m)",
+            entry.id, entry.currency, [ids[p.account] for p in missing], [p.amount for p in missing])
     return True
 
 

@@ -17,12 +17,14 @@ Rules that make double billing impossible:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import os
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,7 @@ from billing.entitlements import FAMILY, FREE, PAID_PLANS
 from verseflow import logs, metrics
 from verseflow.db import transaction
 from verseflow.errors import Conflict, DomainError, InvalidInput, MalformedRequest, NotFound
+from verseflow.events import outbox
 from verseflow.events.outbox import Event, emit
 from verseflow.settings import Settings
 
@@ -60,20 +63,34 @@ class BillingUnavailable(DomainError):
 
 # --------------------------------------------------------------------------- Stripe client
 
-_clients: dict[tuple[str, str | None], stripe.StripeClient] = {}
+# One SDK client per event loop, key and API base. The SDK talks HTTP through aiohttp: a read of the local
+# server cost the webhook handler 2.2 ms of CPU through httpx and 0.4-0.6 ms through aiohttp
+# (bench/README.md, "Webhooks: fewer round trips"). An aiohttp session belongs to the loop it was opened
+# on, hence one client per loop; ``close_stripe_clients`` closes the current loop's at shutdown.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                    dict[tuple[str, str | None], tuple[stripe.StripeClient, stripe.AIOHTTPClient]]] = (
+    weakref.WeakKeyDictionary())
 
 
 def stripe_client(settings: Settings) -> stripe.StripeClient:
-    """One SDK client per key and API base; the local server's base when ``make up`` started it."""
+    """The SDK client of this key and API base for the running loop; the local server's base when ``make up``
+    started it."""
     if settings.stripe_secret_key is None:
         raise BillingUnavailable("billing is not configured (no VERSEFLOW_STRIPE_SECRET_KEY)")
     key = (settings.stripe_secret_key.get_secret_value(), settings.stripe_api_base)
-    if key not in _clients:
-        _clients[key] = stripe.StripeClient(
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    if key not in clients:
+        http = stripe.AIOHTTPClient()
+        clients[key] = (stripe.StripeClient(
             key[0], base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
-            max_network_retries=settings.stripe_max_network_retries,
-            http_client=stripe.HTTPXClient(allow_sync_methods=True))
-    return _clients[key]
+            max_network_retries=settings.stripe_max_network_retries, http_client=http), http)
+    return clients[key][0]
+
+
+async def close_stripe_clients() -> None:
+    """Close the HTTP sessions of the running loop's SDK clients (an app's shutdown)."""
+    for _, http in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await http.close_async()
 
 
 def _declined(error: stripe.CardError) -> PaymentDeclined:
@@ -294,9 +311,13 @@ async def _read_subscription(client: stripe.StripeClient, subscription_id: str, 
     return Snapshot(sub, floor, ceiling)
 
 
+# A subscription's transaction-scoped lock, by its Stripe id (the SQL parameter's placeholder goes in {}).
+_LOCK_SQL = "pg_advisory_xact_lock(hashtext('billing:' || {}))"
+
+
 async def apply_subscription(conn: asyncpg.Connection, client: stripe.StripeClient, subscription_id: str, *,
                              margin_s: int, event: WebhookEvent | None = None, use_event_object: bool = True,
-                             ) -> tuple[str, str] | None:
+                             locked: bool = False) -> tuple[str, str] | None:
     """Store one subscription's newest state known, in the caller's transaction.
 
     A transaction-scoped advisory lock per subscription orders concurrent appliers. Under it, an event's
@@ -305,9 +326,11 @@ async def apply_subscription(conn: asyncpg.Connection, client: stripe.StripeClie
     and changes nothing; anything else (the same second, a state of unknown age, no event, or
     ``use_event_object`` false) re-reads the subscription from Stripe, which is at least as new as every
     event delivered so far. So an older event delivered late never overwrites a newer state.
+    ``locked``: the caller took the lock already in this transaction (the webhook path, with the event's record).
     Returns (plan before, plan after) as Stripe statuses grant them, or None if it is not ours.
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing:' || $1))", subscription_id)
+    if not locked:
+        await conn.execute(f"SELECT {_LOCK_SQL.format('$1')}", subscription_id)
     before = await conn.fetchrow("SELECT * FROM billing_subscriptions WHERE stripe_subscription_id = $1",
                                  subscription_id)
     snapshot = None
@@ -331,6 +354,21 @@ def _granted(plan: str, status: str) -> str:
     return plan if status in entitlements.ENTITLED_STATUSES else FREE
 
 
+_STORE = """
+    INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, plan, status, stripe_price_id, currency,
+        unit_amount, interval, current_period_start, current_period_end, cancel_at_period_end, past_due_since,
+        started_at, ended_at, state_floor, state_ceiling)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    ON CONFLICT (stripe_subscription_id) DO UPDATE SET plan = EXCLUDED.plan, status = EXCLUDED.status,
+        stripe_price_id = EXCLUDED.stripe_price_id, currency = EXCLUDED.currency,
+        unit_amount = EXCLUDED.unit_amount, interval = EXCLUDED.interval,
+        current_period_start = EXCLUDED.current_period_start, current_period_end = EXCLUDED.current_period_end,
+        cancel_at_period_end = EXCLUDED.cancel_at_period_end, past_due_since = EXCLUDED.past_due_since,
+        ended_at = EXCLUDED.ended_at, state_floor = EXCLUDED.state_floor,
+        state_ceiling = EXCLUDED.state_ceiling, updated_at = clock_timestamp()"""
+_STORE_AND_ANNOUNCE = f"WITH stored AS ({_STORE}) {outbox.insert_sql(17)}"
+
+
 async def _store_subscription(conn: asyncpg.Connection, client: stripe.StripeClient, before: asyncpg.Record | None,
                               snapshot: Snapshot) -> tuple[str, str] | None:
     sub = snapshot.subscription
@@ -347,27 +385,18 @@ async def _store_subscription(conn: asyncpg.Connection, client: stripe.StripeCli
     floors = [f for f in (snapshot.floor, before["state_floor"] if before else None) if f is not None]
     floor = max(floors) if floors else None
     ceiling = snapshot.ceiling if snapshot.ceiling is None or floor is None else max(snapshot.ceiling, floor)
-    await conn.execute(
-        """INSERT INTO billing_subscriptions (stripe_subscription_id, user_id, plan, status, stripe_price_id, currency,
-               unit_amount, interval, current_period_start, current_period_end, cancel_at_period_end, past_due_since,
-               started_at, ended_at, state_floor, state_ceiling)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-           ON CONFLICT (stripe_subscription_id) DO UPDATE SET plan = EXCLUDED.plan, status = EXCLUDED.status,
-               stripe_price_id = EXCLUDED.stripe_price_id, currency = EXCLUDED.currency,
-               unit_amount = EXCLUDED.unit_amount, interval = EXCLUDED.interval,
-               current_period_start = EXCLUDED.current_period_start, current_period_end = EXCLUDED.current_period_end,
-               cancel_at_period_end = EXCLUDED.cancel_at_period_end, past_due_since = EXCLUDED.past_due_since,
-               ended_at = EXCLUDED.ended_at, state_floor = EXCLUDED.state_floor,
-               state_ceiling = EXCLUDED.state_ceiling, updated_at = clock_timestamp()""",
+    old = (before["plan"], before["status"]) if before else (FREE, "none")
+    changed = (before is None or old != (plan, status) or before["cancel_at_period_end"] != cancel_at_period_end)
+    args: tuple[Any, ...] = (
         sub["id"], uuid.UUID(user_id), plan, status, price["id"], price["currency"], price["unit_amount"],
         price["recurring"]["interval"], _ts(item["current_period_start"]), _ts(item["current_period_end"]),
         cancel_at_period_end, past_due_since, _ts(sub["start_date"]), _ts(_get(sub, "ended_at")), floor, ceiling)
-    old = (before["plan"], before["status"]) if before else (FREE, "none")
-    changed = (before is None or old != (plan, status) or before["cancel_at_period_end"] != cancel_at_period_end)
-    if changed:
-        await emit(conn, "billing.subscription_changed", user_id, user_id=user_id, subscription=sub["id"], plan=plan,
-                   status=status, previous_plan=old[0], previous_status=old[1],
-                   cancel_at_period_end=cancel_at_period_end)
+    if changed:  # the change and its outbox event in one statement
+        await conn.execute(_STORE_AND_ANNOUNCE, *args, *outbox.insert_args(outbox.build(
+            "billing.subscription_changed", user_id, user_id=user_id, subscription=sub["id"], plan=plan,
+            status=status, previous_plan=old[0], previous_status=old[1], cancel_at_period_end=cancel_at_period_end)))
+    else:
+        await conn.execute(_STORE, *args)
     return _granted(*old), _granted(plan, status)
 
 
@@ -613,20 +642,35 @@ def _crash_point(settings: Settings, step: str, event: WebhookEvent, result: str
             os._exit(70)
 
 
+# The event's id is recorded (``first``: not seen before) in the same round trip as what handling it needs
+# first: the subscription's lock for a subscription event, the user of the invoice's customer for an
+# invoice event (an invoice's customer never changes).
+_RECORDED = """WITH recorded AS (INSERT INTO billing_webhook_events (stripe_event_id, type, created)
+                                  VALUES ($1, $2, $3) ON CONFLICT (stripe_event_id) DO NOTHING RETURNING true)
+               SELECT EXISTS (SELECT FROM recorded) AS first"""
+_RECORD = {
+    "subscription": _RECORDED + f", {_LOCK_SQL.format('$4')} IS NULL AS locked",
+    "invoice": _RECORDED + ", (SELECT user_id FROM billing_customers WHERE stripe_customer_id = $4) AS customer_user",
+    "other": _RECORDED + ", $4::text AS unused",
+}
+
+
 async def _apply_event(conn: asyncpg.Connection, settings: Settings, client: stripe.StripeClient,
                        event: WebhookEvent) -> str:
-    first = await conn.fetchval(
-        "INSERT INTO billing_webhook_events (stripe_event_id, type, created) VALUES ($1, $2, $3)"
-        " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING true", event.id, event.type, _ts(event.created))
-    if not first:
+    kind = "subscription" if event.type in SUBSCRIPTION_EVENTS else "invoice" if event.type in INVOICE_EVENTS \
+        else "other"
+    argument = {"subscription": event.object_id, "invoice": _get(event.object, "customer")}.get(kind)
+    recorded = await conn.fetchrow(_RECORD[kind], event.id, event.type, _ts(event.created), argument)
+    if not recorded["first"]:
         return "duplicate"
-    if event.type in SUBSCRIPTION_EVENTS:
-        applied = await apply_subscription(conn, client, event.object_id, event=event,
+    if kind == "subscription":
+        applied = await apply_subscription(conn, client, event.object_id, event=event, locked=True,
                                            margin_s=settings.billing_stripe_clock_margin_s,
                                            use_event_object=not settings.billing_webhook_refetch)
         return "applied" if applied is not None else "ignored"
-    if event.type in INVOICE_EVENTS:
-        return await _invoice_event(conn, client, event, refetch=settings.billing_webhook_refetch)
+    if kind == "invoice":
+        return await _invoice_event(conn, client, event, recorded["customer_user"],
+                                    refetch=settings.billing_webhook_refetch)
     return await _refunds(conn, client, event.object_id)
 
 
@@ -634,8 +678,8 @@ def _subscription_of_invoice(invoice: Any) -> str | None:
     return _get(_get(_get(invoice, "parent"), "subscription_details"), "subscription")
 
 
-async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, event: WebhookEvent, *,
-                         refetch: bool) -> str:
+async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, event: WebhookEvent,
+                         customer_user: uuid.UUID | None, *, refetch: bool) -> str:
     """Book a paid invoice, or record a failed payment. The subscription's own state arrives by
     ``customer.subscription.updated``, which Stripe sends whenever its status changes.
 
@@ -648,8 +692,6 @@ async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, 
     """
     invoice = await _read(client, _path("invoices", event.object_id), expand=["payments"]) if refetch else event.object
     sub_id = _subscription_of_invoice(invoice)
-    customer_user = await conn.fetchval("SELECT user_id FROM billing_customers WHERE stripe_customer_id = $1",
-                                        invoice["customer"])
     if event.type != "invoice.paid":
         await emit(conn, "billing.payment_failed", customer_user, user_id=customer_user, invoice=invoice["id"],
                    action_required=event.type == "invoice.payment_action_required")
@@ -682,9 +724,10 @@ async def _invoice_event(conn: asyncpg.Connection, client: stripe.StripeClient, 
                                    occurred_at=_ts(paid_at) or datetime.now(UTC),
                                    metadata={"invoice": invoice["id"], "subscription": sub_id,
                                              "customer": invoice["customer"]})
-    if entry is not None and await ledger.post(conn, entry):
-        await emit(conn, "billing.invoice_paid", customer_user, user_id=customer_user, invoice=invoice["id"],
-                   amount_paid=invoice["amount_paid"], currency=invoice["currency"])
+    if entry is not None:
+        await ledger.post(conn, entry, announce=outbox.build(
+            "billing.invoice_paid", customer_user, user_id=customer_user, invoice=invoice["id"],
+            amount_paid=invoice["amount_paid"], currency=invoice["currency"]))
     return "applied"
 
 

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
+from billing import subscriptions
 from serve_deployments import problems
 from serve_deployments.deps import Context
 from serve_deployments.middleware import RequestContextMiddleware
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ctx = Context(pool=pool, redis=redis, settings=settings)
             yield
         finally:
+            await subscriptions.close_stripe_clients()
             await redis.aclose()
             await pool.close()
 

@@ -44,6 +44,7 @@ SMOKE_REPORTS: dict[str, list[str]] = {
              "| Serve, 2 shards (", "target through Serve (p99 < 50 ms"],
     "billing_bench": ["webhook events handled:", "webhook baseline, every object re-read", "webhook ratio,",
                       "webhook CPU per event", "webhook duplicates:", "ledger: balanced",
+                      "PostgreSQL round trips per event acted on",
                       "royalty run over 10,000 plays (pro_rata)", "royalty run over 20,000 plays (artist_centric)",
                       "plays ingestion, 20,000 plays", "reading the month's streams, 20,000 plays"],
     "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import string
 import uuid
@@ -155,3 +156,36 @@ def test_mrr_and_churn_on_a_fixture():
     assert ledger.mrr(subs, at(2026, 3, 1)) == {("family", "eur"): 1599, ("premium", "eur"): 999 + 833}
     assert ledger.churn_rate(subs, date(2026, 2, 1)) == pytest.approx(1 / 3)
     assert ledger.churn_rate(subs, date(2026, 1, 1)) == 1.0  # the only one live on Jan 1 ended on Jan 2
+
+
+async def test_an_account_another_transaction_creates_while_an_entry_is_posted_still_gets_its_posting(pool):
+    """``post`` is one statement whose snapshot predates an account committed while it waits: those postings
+    are booked by a second statement, so the entry is whole and balances."""
+    currency = fresh_currency()
+    entry = ledger.subscription_payment(source_key=f"test:{currency}:race", plan="premium", currency=currency,
+                                        amount=999, fee=59, occurred_at=at(2026, 4))
+    async with pool.acquire() as other:
+        creating = other.transaction()
+        await creating.start()
+        await other.execute("INSERT INTO ledger_accounts (code, kind, currency) VALUES ('revenue:premium', 'revenue',"
+                            " $1)", currency)
+        async with pool.acquire() as conn:
+            pid = conn.get_server_pid()
+
+            async def post() -> bool:
+                async with conn.transaction():
+                    return await ledger.post(conn, entry)
+
+            posting = asyncio.create_task(post())
+            for _ in range(500):  # until its INSERT of the account waits for the other transaction
+                if await pool.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("post never waited for the account being created")
+            await creating.commit()
+            assert await posting is True
+    async with pool.acquire() as conn:
+        assert await ledger.balances(conn, currency) == {"stripe_balance": 999 - 59, "stripe_fees": 59,
+                                                         "revenue:premium": -999}
+        assert await conn.fetchval("SELECT count(*) FROM ledger_postings WHERE entry_id = $1", entry.id) == 4

@@ -22,8 +22,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(settings: Settings, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
-    """Open a pool on ``settings.database_url``; the caller closes it."""
+async def create_pool(settings: Settings, *, min_size: int | None = None, max_size: int | None = None,
+                      connection_class: type[asyncpg.Connection] = asyncpg.Connection) -> asyncpg.Pool:
+    """Open a pool on ``settings.database_url``; the caller closes it. ``connection_class``: a subclass of
+    asyncpg's (a benchmark's that counts round trips)."""
     database_url, _ = settings.require_urls()
     return await asyncpg.create_pool(
         database_url,
@@ -31,6 +33,7 @@ async def create_pool(settings: Settings, *, min_size: int | None = None, max_si
         max_size=max_size or settings.db_pool_max,
         init=_init_connection,
         command_timeout=30,
+        connection_class=connection_class,
     )
 
 
