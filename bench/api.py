@@ -39,9 +39,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-from bench import loadgen, workload
+from bench import harness, loadgen, workload
 from bench.harness import ROOT, clean_up
 from bench.harness import admin as _admin
 from bench.harness import free_port as _free_port
@@ -54,8 +53,6 @@ from verseflow.db import create_pool
 from verseflow.settings import Settings
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 BENCH_DATABASE = f"vf_bench_{secrets.token_hex(4)}"  # per run: runs may overlap (tests, CI)
 TARGET_P95_MS = 100.0
 GROUPS = ("reads", "search", "all")
@@ -73,13 +70,8 @@ SERVERS: dict[str, Callable[[int, argparse.Namespace], list[str]]] = {
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up as Ctrl-C does
-    admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
-    settings = Settings(
-        database_url=urlunparse(urlparse(admin_url)._replace(path="/" + BENCH_DATABASE)),
-        redis_url=os.environ.get("VERSEFLOW_REDIS_URL", DEFAULT_REDIS_URL),
-        redis_prefix=f"vfbench{secrets.token_hex(4)}:",
-        jwt_secret=secrets.token_urlsafe(32),
-    )
+    admin_url = harness.admin_url()
+    settings = harness.run_settings(BENCH_DATABASE, "bench")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     load_before = os.getloadavg()

@@ -49,13 +49,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 from websockets.asyncio.client import connect
 
 from accounts import service as accounts
 from accounts.model import Principal, Role
-from bench import rampload, workload
+from bench import harness, rampload, workload
 from bench.harness import REPLICAS_LINE, ROOT, clean_up, create_database, free_port, process_group, say, wait_healthy
 from bench.loadgen import percentile
 from bench.realtime import create_room
@@ -66,8 +65,6 @@ from verseflow.security import issue_access_token
 from verseflow.settings import Settings
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEPLOYMENTS = ("api", "gateway")
 #: Delays the full run uses instead of the production ones (minutes): the targets stay as measured.
 SHORT_DELAYS = {"UPSCALE_DELAY_S": "5", "DOWNSCALE_DELAY_S": "20", "METRICS_INTERVAL_S": "1",
@@ -98,15 +95,10 @@ class Timeline:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up as Ctrl-C does
-    admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
+    admin_url = harness.admin_url()
     database = f"vf_asbench_{secrets.token_hex(4)}"
     scratch = Path(tempfile.mkdtemp(prefix="verseflow-asbench-"))
-    settings = Settings(
-        database_url=urlunparse(urlparse(admin_url)._replace(path="/" + database)),
-        redis_url=os.environ.get("VERSEFLOW_REDIS_URL", DEFAULT_REDIS_URL),
-        redis_prefix=f"vfasbench{secrets.token_hex(4)}:", jwt_secret=secrets.token_urlsafe(32),
-        var_dir=scratch / "var", storage_dir=scratch / "media",
-    )
+    settings = harness.run_settings(database, "asbench", var_dir=scratch / "var", storage_dir=scratch / "media")
     env = _launcher_env(settings, args)
     scaling = Settings(_env_file=None, **_scaling_from(env)).serve_scaling()  # what the launcher will read
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -47,13 +47,13 @@ from urllib.parse import urlparse, urlunparse
 import asyncpg
 import httpx
 
+from bench import harness
 from bench.harness import ROOT, admin, create_database, free_port, say
 from billing import ledger, royalties, subscriptions
 from stripelocal import sign
 from verseflow.db import create_pool
 from verseflow.settings import Settings
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE = f"vf_bench_billing_{secrets.token_hex(4)}"
 TARGET_EVENTS_PER_S = 500
 TARGET_ROYALTY_S = 60.0
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.subscriptions, args.plays = 10, [10_000, 20_000]
-    admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
+    admin_url = harness.admin_url()
     api_key = "sk_test_bench_" + secrets.token_hex(8)
     port = free_port()
     stripe_process = subprocess.Popen([sys.executable, "-m", "stripelocal", "--port", str(port)], cwd=ROOT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -12,6 +13,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import psutil
@@ -23,7 +26,23 @@ from verseflow.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REPLICAS_LINE = "replicas "  # serve_launcher's replica counts: this, then JSON (here: its readers need no Ray)
+
+
+def admin_url() -> str:
+    """The PostgreSQL server benchmarks make their databases on (``VERSEFLOW_DATABASE_URL``'s)."""
+    return os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
+
+
+def run_settings(database: str, tag: str, **overrides: Any) -> Settings:
+    """One run's settings: its own ``database`` on :func:`admin_url`'s server, Redis
+    (``VERSEFLOW_REDIS_URL``) under a per-run key prefix, a fresh JWT secret. Runs may overlap (tests, CI)."""
+    return Settings(
+        database_url=urlunparse(urlparse(admin_url())._replace(path="/" + database)),
+        redis_url=os.environ.get("VERSEFLOW_REDIS_URL", DEFAULT_REDIS_URL),
+        redis_prefix=f"vf{tag}{secrets.token_hex(4)}:", jwt_secret=secrets.token_urlsafe(32), **overrides)
 
 
 def say(message: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -61,16 +62,22 @@ class Stats:
 async def open_loop(base_url: str, calls: list[Call], rate: float) -> Pass:
     """Send ``calls`` at a fixed ``rate`` per second, never waiting for answers."""
     async with _session(base_url, OPEN_LOOP_CONNECTIONS) as http:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        sent = []
-        for i, call in enumerate(calls):
-            due = start + i / rate
-            if (wait := due - loop.time()) > 0:
-                await asyncio.sleep(wait)
-            sent.append(asyncio.create_task(send(http, call, due)))
-        outcomes = await asyncio.gather(*sent)
-        return Pass(outcomes, loop.time() - start)
+        return await paced(len(calls), rate, lambda i, due: send(http, calls[i], due))
+
+
+async def paced(count: int, rate: float, attempt: Callable[[int, float], Awaitable[Outcome]]) -> Pass:
+    """Start ``attempt(i, due)`` for i in ``range(count)`` at its due time, ``rate`` per second, never
+    waiting for earlier ones (an open loop: no coordinated omission); each reports its own outcome."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    started = []
+    for i in range(count):
+        due = start + i / rate
+        if (wait := due - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        started.append(asyncio.create_task(attempt(i, due)))
+    outcomes = await asyncio.gather(*started)
+    return Pass(list(outcomes), loop.time() - start)
 
 
 async def closed_loop(base_url: str, calls: list[Call], concurrency: int, duration_s: float) -> Pass:

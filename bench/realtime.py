@@ -76,13 +76,13 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import aiohttp
 import psutil
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from bench import harness
 from bench.harness import ROOT, clean_up
 from bench.harness import admin as _admin
 from bench.harness import free_port as _free_port
@@ -96,8 +96,6 @@ from verseflow.settings import Settings
 
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 BENCH_DATABASE = f"vf_rtbench_{secrets.token_hex(4)}"  # per run: runs may overlap (tests, CI)
 TARGETS = ("ceiling", "edge", "serve")
 SCENARIOS = ("room100", "room1000", "hold")
@@ -154,13 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up as Ctrl-C does
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell ignores it (background job)
-    admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
-    settings = Settings(
-        database_url=urlunparse(urlparse(admin_url)._replace(path="/" + BENCH_DATABASE)),
-        redis_url=os.environ.get("VERSEFLOW_REDIS_URL", DEFAULT_REDIS_URL),
-        redis_prefix=f"vfrtbench{secrets.token_hex(4)}:",
-        jwt_secret=secrets.token_urlsafe(32),
-    )
+    admin_url = harness.admin_url()
+    settings = harness.run_settings(BENCH_DATABASE, "rtbench")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     load_before = os.getloadavg()

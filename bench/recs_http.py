@@ -31,13 +31,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import aiohttp
 import numpy as np
 
 from accounts.model import Principal, Role
-from bench import loadgen
+from bench import harness, loadgen
 from bench.harness import ROOT, clean_up, create_database, free_port, process_group, say, wait_healthy
 from ml import collaborative, recommend, training
 from ml.item_index import LocalIndex
@@ -46,8 +45,6 @@ from verseflow.security import issue_access_token
 from verseflow.settings import Settings
 from verseflow.storage import object_store
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 20  # a page of the home feed
 TARGET_P99_MS = 50.0
 TARGET_RECALL = 0.95
@@ -102,23 +99,20 @@ async def _in_process(settings: Settings, listeners: Listeners, rate: float,
                       seconds: float) -> tuple[loadgen.Pass, dict[uuid.UUID, list[str]]]:
     """The baseline pass (same rate, same code, exact index, no Serve) and each listener's exact feed."""
     index = LocalIndex(10**9, 1, settings.rec_hnsw_ef_search)  # never HNSW: exact
-    # Each run's fresh database numbers its model version 1 again: this process's cache would take an
-    # earlier run's model for it.
-    recommend._cache = recommend.ModelCache()
+    # Each run's fresh database numbers its model version 1 again: a cache of this process's would take
+    # an earlier run's model for it, so each run has its own.
+    cache = recommend.ModelCache()
     store = object_store(settings)
     pool = await create_pool(settings, max_size=8)
     try:
         async def feed(user: uuid.UUID) -> dict:
             return await recommend.recommendations(pool, store, settings, Principal(user, Role.LISTENER), LIMIT,
-                                                   index=index)
+                                                   index=index, cache=cache)
 
         exact = {u: [str(i["track"]["id"]) for i in (await feed(u))["items"]] for u in listeners.ids}
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.05
 
-        async def one(i: int) -> loadgen.Outcome:
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - loop.time()))
+        async def one(i: int, due: float) -> loadgen.Outcome:
+            loop = asyncio.get_running_loop()
             lag = loop.time() - due
             try:
                 await feed(listeners.ids[i % len(listeners.ids)])
@@ -127,8 +121,7 @@ async def _in_process(settings: Settings, listeners: Listeners, rate: float,
                 error = type(exc).__name__
             return loadgen.Outcome("feed", loop.time() - due, lag, error)
 
-        outcomes = await asyncio.gather(*(one(i) for i in range(round(rate * seconds))))
-        return loadgen.Pass(list(outcomes), loop.time() - start), exact
+        return await loadgen.paced(round(rate * seconds), rate, one), exact
     finally:
         await pool.close()
 
@@ -188,14 +181,10 @@ def serving_through_serve(items: int, shards: int, rate: float, seconds: float, 
                           per_user: int = 20, factors: int = 64, warmup_s: float = 3.0,
                           index: str = "shards") -> bool:
     """Print the table; True when every pass was measured without errors (what a smoke run needs)."""
-    admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
+    admin_url = harness.admin_url()
     database = f"vf_recsbench_{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(
-            database_url=urlunparse(urlparse(admin_url)._replace(path="/" + database)),
-            redis_url=os.environ.get("VERSEFLOW_REDIS_URL", DEFAULT_REDIS_URL),
-            redis_prefix=f"vfrecsbench{secrets.token_hex(4)}:", jwt_secret=secrets.token_urlsafe(32),
-            storage_dir=Path(folder), rec_shards=shards)
+        settings = harness.run_settings(database, "recsbench", storage_dir=Path(folder), rec_shards=shards)
         try:
             asyncio.run(create_database(admin_url, database, settings))
             started = time.monotonic()

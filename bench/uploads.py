@@ -51,20 +51,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import httpx
 import numpy as np
 import psutil
 
+from bench import harness
 from bench.harness import ROOT, clean_up, create_database, free_port, process_group, say, wait_healthy
 from verseflow.settings import Settings
 from verseflow.storage import LocalObjectStore
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MB = 1_000_000
 ROUTES = ("multipart", "tus", "tus-chunked")
 PROCESS_TITLES = {"proxy": "ProxyActor", "replica": "ServeReplica:verseflow:api"}
@@ -88,16 +86,11 @@ class Measure:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    admin_url = os.environ.get("VERSEFLOW_DATABASE_URL", DEFAULT_DATABASE_URL)
+    admin_url = harness.admin_url()
     database = f"vf_upbench_{secrets.token_hex(4)}"
     scratch = Path(tempfile.mkdtemp(prefix="verseflow-upbench-"))
-    settings = Settings(
-        database_url=urlunparse(urlparse(admin_url)._replace(path="/" + database)),
-        redis_url=os.environ.get("VERSEFLOW_REDIS_URL", DEFAULT_REDIS_URL),
-        redis_prefix=f"vfupbench{secrets.token_hex(4)}:", jwt_secret=secrets.token_urlsafe(32),
-        var_dir=scratch / "var", storage_dir=scratch / "media",
-        upload_max_bytes=max(args.sizes) * MB + MB,
-    )
+    settings = harness.run_settings(database, "upbench", var_dir=scratch / "var", storage_dir=scratch / "media",
+                                    upload_max_bytes=max(args.sizes) * MB + MB)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     load_before = os.getloadavg()

@@ -173,14 +173,15 @@ def _reason(row: asyncpg.Record, title: str) -> str:
 
 
 async def recommendations(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, who: Principal,
-                          limit: int, index: ItemIndex | None = None) -> dict[str, Any]:
+                          limit: int, index: ItemIndex | None = None,
+                          cache: ModelCache | None = None) -> dict[str, Any]:
     """The home feed: ``limit`` items of track, score and reason, the model version behind them and how
-    many index shards answered."""
+    many index shards answered. ``index`` and ``cache``: this process's unless given (a benchmark's own)."""
     _check_limit(limit, settings)
     index = index or item_index(settings)
     rows = await _interactions(pool, who.user_id)
     known = [r["track_id"] for r in rows]
-    serving = await model_cache().current(pool, store, settings, index)
+    serving = await (cache or model_cache()).current(pool, store, settings, index)
     items: list[dict[str, Any]] = []
     answer: Answer | None = None
     now = datetime.now(UTC)
