@@ -2,6 +2,15 @@
 
 JSON and JSONB columns are decoded to Python objects on every connection, so repositories pass and
 receive dicts, never strings.
+
+A released connection goes back to the pool without asyncpg's reset statement (``SELECT
+pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``): that statement is a PostgreSQL round
+trip per checkout, as many as the queries of a read route. Nothing in the platform leaves session
+state on a pooled connection: no statement changes a session setting (``SET``), advisory locks are
+transaction-scoped (``pg_advisory_xact_lock``; migrations unlock theirs in a ``finally``),
+listening for notifications runs on the outbox relay's own connection, and cursors live inside transactions;
+``tests/test_db_pool.py`` keeps it so. asyncpg still rolls back a transaction left open and drops
+listeners on release.
 """
 
 from __future__ import annotations
@@ -22,6 +31,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset after asyncpg's own (open transaction rolled back): no reset statement."""
+
+
 async def create_pool(settings: Settings, *, min_size: int | None = None, max_size: int | None = None,
                       connection_class: type[asyncpg.Connection] = asyncpg.Connection) -> asyncpg.Pool:
     """Open a pool on ``settings.database_url``; the caller closes it. ``connection_class``: a subclass of
@@ -34,6 +47,7 @@ async def create_pool(settings: Settings, *, min_size: int | None = None, max_si
         init=_init_connection,
         command_timeout=30,
         connection_class=connection_class,
+        reset=_keep_session,
     )
 
 
