@@ -1,7 +1,10 @@
 """Request dependencies, declared once and reused through ``Annotated`` types.
 
 ``Ctx`` is what every route needs (pool, Redis, settings); ``CurrentUser`` authenticates the
-bearer token, ``OptionalUser`` does so only when a token is sent.
+bearer token, ``OptionalUser`` does so only when a token is sent. Every dependency is ``async def``,
+even where it does not await: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+hop (and a wait for one of the pool's threads under load) on every request for what is an attribute
+read.
 """
 
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ class Context:
     settings: Settings
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
     return request.app.state.ctx
 
 
@@ -54,7 +57,7 @@ class Page:
     offset: int
 
 
-def page(ctx: Ctx, limit: Annotated[int | None, Query(ge=1, le=100)] = None,
+async def page(ctx: Ctx, limit: Annotated[int | None, Query(ge=1, le=100)] = None,
          offset: Annotated[int, Query(ge=0, le=10_000)] = 0) -> Page:
     return Page(limit=min(limit or ctx.settings.page_size_default, ctx.settings.page_size_max), offset=offset)
 
@@ -62,7 +65,7 @@ def page(ctx: Ctx, limit: Annotated[int | None, Query(ge=1, le=100)] = None,
 Paging = Annotated[Page, Depends(page)]
 
 
-def client_ip(request: Request, ctx: Ctx) -> str:
+async def client_ip(request: Request, ctx: Ctx) -> str:
     """The caller's address; ``X-Forwarded-For`` only when the deployment says a proxy sets it."""
     if ctx.settings.trust_forwarded_for and (forwarded := request.headers.get("x-forwarded-for")):
         return forwarded.split(",")[0].strip()[:64]
@@ -75,7 +78,7 @@ ClientIp = Annotated[str, Depends(client_ip)]
 def feature(name: str):
     """A dependency that answers 404 while feature flag ``name`` is off."""
 
-    def check(ctx: Ctx) -> None:
+    async def check(ctx: Ctx) -> None:
         if not ctx.settings.feature(name):
             raise FeatureDisabled(f"the {name} feature is disabled")
 
