@@ -137,6 +137,11 @@ class Settings(BaseSettings):
                                                                     "longer than the longest still pass: codec delay, "
                                                                     "padding and frame rounding")
     identify_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest identify upload")
+    user_lookup_min_chars: int = Field(2, ge=1, le=20, description="shortest text GET /v1/users?q= looks up "
+                                                                  "(one letter would list half the users)")
+    user_lookup_limit: int = Field(10, ge=1, le=100, description="most people one user lookup returns")
+    user_lookup_per_minute: int = Field(120, ge=1, description="user lookups per user per minute (a type-ahead "
+                                                                "asks once per pause in typing)")
     identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
     fingerprint_min_matches: int = Field(16, ge=5, description="triplet hashes agreeing on an offset for a match "
                                                                 "(audio/fingerprint.py: TRIPLET_MIN_MATCHES)")
