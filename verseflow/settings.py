@@ -291,6 +291,9 @@ class Settings(BaseSettings):
     # (stripelocal) and fills in the key, API base and webhook secret, as it does for PostgreSQL.
     stripe_secret_key: SecretStr | None = Field(None, description="sk_test_/sk_live_ key; unset: the local server")
     stripe_api_base: str | None = Field(None, description="Stripe API base URL; None: Stripe's own (api.stripe.com)")
+    stripe_publishable_key: str | None = Field(None, pattern=r"^pk_(test|live)_[A-Za-z0-9_]{1,200}$",
+                                               description="pk_test_/pk_live_ key for Stripe.js: set, the subscription "
+                                                           "page collects cards with Stripe's Payment Element")
     stripe_webhook_secret: SecretStr | None = Field(None, description="whsec_ signing secret of our webhook endpoint")
     stripe_webhook_tolerance_s: int = Field(300, ge=1, description="oldest Stripe-Signature timestamp accepted")
     stripe_local_port: int = Field(12111, ge=1, le=65535, description="port of the embedded local Stripe server")
