@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from datetime import date
+from pathlib import Path
 
 import httpx
 import pytest
@@ -39,6 +40,8 @@ pytestmark = [
 ]
 
 RATE = 44100
+#: Replaces Stripe.js in the browser (this machine cannot reach js.stripe.com); see the file's header.
+STRIPE_STANDIN = Path(__file__).parent / "js" / "stripe_standin.js"
 
 
 @pytest.fixture(scope="module")
@@ -500,6 +503,51 @@ async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_dro
     await page.reload()
     await eventually(lambda: _text_is(seats, "1 of 6"))
     await friend_ctx.close()
+    await context.close()
+
+
+async def test_subscribing_with_stripes_payment_element(web_url, browser):
+    """With a publishable key the page takes cards through Stripe's Payment Element on a SetupIntent.
+
+    js.stripe.com cannot be reached from this machine, so Playwright routes it to a stand-in script
+    (tests/js/stripe_standin.js) that implements only the calls our page makes; what is checked is our
+    side: Stripe.js loaded on demand, once; the element created with the server's client secret; a
+    decline shown and nothing subscribed; a saved card subscribing through the local Stripe server."""
+    context = await browser.new_context(viewport={"width": 390, "height": 800})
+    loaded: list[str] = []
+
+    async def stand_in(route):
+        loaded.append(route.request.url)
+        await route.fulfill(path=STRIPE_STANDIN, content_type="application/javascript")
+
+    await context.route("https://js.stripe.com/**", stand_in)
+    page = await context.new_page()
+    await sign_up(page, web_url)
+    await page.get_by_role("link", name="Account").click()
+    await page.get_by_role("link", name="Subscription and family plan").click()
+    await page.get_by_role("button", name="Subscribe").wait_for()
+    assert loaded == []  # neither the app nor the page in test mode loads Stripe.js before the card form
+    async with page.expect_response("**/v1/billing/setup-intent") as opened:
+        await page.get_by_label("Card form (Stripe's Payment Element)").check()
+    secret = (await (await opened.value).json())["client_secret"]
+    card = page.get_by_role("group", name="Card details").get_by_label("Card number")
+    await card.wait_for()
+    assert loaded == ["https://js.stripe.com/v3/"]
+    standin = await page.evaluate("window.__stripeStandIn")
+    assert standin["keys"] == ["pk_test_verseflow_standin"] and standin["created"] == ["payment"]
+    assert [o["clientSecret"] for o in standin["elementsOptions"]] == [secret]
+    assert await serious_accessibility_violations(page) == []
+
+    await card.fill("4000 0000 0000 0002")  # Stripe's declined test card
+    await page.get_by_role("button", name="Subscribe").click()
+    await page.get_by_role("alert").get_by_text("Payment declined: Your card was declined.").wait_for()
+    assert await _text_is(page.get_by_test_id("plan"), "Free")
+    await card.fill("4242 4242 4242 4242")
+    await page.get_by_role("button", name="Subscribe").click()
+    await eventually(lambda: _text_is(page.get_by_test_id("plan"), "Premium"))
+    calls = (await page.evaluate("window.__stripeStandIn"))["confirmCalls"]
+    assert [(c["clientSecret"], c["redirect"]) for c in calls] == [(secret, "if_required")] * 2
+    assert loaded == ["https://js.stripe.com/v3/"]
     await context.close()
 
 

@@ -7,6 +7,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import { ErrorText } from "../components";
 import { Link } from "../router";
+import { type CardForm, mountCardForm } from "../stripe";
 
 export function money(minor: number, currency: string): string {
   try { return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / 100); }
@@ -42,17 +43,32 @@ export function SubscriptionPage() {
     catch (e: any) { setError(e.status === 402 ? `Payment declined: ${e.message}` : e.message); }
     finally { setBusy(false); }
   };
-  const subscribe = (e: Event) => {
+  const card = useRef<CardForm | null>(null);
+  const [cardReady, setCardReady] = useState(false);
+  const [choice, setChoice] = useState<"test" | "card" | null>(null);
+  const subscribe = async (e: Event) => {
     e.preventDefault();
     const f = new FormData(e.currentTarget as HTMLFormElement);
-    void act("Subscribed.", "/v1/billing/subscription",
-             { method: "POST", json: { plan: f.get("plan"), payment_method: f.get("payment_method") || undefined } });
+    let method = f.get("payment_method") || undefined;
+    if (payWith === "card") {
+      if (!card.current) return;
+      setBusy(true); setError(null); setStatus(null);
+      try { method = await card.current.confirm(); }
+      catch (err: any) {
+        setError(err.stripe?.type === "card_error" ? `Payment declined: ${err.message}` : err.message);
+        setBusy(false);
+        return;
+      }
+    }
+    void act("Subscribed.", "/v1/billing/subscription", { method: "POST", json: { plan: f.get("plan"), payment_method: method } });
   };
 
   if (!view || !offers) return <section aria-busy="true"><ErrorText error={error} /><p>Loading…</p></section>;
   const sub = view.subscription;
   const live = sub && LIVE.includes(sub.status);
-  const offer = (plan: string) => offers.plans.find((o: any) => o.plan === plan);
+  // Test mode offers Stripe's test payment methods from a list; a publishable key adds Stripe's card form
+  // (the only way with a live key).
+  const payWith = choice ?? (offers.test_mode ? "test" : offers.publishable_key ? "card" : "none");
   return (
     <section aria-labelledby="sub-title">
       <h1 id="sub-title">Subscription</h1>
@@ -92,17 +108,50 @@ export function SubscriptionPage() {
                 {o.seats > 1 ? `, for up to ${o.seats} accounts` : ""}
               </label>))}
           </fieldset>
-          {offers.test_mode
-            ? <label>Test card (Stripe test mode: no real money moves)
-                <select name="payment_method">
-                  {TEST_CARDS.map(([id, label]) => <option key={id} value={id}>{label}</option>)}
-                </select></label>
-            : <p class="muted">Card payments with a live Stripe key need Stripe's Payment Element, which this app does not include yet.</p>}
-          <button class="primary" type="submit" disabled={busy || !offers.test_mode}>Subscribe</button>
+          {offers.test_mode && offers.publishable_key && (
+            <fieldset>
+              <legend>Pay with</legend>
+              <label class="check"><input type="radio" name="pay_with" checked={payWith === "test"}
+                                          onChange={() => setChoice("test")} /> Stripe test payment method from a list</label>
+              <label class="check"><input type="radio" name="pay_with" checked={payWith === "card"}
+                                          onChange={() => setChoice("card")} /> Card form (Stripe's Payment Element)</label>
+            </fieldset>)}
+          {payWith === "test" &&
+            <label>Test card (Stripe test mode: no real money moves)
+              <select name="payment_method">
+                {TEST_CARDS.map(([id, label]) => <option key={id} value={id}>{label}</option>)}
+              </select></label>}
+          {payWith === "card" && <PaymentElementBox publishableKey={offers.publishable_key} form={card} onReady={setCardReady} />}
+          {payWith === "none" && <p class="muted">Card payments need Stripe's publishable key (VERSEFLOW_STRIPE_PUBLISHABLE_KEY).</p>}
+          <button class="primary" type="submit"
+                  disabled={busy || payWith === "none" || (payWith === "card" && !cardReady)}>Subscribe</button>
         </form>
       )}
       <FamilyCard plan={view.plan} onChange={() => void reloadView()} />
     </section>
+  );
+}
+
+/** Stripe's Payment Element, mounted on a fresh SetupIntent while this box is shown (Stripe.js loads then). */
+function PaymentElementBox({ publishableKey, form, onReady }:
+  { publishableKey: string; form: { current: CardForm | null }; onReady: (ready: boolean) => void }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [attempt, setAttempt] = useState(0);
+  useEffect(() => {
+    let gone = false;
+    setError(null);
+    mountCardForm(publishableKey, box.current!)
+      .then((mounted) => { if (gone) mounted.destroy(); else { form.current = mounted; onReady(true); } })
+      .catch((e) => { if (!gone) setError(e.message); });
+    return () => { gone = true; form.current?.destroy(); form.current = null; onReady(false); };
+  }, [publishableKey, attempt]);
+  return (
+    <div class="card-form">
+      <ErrorText error={error} />
+      {error && <button type="button" onClick={() => setAttempt((n) => n + 1)}>Load the card form again</button>}
+      <div ref={box} role="group" aria-label="Card details" data-testid="payment-element" />
+    </div>
   );
 }
 
