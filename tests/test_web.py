@@ -407,9 +407,9 @@ async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_dro
     assert await option.get_attribute("aria-selected") == "true"
     assert await picker.get_attribute("aria-activedescendant") == await option.get_attribute("id")
     assert await serious_accessibility_violations(page) == []
+    await screenshot(page, "playlist")
     await picker.press("Enter")
     await page.get_by_role("list", name="Collaborators").get_by_text(f"Carla Collab{tag}").wait_for()
-    await screenshot(page, "playlist")
     # Keyboard, by the collaborator: focus A and move it down one.
     await friend.goto(playlist_url)
     friend_rows = friend.get_by_role("list", name="Playlist tracks")
@@ -562,12 +562,3 @@ async def _join_family(page, code: str) -> None:
 async def _code_changed(page, old: str) -> bool:
     return (await page.get_by_test_id("family-code").inner_text()) not in ("", old)
 
-
-def _registered_user(base: str, name: str) -> str:
-    """A listener signed up over HTTP; returns their user id."""
-    with httpx.Client(base_url=base, timeout=30) as http:
-        email = f"web-{uuid.uuid4().hex[:10]}@example.com"
-        assert http.post("/v1/auth/register", json={"email": email, "password": "a long enough password",
-                                                    "display_name": name}).status_code == 201
-        token = http.post("/v1/auth/token", data={"username": email, "password": "a long enough password"}).json()
-        return http.get("/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}).json()["id"]
