@@ -456,14 +456,32 @@ async def subscribe(pool: asyncpg.Pool, settings: Settings, who: Principal, *, p
 def plan_offers(settings: Settings) -> dict[str, Any]:
     """What a subscription page offers: each paid plan's monthly price and seats, and whether payments are
     in Stripe's test mode (the local server or an ``sk_test_`` key), where test cards such as
-    ``pm_card_visa`` stand in for Stripe.js's Payment Element."""
+    ``pm_card_visa`` may stand in for Stripe.js's Payment Element, and the publishable key that Payment
+    Element needs (none: the page offers test cards only)."""
     key = settings.stripe_secret_key.get_secret_value() if settings.stripe_secret_key else ""
     seats = {entitlements.PREMIUM: 1, entitlements.FAMILY: settings.family_members_max}
     return {
         "plans": [{"plan": plan, "amount": amount, "currency": settings.billing_currency, "interval": "month",
                    "seats": seats[plan]} for plan, amount in plan_amounts(settings).items()],
         "test_mode": not key.startswith("sk_live_"),
+        "publishable_key": settings.stripe_publishable_key,
     }
+
+
+async def setup_intent(pool: asyncpg.Pool, settings: Settings, who: Principal) -> str:
+    """A SetupIntent for the caller's Stripe customer; its ``client_secret`` lets Stripe's Payment Element (in
+    the browser) collect and save a card, whose payment method id ``subscribe`` then charges.
+
+    Cards only: the page confirms without leaving it (``redirect: "if_required"``), which redirect-based
+    methods would not allow. A new intent per request: each is a card form opened once, and one left
+    unconfirmed costs nothing."""
+    client = stripe_client(settings)
+    with calling_stripe():
+        customer_id = await _customer_for(pool, client, who, None)
+        intent = await client.v1.setup_intents.create_async(params={
+            "customer": customer_id, "usage": "off_session", "payment_method_types": ["card"],
+            "metadata": {"user_id": str(who.user_id)}})
+    return intent.client_secret
 
 
 async def subscription_view(pool: asyncpg.Pool, settings: Settings, who: Principal) -> dict[str, Any]:

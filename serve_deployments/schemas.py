@@ -88,6 +88,13 @@ class MeOut(UserOut):
     profile: ProfileOut | None
 
 
+class UserRefOut(BaseModel):
+    """Who someone is in a picker: never more than a public profile shows."""
+
+    id: uuid.UUID
+    display_name: str
+
+
 class PublicUserOut(BaseModel):
     id: uuid.UUID
     display_name: str

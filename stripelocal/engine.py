@@ -46,7 +46,7 @@ PREFIXES = {
     "customer": "cus", "payment_method": "pm", "product": "prod", "price": "price", "subscription": "sub",
     "subscription_item": "si", "invoice": "in", "line_item": "il", "invoiceitem": "ii", "payment_intent": "pi",
     "charge": "ch", "refund": "re", "balance_transaction": "txn", "event": "evt", "invoice_payment": "inpay",
-    "test_helpers.test_clock": "clock", "webhook_endpoint": "we",
+    "test_helpers.test_clock": "clock", "webhook_endpoint": "we", "setup_intent": "seti",
 }
 
 
@@ -583,11 +583,16 @@ class Engine:
             pi["status"] = "requires_confirmation"
         return pi
 
+    def _unconfirmed(self, kind: str, name: str, ident: str) -> dict[str, Any]:
+        """A payment or setup intent that may still be confirmed (Stripe refuses a succeeded one)."""
+        intent = self.get(kind, ident)
+        if intent["status"] == "succeeded":
+            raise StripeApiError(400, f"This {name}'s status is succeeded, so it cannot be confirmed.",
+                                 code=f"{kind}_unexpected_state")
+        return intent
+
     def confirm_payment_intent(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        pi = self.get("payment_intent", pi_id)
-        if pi["status"] == "succeeded":
-            raise StripeApiError(400, "This PaymentIntent's status is succeeded, so it cannot be confirmed.",
-                                 code="payment_intent_unexpected_state")
+        pi = self._unconfirmed("payment_intent", "PaymentIntent", pi_id)
         if params.get("payment_method"):
             pm_id = params["payment_method"]
             pi["payment_method"] = (self._new_payment_method(pm_id) if pm_id in TEST_CARDS
@@ -596,6 +601,48 @@ class Engine:
             pm = self.objects.get(pi["payment_method"] or "")
             raise _card_declined(pm["_spec"] if pm else {}, pi)
         return pi
+
+    # ----------------------------------------------------------------- setup intents
+    def create_setup_intent(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A SetupIntent: what Stripe.js's Payment Element collects a card against (``client_secret``) to save it
+        for later charges; confirming it (Stripe.js does, in the browser) attaches the card to the customer."""
+        customer = self.get("customer", params["customer"], "customer") if params.get("customer") else None
+        usage = params.get("usage", "off_session")
+        if usage not in ("off_session", "on_session"):
+            raise StripeApiError(400, f"Invalid usage: {usage}", code="parameter_invalid_string", param="usage")
+        seti = {
+            "id": new_id("seti"), "object": "setup_intent", "application": None,
+            "automatic_payment_methods": ({"allow_redirects": "always", "enabled": True}
+                                          if isinstance(params.get("automatic_payment_methods"), dict) else None),
+            "cancellation_reason": None, "client_secret": None, "created": int(time.time()),
+            "customer": customer["id"] if customer else None, "description": params.get("description"),
+            "last_setup_error": None, "latest_attempt": None, "livemode": False, "mandate": None,
+            "metadata": metadata_of(params), "next_action": None, "on_behalf_of": None, "payment_method": None,
+            "payment_method_options": {"card": {"request_three_d_secure": "automatic"}},
+            "payment_method_types": as_list(params.get("payment_method_types")) or ["card"],
+            "single_use_mandate": None, "status": "requires_payment_method", "usage": usage, "_seq": self._seq(),
+        }
+        seti["client_secret"] = f"{seti['id']}_secret_{secrets.token_urlsafe(18)}"
+        self.store(seti)
+        self.emit("setup_intent.created", seti)
+        return seti
+
+    def confirm_setup_intent(self, seti_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Attach ``payment_method`` to the intent's customer; a card declined on attach leaves the intent waiting."""
+        seti = self._unconfirmed("setup_intent", "SetupIntent", seti_id)
+        if not params.get("payment_method"):
+            raise StripeApiError(400, "You must provide a payment method to confirm this SetupIntent.",
+                                 code="parameter_missing", param="payment_method")
+        try:
+            pm = (self.attach_payment_method(params["payment_method"], {"customer": seti["customer"]})
+                  if seti["customer"] else self.get("payment_method", params["payment_method"], "payment_method"))
+        except StripeApiError as error:
+            seti["last_setup_error"] = {k: v for k, v in error.body.items() if k in ("type", "code", "message")}
+            self.emit("setup_intent.setup_failed", seti)
+            raise
+        seti.update(payment_method=pm["id"], status="succeeded", last_setup_error=None)
+        self.emit("setup_intent.succeeded", seti)
+        return seti
 
     def create_refund(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("payment_intent"):

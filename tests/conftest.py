@@ -103,6 +103,9 @@ def services() -> Iterator[dict[str, str]]:
         "VERSEFLOW_STRIPE_SECRET_KEY": stripe_local.api_key,
         "VERSEFLOW_STRIPE_API_BASE": stripe_local.url,
         "VERSEFLOW_STRIPE_WEBHOOK_SECRET": "whsec_" + uuid.uuid4().hex,
+        # Stripe.js's key: the subscription page offers Stripe's Payment Element (tests/js/stripe_standin.js
+        # stands in for Stripe.js in the browser, which cannot reach js.stripe.com here).
+        "VERSEFLOW_STRIPE_PUBLISHABLE_KEY": "pk_test_verseflow_standin",
         # Every in-process request comes from one address; the per-IP limit has its own test.
         "VERSEFLOW_LOGIN_ATTEMPTS_PER_IP": "1000000",
         # Realtime: small bounds so limits are reachable in seconds (each has its own test).

@@ -99,6 +99,32 @@ async def listener(http: httpx.AsyncClient) -> dict:
     return await Api(http).user("listener")
 
 
+async def test_a_card_saved_through_a_setup_intent_pays_for_the_subscription(http, sdk, pool, billing_settings):
+    user = await listener(http)
+    assert (await http.post("/v1/billing/setup-intent")).status_code == 401
+    opened = await http.post("/v1/billing/setup-intent", headers=user["headers"])
+    assert opened.status_code == 201, opened.text
+    secret = opened.json()["client_secret"]
+    intent = sdk.v1.setup_intents.retrieve(secret.split("_secret_")[0])
+    customer = await pool.fetchval("SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1",
+                                   uuid.UUID(user["id"]))
+    assert intent.client_secret == secret and intent.customer == customer and intent.status == "requires_payment_method"
+    assert intent.payment_method_types == ["card"] and intent.usage == "off_session"
+    # What Stripe.js's confirmSetup does in the browser with the Payment Element's card:
+    saved = sdk.v1.setup_intents.confirm(intent.id, params={"payment_method": "pm_card_visa"})
+    made = await http.post("/v1/billing/subscription", json={"plan": "premium", "payment_method": saved.payment_method},
+                           headers=user["headers"])
+    assert made.status_code == 200, made.text
+    assert made.json()["plan"] == "premium" and made.json()["subscription"]["status"] == "active"
+    paid = [c for c in sdk.v1.charges.list(params={"customer": customer}).data if c.paid]
+    assert [c.payment_method for c in paid] == [saved.payment_method]
+    # The page learns the publishable key from the offers (none set: test cards only).
+    unkeyed = billing_settings.model_copy(update={"stripe_publishable_key": None})
+    assert subscriptions.plan_offers(unkeyed)["publishable_key"] is None
+    keyed = billing_settings.model_copy(update={"stripe_publishable_key": "pk_test_abc"})
+    assert subscriptions.plan_offers(keyed)["publishable_key"] == "pk_test_abc"
+
+
 async def test_subscribe_pays_once_and_shows_the_subscription(http, sdk, hooks, pool):
     user = await listener(http)
     me = await http.get("/v1/me/subscription", headers=user["headers"])

@@ -100,6 +100,27 @@ def test_declined_card_is_refused_when_attached(client):
     assert client.v1.payment_methods.list(params={"customer": customer.id, "type": "card"}).data == []
 
 
+def test_a_setup_intent_saves_a_card_for_the_customer_and_a_declined_one_leaves_it_waiting(client):
+    customer = client.v1.customers.create(params={"email": "element@example.com"})
+    intent = client.v1.setup_intents.create(params={"customer": customer.id,
+                                                    "automatic_payment_methods": {"enabled": True}})
+    assert intent.status == "requires_payment_method" and intent.usage == "off_session"
+    assert intent.client_secret.startswith(intent.id + "_secret_")
+    with pytest.raises(stripe.CardError) as caught:
+        client.v1.setup_intents.confirm(intent.id, params={"payment_method": "pm_card_chargeDeclined"})
+    assert caught.value.code == "card_declined"
+    waiting = client.v1.setup_intents.retrieve(intent.id)
+    assert waiting.status == "requires_payment_method" and waiting.last_setup_error.code == "card_declined"
+    saved = client.v1.setup_intents.confirm(intent.id, params={"payment_method": "pm_card_visa"})
+    assert saved.status == "succeeded"
+    method = client.v1.payment_methods.retrieve(saved.payment_method)
+    assert method.customer == customer.id and method.card.last4 == "4242"
+    # Attaching it again to the same customer (as a subscription request naming it does) is harmless.
+    assert client.v1.payment_methods.attach(method.id, params={"customer": customer.id}).id == method.id
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.setup_intents.confirm(intent.id, params={"payment_method": "pm_card_visa"})
+
+
 def test_a_card_that_attaches_but_fails_leaves_the_subscription_incomplete(client, prices):
     _, customer = customer_on_clock(client, card="pm_card_chargeCustomerFail")
     with pytest.raises(stripe.CardError):

@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from datetime import date
+from pathlib import Path
 
 import httpx
 import pytest
@@ -39,6 +40,8 @@ pytestmark = [
 ]
 
 RATE = 44100
+#: Replaces Stripe.js in the browser (this machine cannot reach js.stripe.com); see the file's header.
+STRIPE_STANDIN = Path(__file__).parent / "js" / "stripe_standin.js"
 
 
 @pytest.fixture(scope="module")
@@ -389,20 +392,34 @@ async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_dro
         return await rows.get_by_role("link").all_inner_texts()
 
     assert await order() == titles
-    # Collaborators: the owner adds someone by their user id, sees their name, and can remove them.
-    friend = await asyncio.to_thread(_registered_user, web_url, "Collab Carla")
-    await page.get_by_label("Collaborator's user id").fill(friend)
-    await page.get_by_role("button", name="Add collaborator").click()
-    await page.get_by_role("list", name="Collaborators").get_by_text("Collab Carla").wait_for()
+    # Collaborators: the owner finds Carla by a word of her name in the picker (keyboard: type, ↓, Enter),
+    # sees her listed; Carla, in her own browser, reorders by keyboard; the owner removes her again.
+    tag = uuid.uuid4().hex[:6]
+    friend_ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    friend = await friend_ctx.new_page()
+    await sign_up(friend, web_url, name=f"Carla Collab{tag}")
+    picker = page.get_by_role("combobox", name="Add a collaborator by name")
+    await picker.press_sequentially(f"collab{tag[:3]}", delay=20)
+    found = page.get_by_role("listbox", name=re.compile("people found"))
+    option = found.get_by_role("option", name=f"Carla Collab{tag}")
+    await option.wait_for()
+    await picker.press("ArrowDown")
+    assert await option.get_attribute("aria-selected") == "true"
+    assert await picker.get_attribute("aria-activedescendant") == await option.get_attribute("id")
     assert await serious_accessibility_violations(page) == []
     await screenshot(page, "playlist")
-    await page.get_by_role("button", name="Remove Collab Carla").click()
-    await page.get_by_text("Only the owner edits this playlist.").wait_for()
-    # Keyboard: focus A and move it down one.
-    await rows.get_by_role("listitem").nth(0).focus()
-    await page.keyboard.press("Alt+ArrowDown")
-    await page.get_by_text(f"{titles[0]} moved to position 2 of 3").wait_for(state="attached")
+    await picker.press("Enter")
+    await page.get_by_role("list", name="Collaborators").get_by_text(f"Carla Collab{tag}").wait_for()
+    # Keyboard, by the collaborator: focus A and move it down one.
+    await friend.goto(playlist_url)
+    friend_rows = friend.get_by_role("list", name="Playlist tracks")
+    await friend_rows.get_by_role("listitem").nth(0).focus()
+    await friend.keyboard.press("Alt+ArrowDown")
+    await friend.get_by_text(f"{titles[0]} moved to position 2 of 3").wait_for(state="attached")
+    assert await friend.get_by_role("alert").count() == 0
     assert await order() == [titles[1], titles[0], titles[2]]
+    await page.get_by_role("button", name=f"Remove Carla Collab{tag}").click()
+    await page.get_by_text("Only the owner edits this playlist.").wait_for()
     # Drag and drop: C onto the first row.
     await rows.get_by_role("listitem").nth(2).drag_to(rows.get_by_role("listitem").nth(0))
     await page.get_by_text(f"{titles[2]} moved to position 1 of 3").wait_for(state="attached")
@@ -441,17 +458,107 @@ async def test_a_playlist_is_built_and_reordered_by_keyboard_and_by_drag_and_dro
     await page.get_by_role("button", name="Switch to Family").click()
     await eventually(lambda: _text_is(page.get_by_test_id("plan"), "Family"))
     await page.get_by_role("button", name="Create an invitation").click()
-    assert len(await page.get_by_test_id("family-code").inner_text()) >= 16
+    code = await page.get_by_test_id("family-code").inner_text()
+    assert len(code) >= 16
     assert await serious_accessibility_violations(page) == []
     await screenshot(page, "subscription")
+
+    # The family, in two browsers: Carla joins with the code by keyboard, the owner sees her take a seat
+    # and removes her by mouse; she joins again with a new code, then leaves by keyboard.
+    seats = page.get_by_test_id("seats")
+    carla_plan = friend.get_by_test_id("plan")
+    await friend.get_by_role("link", name="Account").click()
+    await friend.get_by_role("link", name="Subscription and family plan").click()
+    await _join_family(friend, code)
+    await friend.get_by_text(re.compile(r"You are in .+'s family")).wait_for()
+    await eventually(lambda: _text_is(carla_plan, "Family"))
+    assert await friend.get_by_role("button", name="Subscribe").count() == 0  # the family's plan is hers now
+    assert await serious_accessibility_violations(friend) == []
+    await page.reload()
+    await page.get_by_role("list", name="Family members").get_by_text(f"Carla Collab{tag}").wait_for()
+    assert await _text_is(seats, "2 of 6")
+    await page.get_by_role("button", name=f"Remove Carla Collab{tag}").click()
+    confirm = page.get_by_role("button", name=f"Yes, remove Carla Collab{tag}")
+    assert await confirm.evaluate("b => b === document.activeElement")
+    await page.keyboard.press("Escape")  # changed her mind: nothing happens
+    await confirm.wait_for(state="detached")
+    assert await _text_is(seats, "2 of 6")
+    await page.get_by_role("button", name=f"Remove Carla Collab{tag}").click()
+    await confirm.click()
+    await eventually(lambda: _text_is(seats, "1 of 6"))
+    removed = page.get_by_role("status").get_by_text(f"Carla Collab{tag} was removed from the family.")
+    await removed.wait_for(state="attached")
+    await friend.reload()
+    await eventually(lambda: _text_is(carla_plan, "Free"))
+    await page.get_by_role("button", name="Create an invitation").click()
+    await eventually(lambda: _code_changed(page, code))
+    await _join_family(friend, await page.get_by_test_id("family-code").inner_text())
+    await eventually(lambda: _text_is(carla_plan, "Family"))
+    await friend.get_by_role("button", name="Leave the family").focus()
+    await friend.keyboard.press("Enter")
+    await eventually(lambda: friend.evaluate("document.activeElement.textContent === 'Yes, leave the family'"))
+    await friend.keyboard.press("Enter")
+    await friend.get_by_label("Family invitation code").wait_for()
+    await eventually(lambda: _text_is(carla_plan, "Free"))
+    await page.reload()
+    await eventually(lambda: _text_is(seats, "1 of 6"))
+    await friend_ctx.close()
     await context.close()
 
 
-def _registered_user(base: str, name: str) -> str:
-    """A listener signed up over HTTP; returns their user id."""
-    with httpx.Client(base_url=base, timeout=30) as http:
-        email = f"web-{uuid.uuid4().hex[:10]}@example.com"
-        assert http.post("/v1/auth/register", json={"email": email, "password": "a long enough password",
-                                                    "display_name": name}).status_code == 201
-        token = http.post("/v1/auth/token", data={"username": email, "password": "a long enough password"}).json()
-        return http.get("/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}).json()["id"]
+async def test_subscribing_with_stripes_payment_element(web_url, browser):
+    """With a publishable key the page takes cards through Stripe's Payment Element on a SetupIntent.
+
+    js.stripe.com cannot be reached from this machine, so Playwright routes it to a stand-in script
+    (tests/js/stripe_standin.js) that implements only the calls our page makes; what is checked is our
+    side: Stripe.js loaded on demand, once; the element created with the server's client secret; a
+    decline shown and nothing subscribed; a saved card subscribing through the local Stripe server."""
+    context = await browser.new_context(viewport={"width": 390, "height": 800})
+    loaded: list[str] = []
+
+    async def stand_in(route):
+        loaded.append(route.request.url)
+        await route.fulfill(path=STRIPE_STANDIN, content_type="application/javascript")
+
+    await context.route("https://js.stripe.com/**", stand_in)
+    page = await context.new_page()
+    await sign_up(page, web_url)
+    await page.get_by_role("link", name="Account").click()
+    await page.get_by_role("link", name="Subscription and family plan").click()
+    await page.get_by_role("button", name="Subscribe").wait_for()
+    assert loaded == []  # neither the app nor the page in test mode loads Stripe.js before the card form
+    async with page.expect_response("**/v1/billing/setup-intent") as opened:
+        await page.get_by_label("Card form (Stripe's Payment Element)").check()
+    secret = (await (await opened.value).json())["client_secret"]
+    card = page.get_by_role("group", name="Card details").get_by_label("Card number")
+    await card.wait_for()
+    assert loaded == ["https://js.stripe.com/v3/"]
+    standin = await page.evaluate("window.__stripeStandIn")
+    assert standin["keys"] == ["pk_test_verseflow_standin"] and standin["created"] == ["payment"]
+    assert [o["clientSecret"] for o in standin["elementsOptions"]] == [secret]
+    assert await serious_accessibility_violations(page) == []
+
+    await card.fill("4000 0000 0000 0002")  # Stripe's declined test card
+    await page.get_by_role("button", name="Subscribe").click()
+    await page.get_by_role("alert").get_by_text("Payment declined: Your card was declined.").wait_for()
+    assert await _text_is(page.get_by_test_id("plan"), "Free")
+    await card.fill("4242 4242 4242 4242")
+    await page.get_by_role("button", name="Subscribe").click()
+    await eventually(lambda: _text_is(page.get_by_test_id("plan"), "Premium"))
+    calls = (await page.evaluate("window.__stripeStandIn"))["confirmCalls"]
+    assert [(c["clientSecret"], c["redirect"]) for c in calls] == [(secret, "if_required")] * 2
+    assert loaded == ["https://js.stripe.com/v3/"]
+    await context.close()
+
+
+async def _join_family(page, code: str) -> None:
+    """Type the invitation code and press Enter, as someone without a mouse would."""
+    field = page.get_by_label("Family invitation code")
+    await field.fill(code)
+    await field.press("Enter")
+    await page.get_by_role("status").get_by_text(re.compile(r"You joined .+'s family\.")).wait_for(state="attached")
+
+
+async def _code_changed(page, old: str) -> bool:
+    return (await page.get_by_test_id("family-code").inner_text()) not in ("", old)
+

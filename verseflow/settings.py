@@ -137,6 +137,11 @@ class Settings(BaseSettings):
                                                                     "longer than the longest still pass: codec delay, "
                                                                     "padding and frame rounding")
     identify_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest identify upload")
+    user_lookup_min_chars: int = Field(2, ge=1, le=20, description="shortest text GET /v1/users?q= looks up "
+                                                                  "(one letter would list half the users)")
+    user_lookup_limit: int = Field(10, ge=1, le=100, description="most people one user lookup returns")
+    user_lookup_per_minute: int = Field(120, ge=1, description="user lookups per user per minute (a type-ahead "
+                                                                "asks once per pause in typing)")
     identify_per_minute: int = Field(30, ge=1, description="identify requests per user per minute")
     fingerprint_min_matches: int = Field(16, ge=5, description="triplet hashes agreeing on an offset for a match "
                                                                 "(audio/fingerprint.py: TRIPLET_MIN_MATCHES)")
@@ -286,6 +291,9 @@ class Settings(BaseSettings):
     # (stripelocal) and fills in the key, API base and webhook secret, as it does for PostgreSQL.
     stripe_secret_key: SecretStr | None = Field(None, description="sk_test_/sk_live_ key; unset: the local server")
     stripe_api_base: str | None = Field(None, description="Stripe API base URL; None: Stripe's own (api.stripe.com)")
+    stripe_publishable_key: str | None = Field(None, pattern=r"^pk_(test|live)_[A-Za-z0-9_]{1,200}$",
+                                               description="pk_test_/pk_live_ key for Stripe.js: set, the subscription "
+                                                           "page collects cards with Stripe's Payment Element")
     stripe_webhook_secret: SecretStr | None = Field(None, description="whsec_ signing secret of our webhook endpoint")
     stripe_webhook_tolerance_s: int = Field(300, ge=1, description="oldest Stripe-Signature timestamp accepted")
     stripe_local_port: int = Field(12111, ge=1, le=65535, description="port of the embedded local Stripe server")

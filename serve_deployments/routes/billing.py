@@ -97,6 +97,13 @@ class PlanOfferOut(BaseModel):
 class PlansOut(BaseModel):
     plans: list[PlanOfferOut]
     test_mode: bool = Field(description="Stripe test mode: test payment methods such as pm_card_visa are accepted")
+    publishable_key: str | None = Field(description="Stripe.js's key: cards are collected with Stripe's Payment "
+                                                    "Element (POST /v1/billing/setup-intent); null without one")
+
+
+class SetupIntentOut(BaseModel):
+    client_secret: str = Field(description="for stripe.elements({clientSecret}) and stripe.confirmSetup; the "
+                                           "payment method it saves is then sent as `payment_method`")
 
 
 class WebhookOut(BaseModel):
@@ -108,6 +115,12 @@ class WebhookOut(BaseModel):
 async def plans(ctx: Ctx):
     """The paid plans on offer with their prices, and whether payments are in Stripe's test mode."""
     return subscriptions.plan_offers(ctx.settings)
+
+
+@router.post("/v1/billing/setup-intent", response_model=SetupIntentOut, status_code=201)
+async def create_setup_intent(ctx: Ctx, who: CurrentUser):
+    """Open a card form: a Stripe SetupIntent for the caller, for Stripe's Payment Element to confirm."""
+    return SetupIntentOut(client_secret=await subscriptions.setup_intent(ctx.pool, ctx.settings, who))
 
 
 @router.post("/v1/billing/subscription", response_model=dict[str, Any])

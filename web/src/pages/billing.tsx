@@ -3,10 +3,11 @@
  * change plan, cancel at the period's end and resume), the family plan's seats and invitations, and an
  * artist's monthly royalty statements (with their CSV).
  */
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import { ErrorText } from "../components";
 import { Link } from "../router";
+import { type CardForm, mountCardForm } from "../stripe";
 
 export function money(minor: number, currency: string): string {
   try { return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / 100); }
@@ -30,8 +31,9 @@ export function SubscriptionPage() {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [status, setStatus] = useState<string | null>(null);
+  const reloadView = () => api("/v1/me/subscription").then(setView).catch((e) => setError(e.message));
   useEffect(() => {
-    api("/v1/me/subscription").then(setView).catch((e) => setError(e.message));
+    void reloadView();
     api("/v1/billing/plans").then(setOffers).catch((e) => setError(e.message));
   }, []);
 
@@ -41,17 +43,32 @@ export function SubscriptionPage() {
     catch (e: any) { setError(e.status === 402 ? `Payment declined: ${e.message}` : e.message); }
     finally { setBusy(false); }
   };
-  const subscribe = (e: Event) => {
+  const card = useRef<CardForm | null>(null);
+  const [cardReady, setCardReady] = useState(false);
+  const [choice, setChoice] = useState<"test" | "card" | null>(null);
+  const subscribe = async (e: Event) => {
     e.preventDefault();
     const f = new FormData(e.currentTarget as HTMLFormElement);
-    void act("Subscribed.", "/v1/billing/subscription",
-             { method: "POST", json: { plan: f.get("plan"), payment_method: f.get("payment_method") || undefined } });
+    let method = f.get("payment_method") || undefined;
+    if (payWith === "card") {
+      if (!card.current) return;
+      setBusy(true); setError(null); setStatus(null);
+      try { method = await card.current.confirm(); }
+      catch (err: any) {
+        setError(err.stripe?.type === "card_error" ? `Payment declined: ${err.message}` : err.message);
+        setBusy(false);
+        return;
+      }
+    }
+    void act("Subscribed.", "/v1/billing/subscription", { method: "POST", json: { plan: f.get("plan"), payment_method: method } });
   };
 
   if (!view || !offers) return <section aria-busy="true"><ErrorText error={error} /><p>Loading…</p></section>;
   const sub = view.subscription;
   const live = sub && LIVE.includes(sub.status);
-  const offer = (plan: string) => offers.plans.find((o: any) => o.plan === plan);
+  // Test mode offers Stripe's test payment methods from a list; a publishable key adds Stripe's card form
+  // (the only way with a live key).
+  const payWith = choice ?? (offers.test_mode ? "test" : offers.publishable_key ? "card" : "none");
   return (
     <section aria-labelledby="sub-title">
       <h1 id="sub-title">Subscription</h1>
@@ -79,7 +96,7 @@ export function SubscriptionPage() {
           </div>
         </>}
       </div>
-      {!live && (
+      {!live && view.plan === "free" && (
         <form class="card" onSubmit={subscribe}>
           <h2>Subscribe</h2>
           <fieldset>
@@ -91,40 +108,91 @@ export function SubscriptionPage() {
                 {o.seats > 1 ? `, for up to ${o.seats} accounts` : ""}
               </label>))}
           </fieldset>
-          {offers.test_mode
-            ? <label>Test card (Stripe test mode: no real money moves)
-                <select name="payment_method">
-                  {TEST_CARDS.map(([id, label]) => <option key={id} value={id}>{label}</option>)}
-                </select></label>
-            : <p class="muted">Card payments with a live Stripe key need Stripe's Payment Element, which this app does not include yet.</p>}
-          <button class="primary" type="submit" disabled={busy || !offers.test_mode}>Subscribe</button>
+          {offers.test_mode && offers.publishable_key && (
+            <fieldset>
+              <legend>Pay with</legend>
+              <label class="check"><input type="radio" name="pay_with" checked={payWith === "test"}
+                                          onChange={() => setChoice("test")} /> Stripe test payment method from a list</label>
+              <label class="check"><input type="radio" name="pay_with" checked={payWith === "card"}
+                                          onChange={() => setChoice("card")} /> Card form (Stripe's Payment Element)</label>
+            </fieldset>)}
+          {payWith === "test" &&
+            <label>Test card (Stripe test mode: no real money moves)
+              <select name="payment_method">
+                {TEST_CARDS.map(([id, label]) => <option key={id} value={id}>{label}</option>)}
+              </select></label>}
+          {payWith === "card" && <PaymentElementBox publishableKey={offers.publishable_key} form={card} onReady={setCardReady} />}
+          {payWith === "none" && <p class="muted">Card payments need Stripe's publishable key (VERSEFLOW_STRIPE_PUBLISHABLE_KEY).</p>}
+          <button class="primary" type="submit"
+                  disabled={busy || payWith === "none" || (payWith === "card" && !cardReady)}>Subscribe</button>
         </form>
       )}
-      <FamilyCard plan={view.plan} />
+      <FamilyCard plan={view.plan} onChange={() => void reloadView()} />
     </section>
   );
 }
 
-/** The family plan: its owner invites (one code per seat) and removes members; a member leaves; anyone joins with a code. */
-function FamilyCard({ plan }: { plan: string }) {
+/** Stripe's Payment Element, mounted on a fresh SetupIntent while this box is shown (Stripe.js loads then). */
+function PaymentElementBox({ publishableKey, form, onReady }:
+  { publishableKey: string; form: { current: CardForm | null }; onReady: (ready: boolean) => void }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [attempt, setAttempt] = useState(0);
+  useEffect(() => {
+    let gone = false;
+    setError(null);
+    mountCardForm(publishableKey, box.current!)
+      .then((mounted) => { if (gone) mounted.destroy(); else { form.current = mounted; onReady(true); } })
+      .catch((e) => { if (!gone) setError(e.message); });
+    return () => { gone = true; form.current?.destroy(); form.current = null; onReady(false); };
+  }, [publishableKey, attempt]);
+  return (
+    <div class="card-form">
+      <ErrorText error={error} />
+      {error && <button type="button" onClick={() => setAttempt((n) => n + 1)}>Load the card form again</button>}
+      <div ref={box} role="group" aria-label="Card details" data-testid="payment-element" />
+    </div>
+  );
+}
+
+/**
+ * The family plan: its owner invites (one code per seat) and removes members; a member leaves; anyone
+ * joins with a code. Removing and leaving take someone's plan away, so each asks once more (the
+ * question takes the focus; "Keep" or Escape goes back). A change reloads the plan shown above too.
+ */
+function FamilyCard({ plan, onChange }: { plan: string; onChange: () => void }) {
   const [family, setFamily] = useState<any>(null);
   const [code, setCode] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [status, setStatus] = useState("");
+  const [asking, setAsking] = useState<{ question: string; yes: string; run: () => Promise<unknown>; done: string } | null>(null);
   const reload = () => api("/v1/me/family").then(setFamily).catch((e) => { setFamily(null); if (e.status !== 404) setError(e.message); });
   useEffect(() => { void reload(); }, [plan]);
-  const run = async (fn: () => Promise<unknown>) => {
-    setError(null);
-    try { await fn(); await reload(); } catch (e: any) { setError(e.message); }
+  const run = async (fn: () => Promise<unknown>, done: string) => {
+    setError(null); setStatus(""); setAsking(null);
+    try { await fn(); if (done) setStatus(done); await reload(); onChange(); } catch (e: any) { setError(e.message); }
   };
   const join = (e: Event) => {
     e.preventDefault();
     const value = String(new FormData(e.currentTarget as HTMLFormElement).get("code")).trim();
-    void run(() => api("/v1/me/family/join", { method: "POST", json: { code: value } }));
+    void run(async () => { const joined = await api<any>("/v1/me/family/join", { method: "POST", json: { code: value } });
+                           setStatus(`You joined ${joined.owner_name}'s family.`); }, "");
   };
+  const remove = (m: any) => setAsking({
+    question: `Remove ${m.display_name} from your family? They go back to the free plan.`, yes: `Yes, remove ${m.display_name}`,
+    run: () => api(`/v1/me/family/members/${m.user_id}`, { method: "DELETE" }), done: `${m.display_name} was removed from the family.`,
+  });
+  const leave = () => setAsking({
+    question: `Leave ${family.owner_name}'s family? You go back to the free plan.`, yes: "Yes, leave the family",
+    run: () => api("/v1/me/family/membership", { method: "DELETE" }), done: `You left ${family.owner_name}'s family.`,
+  });
   return (
     <div class="card" aria-labelledby="family-title">
       <h2 id="family-title">Family</h2>
       <ErrorText error={error} />
+      <p class="sr-only" role="status">{status}</p>
+      {asking && <Confirm question={asking.question} yes={asking.yes}
+                          onYes={() => void run(asking.run, asking.done)} onNo={() => setAsking(null)} />}
       {family ? <>
         <p>{family.role === "owner" ? "You share your family plan" : `You are in ${family.owner_name}'s family`}:
           {" "}<span data-testid="seats">{family.seats_used} of {family.seats_max}</span> seats used
@@ -132,20 +200,37 @@ function FamilyCard({ plan }: { plan: string }) {
         <ul class="plain" aria-label="Family members">
           {family.members.map((m: any) => (
             <li key={m.user_id}>{m.display_name}
-              {family.role === "owner" && <> <button class="link" onClick={() => void run(() => api(`/v1/me/family/members/${m.user_id}`, { method: "DELETE" }))}>
+              {family.role === "owner" && <> <button class="link" onClick={() => remove(m)}>
                 Remove {m.display_name}</button></>}</li>))}
         </ul>
         {family.role === "owner"
-          ? <button onClick={() => void run(async () => setCode((await api("/v1/me/family/invites", { method: "POST" })).code))}>
+          ? <button onClick={() => void run(async () => setCode((await api("/v1/me/family/invites", { method: "POST" })).code), "")}>
               Create an invitation</button>
-          : <button onClick={() => void run(() => api("/v1/me/family/membership", { method: "DELETE" }))}>Leave the family</button>}
-        {code && <p role="status">Send this code to the person you invite (single use): <code data-testid="family-code">{code}</code></p>}
+          : <button onClick={leave}>Leave the family</button>}
+        {code && family.role === "owner" &&
+          <p role="status">Send this code to the person you invite (single use): <code data-testid="family-code">{code}</code></p>}
       </> : plan !== "family" && (
         <form class="row" onSubmit={join}>
           <label class="grow">Family invitation code<input name="code" required minLength={16} maxLength={64} autoComplete="off" /></label>
           <button type="submit">Join the family</button>
         </form>
       )}
+    </div>
+  );
+}
+
+/** Asks before a step that cannot be undone by its author alone; the confirming button takes the focus. */
+function Confirm({ question, yes, onYes, onNo }: { question: string; yes: string; onYes: () => void; onNo: () => void }) {
+  const button = useRef<HTMLButtonElement>(null);
+  useEffect(() => { button.current?.focus(); }, [question]);
+  return (
+    <div role="group" aria-label="Please confirm" class="confirm"
+         onKeyDown={(e) => { if (e.key === "Escape") { e.preventDefault(); onNo(); } }}>
+      <p>{question}</p>
+      <div class="row">
+        <button ref={button} class="primary" onClick={onYes}>{yes}</button>
+        <button onClick={onNo}>Keep</button>
+      </div>
     </div>
   );
 }

@@ -4,6 +4,7 @@ import { api } from "../api";
 import { ErrorText, fmtTime } from "../components";
 import { playQueue } from "../player";
 import { Link, navigate } from "../router";
+import { UserPicker, type UserRef } from "../userpicker";
 
 export function PlaylistsPage() {
   const [lists, setLists] = useState<any[] | null>(null);
@@ -103,9 +104,7 @@ export function PlaylistPage({ id, me }: { id: string; me: any }) {
   );
 }
 
-const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
-
-/** Who may add, move and remove tracks besides the owner; the owner adds people by their user id. */
+/** Who may add, move and remove tracks besides the owner; the owner finds people by name to add them. */
 function Collaborators({ playlist, me, onChange }: { playlist: any; me: any; onChange: () => void }) {
   const [names, setNames] = useState<Record<string, string>>({});
   const [error, setError] = useState<string | null>(null);
@@ -117,20 +116,14 @@ function Collaborators({ playlist, me, onChange }: { playlist: any; me: any; onC
       api(`/v1/users/${u}`).then((p) => setNames((n) => ({ ...n, [u]: p.display_name }))).catch(() => undefined);
     }
   }, [playlist.collaborators]);
-  const set = async (user: string, present: boolean) => {
+  const set = async (user: UserRef, present: boolean) => {
     setError(null);
     try {
-      await api(`/v1/playlists/${playlist.id}/collaborators/${user}`, { method: present ? "PUT" : "DELETE" });
-      setStatus(present ? "Collaborator added." : `${names[user] ?? "The collaborator"} can no longer edit this playlist.`);
+      await api(`/v1/playlists/${playlist.id}/collaborators/${user.id}`, { method: present ? "PUT" : "DELETE" });
+      setNames((n) => ({ ...n, [user.id]: user.display_name }));
+      setStatus(`${user.display_name} ${present ? "can now edit" : "can no longer edit"} this playlist.`);
       onChange();
     } catch (e: any) { setError(e.status === 404 ? "No such user." : e.message); }
-  };
-  const add = (e: Event) => {
-    e.preventDefault();
-    const form = e.currentTarget as HTMLFormElement;
-    const id = String(new FormData(form).get("user")).match(UUID)?.[0];
-    if (!id) { setError("Paste the person's user id (shown on their Account page)."); return; }
-    void set(id, true).then(() => form.reset());
   };
   const list: string[] = playlist.collaborators;
   return (
@@ -143,14 +136,12 @@ function Collaborators({ playlist, me, onChange }: { playlist: any; me: any; onC
         <ul class="plain" aria-label="Collaborators">
           {list.map((u) => (
             <li key={u}>{u === me.id ? "You" : names[u] ?? "…"}
-              {owner && <> <button class="link" onClick={() => void set(u, false)}>
+              {owner && <> <button class="link"
+                                   onClick={() => void set({ id: u, display_name: names[u] ?? "The collaborator" }, false)}>
                 Remove {names[u] ?? "collaborator"}</button></>}</li>))}
         </ul>)}
-      {owner && (
-        <form class="row wrap" onSubmit={add}>
-          <label class="grow">Collaborator's user id<input name="user" required autoComplete="off" /></label>
-          <button type="submit">Add collaborator</button>
-        </form>)}
+      {owner && <UserPicker label="Add a collaborator by name" exclude={[playlist.owner_id, me.id, ...list]}
+                            onPick={(u) => void set(u, true)} />}
     </div>
   );
 }
