@@ -93,6 +93,52 @@ def stop(process: subprocess.Popen) -> None:
             child.kill()
 
 
+class CpuMeter:
+    """CPU seconds each part of a running server spends over a window, by role: the launcher, each kind
+    of Ray worker by its process title (``ray::ProxyActor`` is ``ProxyActor``), the PostgreSQL backends
+    serving ``database``, and this process (the load generator). Divided by the requests of the window,
+    it says what a request costs each process, and their sum bounds the rate the machine can carry."""
+
+    def __init__(self, root_pid: int, database: str | None = None) -> None:
+        self.root_pid = root_pid
+        self.database = database
+
+    def _processes(self) -> list[tuple[str, psutil.Process]]:
+        found: list[tuple[str, psutil.Process]] = [("load generator", psutil.Process())]
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.root_pid)
+            found.append(("launcher", root))
+            for child in root.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    title = (child.cmdline() or [""])[0]
+                    if title.startswith("ray::"):
+                        found.append((title[5:].split(".")[0].split()[0], child))
+                    else:
+                        found.append(("Ray system processes", child))
+        if self.database:
+            marker = f" {self.database} "
+            for process in psutil.process_iter(["name", "cmdline"]):
+                if process.info["name"] == "postgres" and marker in " ".join(process.info["cmdline"] or ()) + " ":
+                    found.append(("PostgreSQL", process))
+        return found
+
+    def snapshot(self) -> dict[tuple[str, int], float]:
+        seconds = {}
+        for role, process in self._processes():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seconds[(role, process.pid)] = times.user + times.system
+        return seconds
+
+    @staticmethod
+    def spent(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float]) -> dict[str, float]:
+        """CPU seconds per role between two snapshots (a process born in between counts from zero)."""
+        roles: dict[str, float] = {}
+        for (role, pid), seconds in after.items():
+            roles[role] = roles.get(role, 0.0) + seconds - before.get((role, pid), 0.0)
+        return dict(sorted(roles.items(), key=lambda item: -item[1]))
+
+
 def wait_for_line(process: subprocess.Popen, log_path: Path, line: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

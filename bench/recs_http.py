@@ -34,10 +34,11 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 
 from accounts.model import Principal, Role
 from bench import harness, loadgen
-from bench.harness import ROOT, clean_up, create_database, free_port, process_group, say, wait_healthy
+from bench.harness import ROOT, CpuMeter, clean_up, create_database, free_port, process_group, say, wait_healthy
 from ml import collaborative, recommend, training
 from ml.item_index import LocalIndex
 from verseflow.db import create_pool
@@ -167,14 +168,25 @@ def _recall(served: dict[uuid.UUID, list[str]], exact: dict[uuid.UUID, list[str]
     return float(np.mean(found)) if found else 0.0
 
 
+@dataclass(frozen=True)
+class Served:
+    steady: loadgen.Pass
+    peak: loadgen.Pass
+    feeds: dict[uuid.UUID, list[str]]
+    partial: int
+    cpu_s: dict[str, float]  # CPU seconds per role over the steady pass
+
+
 async def _through_serve(base_url: str, listeners: Listeners, rate: float, seconds: float,
-                         warmup_s: float) -> tuple[loadgen.Pass, loadgen.Pass, dict[uuid.UUID, list[str]], int]:
+                         warmup_s: float, meter: CpuMeter) -> Served:
     await _model_served(base_url, listeners)
     await loadgen.open_loop(base_url, _calls(listeners, round(rate * warmup_s)), rate)
+    before = meter.snapshot()
     steady = await loadgen.open_loop(base_url, _calls(listeners, round(rate * seconds)), rate)
+    cpu_s = CpuMeter.spent(before, meter.snapshot())
     peak = await loadgen.closed_loop(base_url, _calls(listeners, len(listeners.tokens)), 8, min(seconds, 5.0))
     feeds, partial = await _served_feeds(base_url, listeners)
-    return steady, peak, feeds, partial
+    return Served(steady, peak, feeds, partial, cpu_s)
 
 
 def serving_through_serve(items: int, shards: int, rate: float, seconds: float, *, users: int = 200,
@@ -202,15 +214,26 @@ def serving_through_serve(items: int, shards: int, rate: float, seconds: float, 
             with process_group(f"serve on port {port}", command, env, log_path) as process:
                 base_url = f"http://127.0.0.1:{port}"
                 wait_healthy(process, base_url, log_path)
-                steady, peak, served, partial = asyncio.run(
-                    _through_serve(base_url, listeners, rate, seconds, warmup_s))
+                served = asyncio.run(_through_serve(base_url, listeners, rate, seconds, warmup_s,
+                                                    CpuMeter(process.pid, database)))
         finally:
             asyncio.run(clean_up(admin_url, settings, database))
-    return _report(items, shards, rate, seconds, base, steady, peak, _recall(served, exact), partial)
+    return _report(items, shards, rate, seconds, base, served, _recall(served.feeds, exact))
 
 
-def _report(items: int, shards: int, rate: float, seconds: float, base: loadgen.Pass, steady: loadgen.Pass,
-            peak: loadgen.Pass, recall: float, partial: int) -> bool:
+def _cpu_line(cpu_s: dict[str, float], answered: int) -> str:
+    """What a request cost each process in the steady pass, and the rate their sum allows on this machine."""
+    per = {role: seconds * 1000 / answered for role, seconds in cpu_s.items() if seconds * 1000 / answered >= 0.05}
+    total = sum(per.values())
+    cores = psutil.cpu_count() or 1
+    parts = ", ".join(f"{role} {ms:.1f}" for role, ms in per.items())
+    return (f"CPU per answered request in the steady pass (ms): {parts}; sum {total:.1f} ms, so at most "
+            f"{cores * 1000 / total:.0f} requests/s on this machine's {cores} cores with nothing else running")
+
+
+def _report(items: int, shards: int, rate: float, seconds: float, base: loadgen.Pass, served: Served,
+            recall: float) -> bool:
+    steady, peak, partial = served.steady, served.peak, served.partial
     b, s, p = (loadgen.summarize(x)["all"] for x in (base, steady, peak))
     print(f"== serving through Serve: GET /v1/me/recommendations?limit={LIMIT}, {items:,} tracks in {shards} "
           f"RecShard actors, one API replica, open loop at {rate:g} requests/s for {seconds:g} s; baseline: the "
@@ -223,6 +246,8 @@ def _report(items: int, shards: int, rate: float, seconds: float, base: loadgen.
     print(f"| Serve, {shards} shards{ratio} | {s.requests} | {s.errors} | {s.p50_ms:.1f} | {s.p99_ms:.1f} "
           f"| {p.rate:.0f} | {recall:.3f} | {partial} |")
     met = s.p99_ms < TARGET_P99_MS and recall >= TARGET_RECALL and not s.errors and s.rate >= 0.95 * rate
+    if s.requests > s.errors:
+        print(_cpu_line(served.cpu_s, s.requests - s.errors))
     print(f"target through Serve (p99 < {TARGET_P99_MS:g} ms and recall@10 >= {TARGET_RECALL} at {rate:g} "
           f"requests/s, no errors): {'met' if met else 'NOT met'}")
     return bool(s.requests and p.requests and b.requests) and not (s.errors or p.errors or b.errors)
