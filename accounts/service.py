@@ -75,9 +75,8 @@ async def login(
     row = await pool.fetchrow(
         "SELECT id, role, status, password_hash FROM users WHERE lower(email) = lower($1)", email
     )
-    # Verify against a dummy hash for unknown accounts so both failures take the same time.
-    stored_hash = row["password_hash"] if row else security.DUMMY_PASSWORD_HASH
-    valid = await asyncio.to_thread(security.verify_password, stored_hash, password)
+    # An unknown account is verified against a dummy hash, so both failures take the same time.
+    valid = await asyncio.to_thread(security.verify_password, row["password_hash"] if row else None, password)
     if not row or not valid or row["status"] != "active":
         raise Unauthorized("incorrect email or password")
     await ratelimit.reset(redis, account_key)

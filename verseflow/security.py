@@ -7,6 +7,7 @@ a database leak does not yield usable tokens.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
@@ -27,7 +28,12 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """``password_hash`` None (no such account) is checked against :func:`dummy_password_hash`, taking as
+    long as a wrong password, and fails."""
+    if password_hash is None:
+        verify_password(dummy_password_hash(), password)
+        return False
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -38,9 +44,13 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
-# A precomputed hash to verify against when the account does not exist, so that login takes the
-# same time for unknown emails and wrong passwords (no account enumeration by timing).
-DUMMY_PASSWORD_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def dummy_password_hash() -> str:
+    """A hash to verify against when the account does not exist, so that login takes the same time for
+    unknown emails and wrong passwords (no account enumeration by timing). Made on first use, not at
+    import: argon2id costs about half a second of CPU by design, and every Ray worker and Serve replica
+    that imports this module would pay it at start, including the replica a scale-up is waiting for."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
