@@ -194,10 +194,12 @@ def compute(model: str, pool: int, streams: Iterable[Streams] | StreamTable,
 
 async def compute_in_database(conn: asyncpg.Connection, model: str, pool: int, month: str,
                               contributions: Mapping[str, int] | None = None, *,
+                              listener_totals: dict[str, int] | None = None,
                               timeout_s: float = 600.0) -> list[Line]:
     """``compute``'s lines for a month's counted streams, from sums PostgreSQL takes where the rows are
     (``royalty_aggregates``): per-track and per-listener totals cross the wire, not a row per (listener,
-    track) pair, so the run grows with the month's rows only inside the database's parallel scans."""
+    track) pair, so the run grows with the month's rows only inside the database's parallel scans.
+    ``listener_totals`` (user-centric): each listener's streams, when the caller has read them already."""
     if model not in MODELS:
         raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
     day = as_date(month)
@@ -212,7 +214,8 @@ async def compute_in_database(conn: asyncpg.Connection, model: str, pool: int, m
         money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
         if sum(money.values()) != pool:
             raise InvalidInput("user-centric contributions must add up to the pool")
-        totals = await aggregates.user_totals(conn, day, timeout_s=timeout_s)
+        totals = listener_totals if listener_totals is not None else \
+            await aggregates.user_totals(conn, day, timeout_s=timeout_s)
         direct = await aggregates.paid_weights(conn, day, money, totals, tracks, timeout_s=timeout_s)
         silent = sum(v for u, v in money.items() if u not in totals)
         weights = _with_silent_money(direct, silent, tracks.streams)
@@ -374,11 +377,14 @@ async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str
             contributions = dict(zip(users, apportion(amount, [contributions[u] for u in users], users),
                                      strict=True))
         await conn.execute("SELECT set_config('work_mem', $1, true)", f"{work_mem_mb}MB")
-        if model == "user_centric" and not contributions:
-            listeners = sorted(await aggregates.user_totals(conn, start.date(), timeout_s=timeout_s))
+        totals = None
+        if model == "user_centric" and not contributions:  # nobody paid in the month: an equal share each
+            totals = await aggregates.user_totals(conn, start.date(), timeout_s=timeout_s)
+            listeners = sorted(totals)
             contributions = dict(zip(listeners, apportion(amount, [1] * len(listeners), listeners), strict=True)) \
                 if listeners else {}
-        lines = await compute_in_database(conn, model, amount, month, contributions, timeout_s=timeout_s)
+        lines = await compute_in_database(conn, model, amount, month, contributions, listener_totals=totals,
+                                          timeout_s=timeout_s)
         run_id = uuid.uuid4()
         await conn.execute("INSERT INTO royalty_runs (id, month, model, currency, pool) VALUES ($1, $2, $3, $4, $5)",
                            run_id, start.date(), model, currency, amount)
