@@ -263,7 +263,9 @@ async def qualifying_streams(conn: asyncpg.Connection, month: str, *, timeout_s:
     (``0026_monthly_streams.sql``: a play counts once, in the month it completed or reached 30 s).
 
     Millions of rows come as one binary COPY of three integers each (the user's and the track's positions
-    in two short id lists), read straight into numpy: no Python object per row."""
+    in two short id lists), read straight into numpy: no Python object per row. The monthly run does not
+    read them (``compute_in_database`` sums them where they are); this is ``compute``'s input, for tests
+    and the bench's baseline."""
     start, _ = month_bounds(month)
     day = start.date()
     users = [r[0] for r in await conn.fetch(
