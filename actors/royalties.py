@@ -24,7 +24,8 @@ def run_royalties(settings: Settings, month: str, model: str, currency: str, poo
             result = await royalties.run_month(pool, month=month, model=model, currency=currency,
                                                share_bp=settings.royalty_pool_share_bp, pool_override=pool_override,
                                                post_to_ledger=post_to_ledger,
-                                               timeout_s=settings.royalty_query_timeout_s)
+                                               timeout_s=settings.royalty_query_timeout_s,
+                                               work_mem_mb=settings.royalty_work_mem_mb)
         finally:
             await pool.close()
         return {**asdict(result), "run_id": str(result.run_id)}

@@ -1,6 +1,7 @@
 """Billing throughput: webhook events handled per second, and the monthly royalty run's time.
 
-    .venv/bin/python -m bench.billing_bench [--subscriptions 300] [--concurrency 8] [--plays 1000000,10000000]
+    .venv/bin/python -m bench.billing_bench [--subscriptions 300] [--concurrency 8]
+                                            [--plays 1000000,3000000,10000000] [--trigger-max 1000000]
                                             [--part all|webhooks|royalties] [--smoke]
 
 What runs: a fresh database on the PostgreSQL server of ``VERSEFLOW_DATABASE_URL`` (default: the local
@@ -18,13 +19,16 @@ test server) and the local Stripe server (``python -m stripelocal``) as a proces
    (subscription, invoice and refund events), the API reads per event acted on (the local server's
    request counts), and the ratio of the two rates; then a second delivery of every event (duplicates).
    Checked: the ledger balances and holds one entry per paid invoice. Target: ≥ 500 events/s acted on.
-2. Royalties, at each size of ``--plays`` (a month each): plays (a start and a complete event each,
-   Zipf-like over tracks) from 50,000 listeners over 20,000 tracks of 1,000 artists are inserted, then
-   ``run_month`` (pro-rata, then artist-centric) is timed: reading the month's counted streams, the
-   computation and the stored lines. Baselines in the same run: the aggregation over raw play events
-   that the run did before ``0026_monthly_streams.sql`` (query only), and the same plays inserted into a
-   copy of the table without the trigger that counts them (what counting costs ingestion).
-   Target: ≤ 60 s for 10 million plays.
+2. Royalties, at each size of ``--plays`` (a month each; default 1, 3 and 10 million): plays (a start and
+   a complete event each, Zipf-like over tracks) from 50,000 listeners over 20,000 tracks of 1,000
+   artists. Months up to ``--trigger-max`` plays (default 1,000,000) are inserted as play events through
+   the plays table, whose trigger counts them (the API's path, timed); larger months get the same counts
+   written straight into ``monthly_streams`` (what the trigger leaves; the run reads nothing else), which
+   makes 10 million plays a minutes' set-up instead of the trigger's ~20 minutes. Then ``run_month`` is
+   timed under every model (pro-rata, user-centric, artist-centric): the month's sums taken by PostgreSQL,
+   the split, the stored lines. Baseline in the same run: the run before (every counted row read into the
+   process, then ``royalties.compute``; not stored). Printed too: the growth between sizes, and the load
+   average with each figure (the machine is shared). Target: ≤ 60 s for 10 million plays.
 
 The database is dropped at the end; the exit status is 0 when everything was measured.
 """
@@ -63,14 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.billing_bench")
     parser.add_argument("--subscriptions", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--plays", type=lambda v: [int(x) for x in v.split(",")], default=[1_000_000, 10_000_000],
-                        help="comma-separated sizes, one month each (default 1000000,10000000)")
+    parser.add_argument("--plays", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[1_000_000, 3_000_000, 10_000_000],
+                        help="comma-separated sizes, one month each (default 1000000,3000000,10000000)")
+    parser.add_argument("--trigger-max", type=int, default=1_000_000,
+                        help="months of up to this many plays are inserted as play events through the counting "
+                             "trigger; larger ones get their counts written directly (default 1000000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything is measured")
     parser.add_argument("--part", choices=("all", "webhooks", "royalties"), default="all",
                         help="measure only the webhooks or only the royalty run (default: both)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.subscriptions, args.plays = 10, [10_000, 20_000]
+        args.subscriptions, args.plays, args.trigger_max = 10, [10_000, 20_000], 10_000
     admin_url = harness.admin_url()
     api_key = "sk_test_bench_" + secrets.token_hex(8)
     port = free_port()
@@ -270,18 +278,10 @@ async def _all_events(settings: Settings) -> list[dict]:
             after = page["data"][-1]["id"]
 
 
-# The aggregation the run did before 0026 (every play event of the month grouped by play): the baseline.
-_BASELINE_QUERY = """
-    SELECT q.user_id, q.track_id, t.artist_id, count(*) AS streams
-    FROM (SELECT user_id, track_id, play_id FROM plays WHERE created_at >= $1 AND created_at < $2
-          GROUP BY user_id, track_id, play_id
-          HAVING bool_or(event = 'complete') OR max(position_ms) >= 30000) AS q
-    JOIN tracks t ON t.id = q.track_id
-    GROUP BY q.user_id, q.track_id, t.artist_id"""
-
-# Plays of one month: each a start and a complete (two events), Zipf-like over tracks.
+# Plays of one month: each a start and a complete (two events), Zipf-like over tracks; inserted through the
+# plays table, whose statement trigger (0026) counts them (the API's path).
 _PLAYS = """
-    INSERT INTO {table} (play_id, user_id, track_id, event, position_ms, created_at)
+    INSERT INTO plays (play_id, user_id, track_id, event, position_ms, created_at)
     SELECT p.play_id, f.id, t.id, e.event, e.position_ms, p.at + e.after
     FROM (SELECT gen_random_uuid() AS play_id, (g::bigint * 7919) % 50000 AS fan,
                  floor(power(random(), 3) * 20000)::int AS track,
@@ -292,53 +292,104 @@ _PLAYS = """
     JOIN bench_fans f ON f.n = p.fan
     JOIN bench_tracks t ON t.n = p.track"""
 
+# The same plays' counts, written straight into monthly_streams: what the trigger leaves after them (one
+# row per listener and track with its qualifying plays), without the play events the run never reads.
+_COUNTS = """
+    INSERT INTO monthly_streams (month, user_id, track_id, streams)
+    SELECT $1::date, f.id, t.id, p.streams
+    FROM (SELECT (g::bigint * 7919) % 50000 AS fan, floor(power(random(), 3) * 20000)::int AS track,
+                 count(*)::int AS streams
+          FROM generate_series(1, {plays}) AS g GROUP BY 1, 2) AS p
+    JOIN bench_fans f ON f.n = p.fan
+    JOIN bench_tracks t ON t.n = p.track
+    ORDER BY f.id, t.id"""
+
+MODELS = ("pro_rata", "user_centric", "artist_centric")
+
 
 async def _royalties(pool, args: argparse.Namespace) -> list[str]:
-    """The royalty run at each size of ``--plays`` (a month each), against the aggregation over raw plays it
-    replaced; and what counting at insert time costs the plays' ingestion, against a table with no trigger."""
+    """The royalty run at each size of ``--plays`` (a month each), under every model, against the run before
+    (every counted row read into the process, then ``royalties.compute``), with the growth between sizes."""
     async with pool.acquire() as conn:
         await _royalty_catalogue(conn)
-    lines = []
+    lines: list[str] = []
+    runs: dict[int, dict[str, float]] = {}
     for index, plays in enumerate(args.plays):
         month = f"2026-{index + 1:02d}"
         start, end = royalties.month_bounds(month)
-        say(f"inserting {plays:,} plays ({2 * plays:,} events) for {month}, and the same into a table with no trigger")
         async with pool.acquire() as conn:
-            counted = await _timed(conn.execute(_PLAYS.format(table="plays", plays=int(plays)), start, end,
-                                                timeout=7200))
-            await conn.execute("CREATE TABLE bench_plays_bare (LIKE plays INCLUDING DEFAULTS INCLUDING INDEXES)")
-            bare = await _timed(conn.execute(_PLAYS.format(table="bench_plays_bare", plays=int(plays)), start, end,
-                                             timeout=7200))
-            await conn.execute("DROP TABLE bench_plays_bare")
-            await conn.execute("ANALYZE plays", timeout=600)
-            old_read = await _timed(_read_raw(conn, start, end))
-            new_read = await _timed(royalties.qualifying_streams(conn, month, timeout_s=7200))
-        lines.append(f"plays ingestion, {plays:,} plays: {bare:.1f} s bare, {counted:.1f} s counting qualified plays "
-                     f"(x{counted / bare:.2f})")
-        lines.append(f"reading the month's streams, {plays:,} plays: {new_read:.2f} s from the counts, "
-                     f"{old_read:.2f} s aggregating raw play events (baseline; x{old_read / new_read:.1f})")
-        for model in ("pro_rata", "artist_centric"):
+            if plays <= args.trigger_max:
+                say(f"inserting {plays:,} plays ({2 * plays:,} events) for {month} through the counting trigger")
+                took = await _timed(conn.execute(_PLAYS.format(plays=int(plays)), start, end, timeout=7200))
+                lines.append(f"plays ingestion, {plays:,} plays: {took:.1f} s as play events through the counting "
+                             f"trigger (the API's path; load average {_load()})")
+            else:
+                say(f"writing the counts of {plays:,} plays for {month} into monthly_streams")
+                took = await _timed(_write_counts(conn, start.date(), plays))
+                lines.append(f"plays ingestion, {plays:,} plays: {took:.1f} s writing the month's counts directly "
+                             f"(what the trigger leaves after them; larger than --trigger-max; load average {_load()})")
+            await conn.execute("ANALYZE monthly_streams", timeout=600)
+            rows = await conn.fetchval("SELECT count(*) FROM monthly_streams WHERE month = $1", start.date())
+        runs[plays] = {}
+        for model in MODELS:
+            say(f"royalty run ({model}, {plays:,} plays, {rows:,} listener-track rows)")
             started = time.perf_counter()
             result = await royalties.run_month(pool, month=month, model=model, currency="eur", share_bp=7000,
                                                pool_override=10_000_000, post_to_ledger=False, timeout_s=7200)
-            elapsed = time.perf_counter() - started
+            runs[plays][model] = elapsed = time.perf_counter() - started
             total = await pool.fetchval("SELECT sum(amount) FROM royalty_lines WHERE run_id = $1", result.run_id)
             assert total == result.pool, (total, result.pool)
-            say(f"royalty run ({model}, {plays:,} plays): {elapsed:.1f} s")
             verdict = ("met" if elapsed <= TARGET_ROYALTY_S else "NOT met") if plays >= 10_000_000 else \
                 "not judged below 10,000,000 plays"
             lines.append(f"royalty run over {plays:,} plays ({model}): {elapsed:.1f} s, {result.lines:,} statement "
-                         f"lines summing exactly to the pool; target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): "
-                         f"{verdict}")
+                         f"lines summing exactly to the pool ({rows:,} listener-track rows; load average {_load()}); "
+                         f"target (≤ {TARGET_ROYALTY_S:.0f} s for 10,000,000): {verdict}")
+        lines += await _previous_run(pool, month, plays, runs[plays])
+    lines += _growth(runs)
     return lines
 
 
-async def _read_raw(conn, start, end) -> royalties.StreamTable:
-    return royalties.StreamTable.from_rows(await conn.fetch(_BASELINE_QUERY, start, end, timeout=7200))
+async def _write_counts(conn, month, plays: int) -> None:
+    """The counts in one statement; referential checks off for it (``session_replication_role``, the
+    bench's superuser): every id comes from the bench's own listeners and tracks."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica; SET LOCAL work_mem = '256MB'")
+        await conn.execute(_COUNTS.format(plays=int(plays)), month, timeout=7200)
+
+
+async def _previous_run(pool, month: str, plays: int, current: dict[str, float]) -> list[str]:
+    """The baseline: the run as it was before this bench's change, every counted row of the month read into
+    the process (``qualifying_streams``) and split there (``compute``); nothing stored."""
+    async with pool.acquire() as conn:
+        started = time.perf_counter()
+        table = await royalties.qualifying_streams(conn, month, timeout_s=7200)
+        read = time.perf_counter() - started
+    took = {}
+    for model in ("pro_rata", "artist_centric"):
+        started = time.perf_counter()
+        royalties.compute(model, 10_000_000, table)
+        took[model] = read + time.perf_counter() - started
+    return [f"royalty baseline over {plays:,} plays, every row read into the process then split there (the run "
+            f"before; not stored): read {read:.1f} s, pro_rata {took['pro_rata']:.1f} s (baseline / current run: x"
+            f"{took['pro_rata'] / current['pro_rata']:.1f}), artist_centric {took['artist_centric']:.1f} s "
+            f"(x{took['artist_centric'] / current['artist_centric']:.1f}; load average {_load()})"]
+
+
+def _growth(runs: dict[int, dict[str, float]]) -> list[str]:
+    """The run's time between consecutive sizes, against the plays' growth."""
+    sizes = sorted(runs)
+    return [f"royalty run growth {small:,} → {large:,} plays (x{large / small:.1f}): "
+            + ", ".join(f"{model} x{runs[large][model] / runs[small][model]:.1f}" for model in MODELS)
+            for small, large in zip(sizes, sizes[1:], strict=False)]
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 async def _royalty_catalogue(conn) -> None:
-    """50,000 listeners, 1,000 artists, 20,000 tracks, numbered for the play generator."""
+    """50,000 listeners, 1,000 artists, 20,000 tracks, numbered for the play generator (in tables, not
+    temporary ones: the pool's connections all see them)."""
     await conn.execute("""
         INSERT INTO users (id, email, password_hash, display_name, role)
         SELECT gen_random_uuid(), 'royal' || i || '@bench.test', 'x', 'fan', 'listener'
@@ -352,9 +403,9 @@ async def _royalty_catalogue(conn) -> None:
         FROM generate_series(1, 20000) AS i
         JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM artists) a ON a.n = i % 1000""")
     await conn.execute("""
-        CREATE TEMP TABLE bench_fans AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
+        CREATE TABLE bench_fans AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users
         WHERE email LIKE 'royal%';
-        CREATE TEMP TABLE bench_tracks AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM tracks""")
+        CREATE TABLE bench_tracks AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM tracks""")
 
 
 async def _timed(awaitable) -> float:

@@ -28,6 +28,7 @@ import asyncpg
 import numpy as np
 
 from billing import ledger
+from billing import royalty_aggregates as aggregates
 from verseflow.errors import Forbidden, InvalidInput, NotFound
 from verseflow.events.retention import delete_in_batches
 from verseflow.settings import Settings
@@ -134,13 +135,23 @@ class StreamTable:
         return len(self.counts)
 
 
-def _lines(pool: int, weights: np.ndarray, table: StreamTable) -> list[Line]:
+def _lines(pool: int, weights: np.ndarray, tracks: Sequence[str], artists: Sequence[str],
+           per_track: np.ndarray) -> list[Line]:
     """One line per track with weight, in track id order (the tie-break apportion relies on)."""
-    per_track = np.bincount(table.track, weights=table.counts, minlength=len(table.tracks)).astype(np.int64)
-    order = sorted((i for i in range(len(table.tracks)) if weights[i] > 0), key=table.tracks.__getitem__)
-    keys = [table.tracks[i] for i in order]
+    order = sorted((i for i in range(len(tracks)) if weights[i] > 0), key=tracks.__getitem__)
+    keys = [tracks[i] for i in order]
     amounts = apportion(pool, weights[order], keys)
-    return [Line(table.artists[i], table.tracks[i], int(per_track[i]), a) for i, a in zip(order, amounts, strict=True)]
+    return [Line(artists[i], tracks[i], int(per_track[i]), a) for i, a in zip(order, amounts, strict=True)]
+
+
+def _boosted(artist_streams: np.ndarray, artist_listeners: np.ndarray) -> np.ndarray:
+    """Artist-centric: which artists' streams count double (Deezer's thresholds)."""
+    return (artist_streams >= BOOST_MIN_STREAMS) & (artist_listeners >= BOOST_MIN_LISTENERS)
+
+
+def _with_silent_money(direct: np.ndarray, silent: float, per_track: np.ndarray) -> np.ndarray:
+    """User-centric: the money of payers who streamed nothing, added pro-rata to what the others directed."""
+    return direct + silent * per_track / per_track.sum()
 
 
 def compute(model: str, pool: int, streams: Iterable[Streams] | StreamTable,
@@ -158,18 +169,17 @@ def compute(model: str, pool: int, streams: Iterable[Streams] | StreamTable,
     per_track = np.bincount(table.track, weights=table.counts, minlength=n_tracks).astype(np.int64)
     per_user = np.bincount(table.user, weights=table.counts, minlength=n_users)
     if model == "pro_rata":
-        return _lines(pool, per_track, table)
+        return _lines(pool, per_track, table.tracks, table.artists, per_track)
     if model == "artist_centric":
         artist_ids, artist_of_track = np.unique(np.asarray(table.artists), return_inverse=True)
         artist = artist_of_track[table.track]
         artist_streams = np.bincount(artist, weights=table.counts, minlength=len(artist_ids))
         pairs = np.unique(artist * np.int64(n_users) + table.user)  # distinct (artist, listener)
         listeners = np.bincount(pairs // n_users, minlength=len(artist_ids))
-        boosted = (artist_streams >= BOOST_MIN_STREAMS) & (listeners >= BOOST_MIN_LISTENERS)
         cap = np.minimum(1.0, USER_STREAM_CAP / per_user[table.user])
-        boost = np.where(boosted[artist], 2.0, 1.0)
+        boost = np.where(_boosted(artist_streams, listeners)[artist], 2.0, 1.0)
         weights = np.bincount(table.track, weights=table.counts * cap * boost, minlength=n_tracks)
-        return _lines(pool, weights, table)
+        return _lines(pool, weights, table.tracks, table.artists, per_track)
     # user_centric
     money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
     if sum(money.values()) != pool:
@@ -179,8 +189,62 @@ def compute(model: str, pool: int, streams: Iterable[Streams] | StreamTable,
                           minlength=n_tracks)
     listening = set(table.users)
     silent = sum(v for u, v in money.items() if u not in listening)
-    weights += silent * per_track / per_track.sum()
-    return _lines(pool, weights, table)
+    return _lines(pool, _with_silent_money(weights, silent, per_track), table.tracks, table.artists, per_track)
+
+
+async def compute_in_database(conn: asyncpg.Connection, model: str, pool: int, month: str,
+                              contributions: Mapping[str, int] | None = None, *,
+                              listener_totals: dict[str, int] | None = None,
+                              timeout_s: float = 600.0) -> list[Line]:
+    """``compute``'s lines for a month's counted streams, from sums PostgreSQL takes where the rows are
+    (``royalty_aggregates``): per-track and per-listener totals cross the wire, not a row per (listener,
+    track) pair, so the run grows with the month's rows only inside the database's parallel scans.
+    ``listener_totals`` (user-centric): each listener's streams, when the caller has read them already."""
+    if model not in MODELS:
+        raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
+    day = as_date(month)
+    tracks = await aggregates.track_totals(conn, day, timeout_s=timeout_s)
+    if not tracks.tracks or pool == 0:
+        return []
+    if model == "pro_rata":
+        weights = tracks.streams
+    elif model == "artist_centric":
+        weights = await _artist_centric_weights(conn, day, tracks, timeout_s=timeout_s)
+    else:
+        money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
+        if sum(money.values()) != pool:
+            raise InvalidInput("user-centric contributions must add up to the pool")
+        totals = listener_totals if listener_totals is not None else \
+            await aggregates.user_totals(conn, day, timeout_s=timeout_s)
+        direct = await aggregates.paid_weights(conn, day, money, totals, tracks, timeout_s=timeout_s)
+        silent = sum(v for u, v in money.items() if u not in totals)
+        weights = _with_silent_money(direct, silent, tracks.streams)
+    return _lines(pool, weights, tracks.tracks, tracks.artists, tracks.streams)
+
+
+async def _artist_centric_weights(conn: asyncpg.Connection, day: date, tracks: aggregates.TrackTotals, *,
+                                  timeout_s: float) -> np.ndarray:
+    """Per track: streams, minus what the per-user cap takes from heavy listeners, doubled for boosted
+    artists. An artist's listeners are at least its most-heard track's and at most the sum over its
+    tracks; only artists those bounds leave undecided are counted exactly (a distinct count over every
+    row of the month would be the run's most expensive query)."""
+    artist_ids, artist_of_track = np.unique(np.asarray(tracks.artists), return_inverse=True)
+    n = len(artist_ids)
+    artist_streams = np.bincount(artist_of_track, weights=tracks.streams, minlength=n)
+    at_least = np.zeros(n, dtype=np.int64)
+    np.maximum.at(at_least, artist_of_track, tracks.listeners)
+    at_most = np.bincount(artist_of_track, weights=tracks.listeners, minlength=n).astype(np.int64)
+    listeners = np.where(at_least >= BOOST_MIN_LISTENERS, at_least, at_most)
+    undecided = np.flatnonzero((artist_streams >= BOOST_MIN_STREAMS) & (at_least < BOOST_MIN_LISTENERS)
+                               & (at_most >= BOOST_MIN_LISTENERS))
+    exact = await aggregates.artist_listeners(conn, day, [str(artist_ids[i]) for i in undecided],
+                                              timeout_s=timeout_s)
+    for i in undecided:
+        listeners[i] = exact.get(str(artist_ids[i]), 0)
+    heavy = await aggregates.user_totals(conn, day, above=USER_STREAM_CAP, timeout_s=timeout_s)
+    raw, scaled = await aggregates.capped_streams(conn, day, heavy, USER_STREAM_CAP, tracks, timeout_s=timeout_s)
+    boost = np.where(_boosted(artist_streams, listeners)[artist_of_track], 2.0, 1.0)
+    return boost * ((tracks.streams - raw) + scaled)
 
 
 # --------------------------------------------------------------------------- repository and run
@@ -199,7 +263,9 @@ async def qualifying_streams(conn: asyncpg.Connection, month: str, *, timeout_s:
     (``0026_monthly_streams.sql``: a play counts once, in the month it completed or reached 30 s).
 
     Millions of rows come as one binary COPY of three integers each (the user's and the track's positions
-    in two short id lists), read straight into numpy: no Python object per row."""
+    in two short id lists), read straight into numpy: no Python object per row. The monthly run does not
+    read them (``compute_in_database`` sums them where they are); this is ``compute``'s input, for tests
+    and the bench's baseline."""
     start, _ = month_bounds(month)
     day = start.date()
     users = [r[0] for r in await conn.fetch(
@@ -290,7 +356,7 @@ class RunResult:
 
 async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str, share_bp: int,
                     pool_override: int | None = None, post_to_ledger: bool = True,
-                    timeout_s: float = 600.0) -> RunResult:
+                    timeout_s: float = 600.0, work_mem_mb: int = 64) -> RunResult:
     """Compute and store a month's statements once; a re-run returns the stored run unchanged.
 
     The run, its lines and (for the operator's model) the ledger entry owing each artist commit together.
@@ -312,12 +378,15 @@ async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str
             users = sorted(contributions)
             contributions = dict(zip(users, apportion(amount, [contributions[u] for u in users], users),
                                      strict=True))
-        streams = await qualifying_streams(conn, month, timeout_s=timeout_s)
-        if model == "user_centric" and not contributions:
-            listeners = sorted(streams.users)
+        await conn.execute("SELECT set_config('work_mem', $1, true)", f"{work_mem_mb}MB")
+        totals = None
+        if model == "user_centric" and not contributions:  # nobody paid in the month: an equal share each
+            totals = await aggregates.user_totals(conn, start.date(), timeout_s=timeout_s)
+            listeners = sorted(totals)
             contributions = dict(zip(listeners, apportion(amount, [1] * len(listeners), listeners), strict=True)) \
                 if listeners else {}
-        lines = compute(model, amount, streams, contributions)
+        lines = await compute_in_database(conn, model, amount, month, contributions, listener_totals=totals,
+                                          timeout_s=timeout_s)
         run_id = uuid.uuid4()
         await conn.execute("INSERT INTO royalty_runs (id, month, model, currency, pool) VALUES ($1, $2, $3, $4, $5)",
                            run_id, start.date(), model, currency, amount)

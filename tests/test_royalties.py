@@ -188,3 +188,50 @@ async def test_pruning_forgets_old_months_counted_plays_but_keeps_their_counts(p
     assert [r["month"] for r in kept] == [date(now.year, now.month, 1)]  # this month's play is still remembered
     async with pool.acquire() as conn:
         assert [(s.track_id, s.count) for s in await royalties.qualifying_streams(conn, "2020-01")] == [(str(song), 1)]
+
+
+async def _users(pool, n: int) -> list[uuid.UUID]:
+    users = [uuid.uuid4() for _ in range(n)]
+    await pool.executemany("INSERT INTO users (id, email, password_hash, display_name, role) VALUES ($1, $2, 'x', 'l',"
+                           " 'listener')", [(u, f"agg-{u.hex[:12]}@example.com") for u in users])
+    return users
+
+
+async def test_the_run_sums_in_the_database_as_compute_does_in_memory(pool):
+    """compute_in_database (what run_month uses: per-track and per-listener sums taken by PostgreSQL) gives
+    the same lines as compute over the month's rows, for every model, on a month built to reach each
+    branch: an artist boosted by one track's listeners, one boosted only when its tracks' listeners are
+    counted together, one whose tracks share their listeners (not boosted, though its per-track
+    listeners add up to 900), and two heavy listeners over the per-user cap."""
+    month, day = "2032-03", date(2032, 3, 1)
+    fans = await _users(pool, 700)
+    heavy = fans[650:652]  # in no other artist's audience: their month is 2,000 and 4,000 streams
+    catalog = {name: await _catalog(pool, 3) for name in "ABCD"}
+    rows = [(fan, catalog["A"][2][0], 2) for fan in fans[:600]]                      # 600 listeners on one track
+    rows += [(fan, catalog["B"][2][i], 2) for i in range(3) for fan in fans[200 * i + 50:200 * i + 250]]  # 600
+    rows += [(fan, track, 2) for track in catalog["C"][2] for fan in fans[300:600]]  # the same 300 on each
+    rows += [(heavy[0], catalog["D"][2][0], 1500), (heavy[0], catalog["D"][2][1], 500)]  # 2,000 + what's above
+    rows += [(heavy[1], catalog["D"][2][2], 4000)]
+    streams: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    for fan, track, n in rows:
+        streams[(fan, track)] = streams.get((fan, track), 0) + n
+    await pool.executemany("INSERT INTO monthly_streams (month, user_id, track_id, streams) VALUES ($1, $2, $3, $4)",
+                           [(day, fan, track, n) for (fan, track), n in streams.items()])
+    payers = sorted(str(f) for f in fans[:400:3]) + [str(uuid.uuid4())]  # one paid and streamed nothing
+    contributions = dict(zip(payers, royalties.apportion(987_654, list(range(1, len(payers) + 1)), payers),
+                             strict=True))
+    async with pool.acquire() as conn:
+        table = await royalties.qualifying_streams(conn, month)
+        for model in royalties.MODELS:
+            given = contributions if model == "user_centric" else None
+            in_db = await royalties.compute_in_database(conn, model, 987_654, month, given)
+            assert in_db == royalties.compute(model, 987_654, table, given), model
+            assert sum(line.amount for line in in_db) == 987_654
+        boosted = await royalties.compute_in_database(conn, "artist_centric", 987_654, month)
+    per_artist: dict[str, int] = {}
+    for line in boosted:
+        per_artist[line.artist_id] = per_artist.get(line.artist_id, 0) + line.amount
+    weight = {"A": 2 * 1200, "B": 2 * 1200, "C": 1800, "D": 2000 * 1000 // 2000 + 1000}  # heavy: capped at 1,000 each
+    total = sum(weight.values())
+    for name, (_, artist, _) in catalog.items():
+        assert abs(per_artist[str(artist)] - 987_654 * weight[name] / total) < 3, name

@@ -314,6 +314,10 @@ class Settings(BaseSettings):
                                                                           "revenue paid to artists, basis points")
     royalty_query_timeout_s: float = Field(600.0, gt=0, description="longest the month's qualifying-play query "
                                                                     "may run (the pool's command timeout is 30 s)")
+    royalty_work_mem_mb: int = Field(64, ge=4, le=4096, description="PostgreSQL work_mem of the royalty run's "
+                                                                    "transaction: its per-track and per-listener "
+                                                                    "aggregates stay in memory (the server's "
+                                                                    "default, 4 MB, spills them to disk)")
     billing_currency: str = Field("eur", pattern=r"^[a-z]{3}$", description="currency of the plans' prices")
     billing_premium_amount: int = Field(999, ge=50, description="premium's monthly price in minor units")
     billing_family_amount: int = Field(1599, ge=50, description="family's monthly price in minor units")
