@@ -58,6 +58,7 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(settings):
 
 _SESSION_STATE = [
     (re.compile(r"""["'(]\s*SET\s+(?!LOCAL\b)\w"""), "a session setting (SET)", ()),
+    (re.compile(r"set_config\([^)]*\bfalse\b", re.IGNORECASE), "a session setting (set_config, not local)", ()),
     (re.compile(r"\bpg_advisory_lock\b|\bpg_try_advisory_lock\b"), "a session advisory lock",
      ("verseflow/migrations.py",)),
     (re.compile(r"\bLISTEN\b|add_listener\("), "LISTEN", ("verseflow/events/relay.py",)),
