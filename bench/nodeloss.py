@@ -107,6 +107,8 @@ class Figures:
     rooms: int
     baseline_s: list[float] = field(default_factory=list)  # reconnects with every node up
     reconnect_s: list[float] = field(default_factory=list)  # reconnects of the dead edge's clients
+    reconnect_live_room_s: list[float] = field(default_factory=list)  # of those: in rooms whose host lived
+    reconnect_dead_room_s: list[float] = field(default_factory=list)  # in rooms whose host died with the node
     room_recovery_s: list[float] = field(default_factory=list)  # per room whose host died
     moved_clients: int = 0  # on the dead edge when it died
     resumed_clients: int = 0  # acknowledged a message sent after the loss
@@ -481,7 +483,7 @@ async def _measure(run: ClusterRun, settings: Settings, seed: Seed, args: argpar
     from actors import transcode
 
     order = [run.edges[run.node_ids[name]] for name in NODES]
-    clients = [ChatClient(i, user, seed.rooms[i % len(seed.rooms)], order[i % 3:] + order[:i % 3])
+    clients = [ChatClient(i, user, seed.rooms[i % len(seed.rooms)], _rotated(order, _edge_of(i, len(seed.rooms))))
                for i, user in enumerate(seed.users)]
     figures = Figures(clients=len(clients), rooms=len(seed.rooms))
     readers = [asyncio.ensure_future(c.run()) for c in clients]
@@ -510,7 +512,7 @@ async def _measure(run: ClusterRun, settings: Settings, seed: Seed, args: argpar
     figures.job.on_victim = placed.get(transcode.NAME.format(seed.track_id), ("", ""))[1] == victim_id
     victim_url = run.edges[victim_id]
     moved = [c for c in clients if c.edges[c.edge % 3] == victim_url]
-    dead_rooms = {r for r in seed.rooms if f"verseflow-room-host-{host_index(str(r), settings.room_hosts)}"
+    dead_rooms = {str(r) for r in seed.rooms if f"verseflow-room-host-{host_index(str(r), settings.room_hosts)}"
                   in figures.hosts_on_victim}
     before = {c.index: len(c.reconnects) for c in clients}
     say(f"removing {victim} (edge {victim_url}, {len(moved)} clients; hosts {figures.hosts_on_victim}; "
@@ -528,10 +530,14 @@ async def _measure(run: ClusterRun, settings: Settings, seed: Seed, args: argpar
         c.sending = False
     await _until(lambda: all(not c.pending for c in clients), args.settle_max, "pending messages acknowledged")
     figures.moved_clients = len(moved)
-    figures.reconnect_s = [c.reconnects[before[c.index]][1] - c.reconnects[before[c.index]][0] for c in moved]
+    for c in moved:
+        gone, joined = c.reconnects[before[c.index]]
+        figures.reconnect_s.append(joined - gone)
+        (figures.reconnect_dead_room_s if c.room in dead_rooms else figures.reconnect_live_room_s).append(
+            joined - gone)
     figures.resumed_clients = sum(1 for c in clients if any(t > killed for t, _ in c.acked_at))
     for room in dead_rooms:  # the longest silence: from the kill, between acknowledgements in the room
-        acks = sorted([killed, *(t for c in clients if c.room == str(room) for t, _ in c.acked_at if t > killed)])
+        acks = sorted([killed, *(t for c in clients if c.room == room for t, _ in c.acked_at if t > killed)])
         figures.room_recovery_s.append(max(b - a for a, b in zip(acks, acks[1:], strict=False)) if len(acks) > 1
                                        else args.after)
     await _settle_job(settings, seed.track_id, args.settle_max)
@@ -540,6 +546,17 @@ async def _measure(run: ClusterRun, settings: Settings, seed: Seed, args: argpar
         await c.close()
     await asyncio.gather(*readers, *writers, return_exceptions=True)
     return figures
+
+
+def _edge_of(client: int, rooms: int) -> int:
+    """The edge of client ``client`` (in room ``client mod rooms``): shifted by one each round of rooms, so
+    that a room has clients on every edge and an edge's clients are in rooms of every host (rooms are
+    listed host by host in turn: without the shift, edge and room host would coincide)."""
+    return (client + client // rooms) % len(NODES)
+
+
+def _rotated(edges: list[str], first: int) -> list[str]:
+    return edges[first:] + edges[:first]
 
 
 async def _until(condition: Any, timeout: float, what: str) -> None:  # noqa: ASYNC109
@@ -665,7 +682,11 @@ def _report(runs: list[Figures], args: argparse.Namespace, load_before: tuple[fl
                      f"| {r.lost} | {r.duplicates} | {r.resumed_clients}/{r.clients} |")
     for r in runs:
         lines += ["", f"== {r.clients} clients ({r.seconds:.0f}s)",
-                  f"clients moved off the dead edge: {r.moved_clients}, reconnected: {len(r.reconnect_s)}",
+                  f"clients moved off the dead edge: {r.moved_clients}, reconnected: {len(r.reconnect_s)}; "
+                  f"reconnect p50/p99 ms in rooms whose host lived: {_ms(r.reconnect_live_room_s, 0.5)} / "
+                  f"{_ms(r.reconnect_live_room_s, 0.99)} ({len(r.reconnect_live_room_s)} clients), whose host "
+                  f"died: {_ms(r.reconnect_dead_room_s, 0.5)} / {_ms(r.reconnect_dead_room_s, 0.99)} "
+                  f"({len(r.reconnect_dead_room_s)} clients: their room waits for its host)",
                   f"messages acknowledged: {r.acknowledged}, lost: {r.lost}, duplicates: {r.duplicates} "
                   f"(refs stored twice: {r.stored_twice}), never acknowledged: {r.unacknowledged}",
                   f"hosts on the dead node: {', '.join(r.hosts_on_victim) or 'none'}; back on survivors: "
