@@ -123,6 +123,7 @@ class Figures:
     rooms_online_ok: int = 0  # the host's online list is exactly the room's clients, one device each
     users_checked: int = 0
     sessions_ok: int = 0  # the session host counts exactly one device for the user
+    answers: dict[str, int] = field(default_factory=dict)  # joined, errors and closes by code, all clients
     job: JobFigures = field(default_factory=lambda: JobFigures())
     seconds: float = 0.0
 
@@ -373,10 +374,13 @@ class ChatClient:
         self.acked: dict[str, int] = {}  # ref -> seq
         self.acked_at: list[tuple[float, int]] = []  # (time, seq) of each acknowledgement
         self.reconnects: list[tuple[float, float]] = []  # (socket gone, joined again)
+        self.answers: dict[str, int] = {}  # joined and error messages by code, socket closes by close code
         self.joined = asyncio.Event()
         self.sending = True
         self._stopped = False
         self._gone: float | None = None  # when the socket went, until joined again
+        self.rejoining = False  # a join is on its way: new messages wait for its `joined`
+        self.replayed_upto = 0  # a join with `since` replays seqs up to here that may have arrived already
         self._count = 0
 
     async def connect(self) -> None:
@@ -389,6 +393,7 @@ class ChatClient:
                 ready = json.loads(await asyncio.wait_for(self.ws.recv(), CONNECT_TIMEOUT_S))
                 if ready.get("type") != "ready":
                     raise ConnectionError(f"first message {ready}")
+                self.rejoining = False
                 self._rejoin()
                 return
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed, ConnectionError):
@@ -402,18 +407,26 @@ class ChatClient:
         """Read until closed; a socket closed by anyone but :meth:`close` reconnects through the next edge."""
         await self.connect()
         while True:
-            with contextlib.suppress(ConnectionClosed):
+            try:
                 async for frame in self.ws:
                     self._on(json.loads(frame))
+            except ConnectionClosed:
+                pass
             if self._stopped:
                 return
+            code = self.ws.close_code if self.ws.close_code is not None else "none"
+            self.answers[f"closed {code}"] = self.answers.get(f"closed {code}", 0) + 1
             self._gone = time.monotonic()
             self.edge += 1
             await self.connect()
 
     def _on(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
+        if kind in ("error", "joined"):
+            key = f"{kind} {message.get('code', '')}".strip()
+            self.answers[key] = self.answers.get(key, 0) + 1
         if kind == "joined":
+            self.rejoining = False
             if self.base is None:
                 self.base = self.last = message["seq"]
             if self._gone is not None:
@@ -426,8 +439,8 @@ class ChatClient:
             seq, ref = message["seq"], message.get("ref")
             mine = message["from"] == self.user_id and ref in self.pending
             if seq in self.received:
-                if not (message["from"] == self.user_id and ref in self.resent):
-                    self.duplicates += 1
+                replayed = seq <= self.replayed_upto or (message["from"] == self.user_id and ref in self.resent)
+                self.duplicates += not replayed
             elif self.base is not None and seq > self.base:
                 self.received.add(seq)
                 self.last = max(self.last, seq)
@@ -436,11 +449,20 @@ class ChatClient:
                 self.acked[ref] = seq
                 self.acked_at.append((time.monotonic(), seq))
         elif kind == "error" and message.get("ref") in self.pending:
-            asyncio.get_running_loop().call_later(0.3, self._send, message["ref"])
+            if message["code"] == "not_joined":  # the room's host restarted and lost us: its `joined` resends
+                self._rejoin()
+            else:
+                asyncio.get_running_loop().call_later(0.3, self._send, message["ref"])
         elif kind == "error" and message.get("room") == self.room and message.get("ref") is None:
-            asyncio.get_running_loop().call_later(0.3, self._rejoin)  # the join failed: its host is restarting
+            self.rejoining = False  # the join failed (its host is restarting): again, shortly
+            asyncio.get_running_loop().call_later(0.3, self._rejoin)
 
     def _rejoin(self) -> None:
+        """Join (again) from the last seq received, once at a time."""
+        if self.rejoining:
+            return
+        self.rejoining = True
+        self.replayed_upto = self.last
         since = {} if self.base is None else {"since": self.last}
         asyncio.ensure_future(self._write({"type": "join", "room": self.room, **since}))
 
@@ -458,7 +480,7 @@ class ChatClient:
         await self.joined.wait()
         await asyncio.sleep(every * (self.index % 10) / 10)
         while self.sending:
-            if self._gone is None:
+            if self._gone is None and not self.rejoining:
                 self._count += 1
                 ref = f"c{self.index}-{self._count}"
                 self.pending[ref] = time.monotonic()
@@ -625,6 +647,8 @@ async def _check(figures: Figures, clients: list[ChatClient], settings: Settings
             figures.acknowledged += len(c.acked)
             figures.unacknowledged += len(c.pending)
             figures.duplicates += c.duplicates
+            for key, count in c.answers.items():
+                figures.answers[key] = figures.answers.get(key, 0) + count
             figures.lost += sum(1 for ref in c.acked if (c.room, ref) not in stored)
             owed = set(range((c.base or 0) + 1, finals.get(c.room, 0) + 1))
             figures.lost += len(owed - c.received)
@@ -689,6 +713,7 @@ def _report(runs: list[Figures], args: argparse.Namespace, load_before: tuple[fl
                   f"({len(r.reconnect_dead_room_s)} clients: their room waits for its host)",
                   f"messages acknowledged: {r.acknowledged}, lost: {r.lost}, duplicates: {r.duplicates} "
                   f"(refs stored twice: {r.stored_twice}), never acknowledged: {r.unacknowledged}",
+                  "answers: " + ", ".join(f"{key} {count}" for key, count in sorted(r.answers.items())),
                   f"hosts on the dead node: {', '.join(r.hosts_on_victim) or 'none'}; back on survivors: "
                   f"{len(r.hosts_back)}/{len(r.hosts_on_victim)}",
                   f"rooms with every member online again: {r.rooms_online_ok}/{r.rooms_checked}; "
