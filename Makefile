@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test web system-deps observe observe-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint bench-autoscale schemathesis lint clean
+.PHONY: up test web system-deps observe observe-deps install migrate status bench-api bench-realtime bench-audio bench-uploads bench-recs bench-billing bench-fingerprint bench-autoscale bench-nodeloss schemathesis lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -106,6 +106,11 @@ bench-fingerprint: $(STAMP)
 ## (see bench/README.md).
 bench-autoscale: $(STAMP)
 	$(BIN)/python -m bench.autoscale
+
+## A head and two Ray worker nodes on this machine; one worker killed under chat load and mid-transcode:
+## reconnect time, messages lost (0), rooms, sessions and the job recovered (see bench/README.md).
+bench-nodeloss: $(STAMP)
+	$(BIN)/python -m bench.nodeloss
 
 ## Property-based API fuzzing over /openapi.json against a running `make up`, signed in as an artist.
 schemathesis: $(STAMP)

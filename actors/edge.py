@@ -166,17 +166,24 @@ class EdgeGateway:
             await self._gateway.serve_chat(socket, token)
 
 
-def start_edges(settings: Settings) -> list[Any]:
-    """One edge per alive node, pinned there; returns their handles once they listen."""
+def start_edges(settings: Settings, ports: dict[str, int] | None = None) -> list[Any]:
+    """One edge per alive node, pinned there; returns their handles once they listen.
+
+    ``ports`` maps node ids to the port of their edge, for several nodes on one machine (the
+    multi-node benchmark); otherwise every edge listens on ``edge_port``. An edge dies with its node
+    (the affinity is hard): its clients reconnect through another edge."""
     edges = []
     for node in ray.nodes():
         if not node.get("Alive"):
             continue
+        node_settings = settings
+        if ports is not None:
+            node_settings = settings.model_copy(update={"edge_port": ports[node["NodeID"]]})
         edges.append(EdgeGateway.options(
             name=EDGE_NAME.format(node["NodeID"][:12]), namespace=NAMESPACE, lifetime="detached",
             get_if_exists=True,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False),
-        ).remote(settings))
+        ).remote(node_settings))
     ray.get([edge.ready.remote() for edge in edges], timeout=120)
     return edges
 

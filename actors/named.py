@@ -17,11 +17,13 @@ NAMESPACE = "verseflow"
 _handles: dict[str, ActorHandle] = {}
 
 
-def get_or_create(actor_class: ActorClass, name: str, *args: Any) -> ActorHandle:  # noqa: ANN401
-    """The actor called ``name``, created with ``args`` if it does not exist yet (blocks: Ray)."""
+def get_or_create(actor_class: ActorClass, name: str, *args: Any, **options: Any) -> ActorHandle:  # noqa: ANN401
+    """The actor called ``name``, created with ``args`` if it does not exist yet (blocks: Ray).
+
+    ``options`` (a scheduling strategy) apply only when this call creates it."""
     if name not in _handles:
         _handles[name] = actor_class.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                                             get_if_exists=True).remote(*args)
+                                             get_if_exists=True, **options).remote(*args)
     return _handles[name]
 
 

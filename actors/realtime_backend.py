@@ -75,7 +75,12 @@ class RayBackend:
     # -- Backend ----------------------------------------------------------------------------------
 
     async def session_connect(self, endpoint: Endpoint, user_id: uuid.UUID) -> None:
-        await self._call("session", user_id, "connect", endpoint.gateway, endpoint.conn, user_id)
+        """Register a socket with its user's session host; fails at once while that host is restarting.
+
+        Waiting for it would hold the socket's ``ready`` (and so every reconnect after a node loss) until
+        Ray has noticed the node is gone and restarted the host elsewhere: seconds. The socket is in
+        ``gateway.sockets()`` already, so the resync that follows the host's return registers it."""
+        await self._call("session", user_id, "connect", endpoint.gateway, endpoint.conn, user_id, wait=False)
 
     async def session_disconnect(self, endpoint: Endpoint, user_id: uuid.UUID) -> None:
         await self._call("session", user_id, "disconnect", endpoint.gateway, endpoint.conn, user_id)
@@ -124,10 +129,13 @@ class RayBackend:
 
         return subscribed
 
-    async def _call(self, kind: str, key: uuid.UUID | str, method: str, *args: Any) -> Any:
+    async def _call(self, kind: str, key: uuid.UUID | str, method: str, *args: Any, wait: bool = True) -> Any:
+        """``method`` on the host owning ``key``; waits up to 5 s for a restarting host unless not ``wait``."""
         index = self._index(kind, key)
         link = self._links[(kind, index)]
         if not link.up.is_set():
+            if not wait:
+                raise BackendUnavailable(f"{kind} host {index} is restarting")
             try:
                 await asyncio.wait_for(link.up.wait(), 5.0)
             except TimeoutError:

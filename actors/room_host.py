@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from accounts.model import Principal
 from actors import named
@@ -150,6 +152,29 @@ def room_host(settings: Settings, index: int) -> ActorHandle:
 
 def session_host(settings: Settings, index: int) -> ActorHandle:
     return named.get_or_create(SessionHost, SESSION_HOST_NAME.format(index), settings)
+
+
+def spread_hosts(settings: Settings, node_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """Create the host pools across ``node_ids`` (host ``i`` of each pool on node ``i mod n``); returns
+    (host name, node id) pairs.
+
+    Left to itself Ray places these zero-CPU actors wherever their first caller runs, so one node can
+    end up holding every room: losing it would stall them all at once. Called before anything else
+    uses the hosts (the first creation wins). The affinity is soft: a host whose node is gone is
+    restarted by Ray on a surviving one, where gateways find it again (``actors/realtime_backend.py``).
+    """
+    placed = []
+    # Ray ignores a soft node affinity for an actor that reserves nothing (measured with Ray 2.60: zero-CPU
+    # actors landed on the other nodes), so these reserve a token hundredth of a CPU.
+    reserve = {"num_cpus": 0.01}
+    for actor_class, name, count in ((RoomHost, ROOM_HOST_NAME, settings.room_hosts),
+                                     (SessionHost, SESSION_HOST_NAME, settings.session_hosts)):
+        for index in range(count):
+            node = node_ids[index % len(node_ids)]
+            named.get_or_create(actor_class, name.format(index), settings, **reserve,
+                                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True))
+            placed.append((name.format(index), node))
+    return placed
 
 
 def room_host_for(settings: Settings, room_id: uuid.UUID | str) -> ActorHandle:

@@ -121,6 +121,9 @@ class ClientConnection:
     gateway: Gateway
     expires_at: float = float("inf")
     rooms: dict[str, int | None] = field(default_factory=dict)
+    #: per room, the highest seq this socket has been sent: kept across rejoins, so that overlapping joins
+    #: (the client's own and a resync's after a host restart) never send a message to it twice
+    sent: dict[str, int] = field(default_factory=dict)
     doc_room: str | None = None
     backlog: deque[Frame] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -276,7 +279,7 @@ class Gateway:
             elif kind == "joined":
                 conn = self._conns.get(key)
                 if conn is not None and extra in conn.rooms:
-                    conn.rooms[extra] = seq
+                    conn.rooms[extra] = max(seq, conn.sent.get(extra, 0))  # from `since`, less what it has
                     conn.offer(data)
             elif kind == "doc":
                 for conn in self._docs.get(key, ()):
@@ -286,6 +289,7 @@ class Gateway:
                 conn = self._conns.get(key)
                 if conn is not None:
                     self._unjoin(conn, extra)
+                    conn.sent.pop(extra, None)
             elif kind == "user":
                 data = Prepared(data)
                 for conn in self._users.get(key, ()):
@@ -313,14 +317,14 @@ class Gateway:
                 rest = [d[2] for d in run if d[3] > last]
                 conn.offer(Prepared(*rest))
                 self.delivered += len(rest)
-            conn.rooms[room] = newest
+            conn.rooms[room] = conn.sent[room] = newest
 
     def _deliver_one(self, conn: ClientConnection, data: Frame, seq: int, room: str | None) -> None:
         if seq and room is not None:
             last = conn.rooms.get(room)
             if last is None or seq <= last:
                 return
-            conn.rooms[room] = seq
+            conn.rooms[room] = conn.sent[room] = seq
         conn.offer(data)
 
     def memberships(self) -> list[tuple[ClientConnection, str, int]]:
@@ -370,6 +374,7 @@ class Gateway:
                 if str(room_id) not in conn.rooms:
                     raise ProtocolError("not_joined", "not in this room")
                 self._unjoin(conn, str(room_id))
+                conn.sent.pop(str(room_id), None)  # a later join replays from its own `since`
                 await self._host(conn, self.backend.leave(conn.endpoint, room_id), room=str(room_id))
                 conn.send_json({"type": "left", "room": str(room_id)})
             case protocol.Chat(room=room_id, text=text, ref=ref):

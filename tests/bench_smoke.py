@@ -31,7 +31,8 @@ SMOKE_TEST = "test_benchmark_smoke_run"
 SMOKE_PARALLEL = int(os.environ.get("VERSEFLOW_TEST_SMOKE_PARALLEL", "1"))
 SMOKE_TIMEOUT_S = 840
 #: the longest smoke runs start first, so the short ones fill the slots beside them
-SMOKE_ORDER = ("realtime", "recs", "autoscale", "fingerprint", "api", "audio_bench", "billing_bench", "uploads")
+SMOKE_ORDER = ("realtime", "recs", "autoscale", "nodeloss", "fingerprint", "api", "audio_bench", "billing_bench",
+               "uploads")
 
 #: module -> lines its smoke report must contain (beyond exiting 0).
 SMOKE_REPORTS: dict[str, list[str]] = {
@@ -52,6 +53,11 @@ SMOKE_REPORTS: dict[str, list[str]] = {
     "uploads": ["| disk (baseline) | 4 |", "| multipart | 4 |", "| tus | 4 |", "| tus-1MiB | 4 |"],
     "autoscale": ["== autoscaling settings used", "api: replicas", "gateway: replicas", "== timeline",
                   "API p50/p99 ms", "== per deployment", "ws chat:", "upload:", "verdict: scaled up:"],
+    # exits 0 only when nothing acknowledged was lost or duplicated, every client resumed, the dead node's
+    # hosts came back on survivors and the job it was running published exactly once (bench/nodeloss.py)
+    "nodeloss": ["| 12 | ", "lost: 0, duplicates: 0 (refs stored twice: 0), never acknowledged: 0",
+                 "transcoding job on the dead node: yes", "published results: 1 (track.ready events 1, versions in "
+                 "the bucket 1)", "verdict: PASSED"],
     "fingerprint": ["== Fingerprint catalogue:", "-- accuracy:", "-- targets at 16 tracks --",
                     "smoke run: every size measured"],
 }

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve.schema import ServeDeploySchema
 
 from cluster import serve_config
@@ -94,3 +95,108 @@ def test_inconsistent_autoscaling_settings_are_refused(monkeypatch):
     monkeypatch.setenv("VERSEFLOW_MEDIA_SCALING__MAX_REPLICAS", "2")
     with pytest.raises(ValidationError, match="max_replicas must be at least min_replicas"):
         Settings()
+
+
+# --- the RayService custom resource: the fields of KubeRay's ray.io/v1 CRD this manifest sets ---------------
+# Written from the CRD's openAPIV3Schema (ray-operator/config/crd/bases/ray.io_rayservices.yaml): names, types
+# (int32), enums and required fields. Unknown fields are refused at the levels the manifest writes itself, so
+# a misspelt autoscaler field (silently dropped by the API server's pruning) fails here instead.
+
+Int32 = Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AutoscalerOptions(_Strict):
+    upscalingMode: Literal["Default", "Aggressive", "Conservative"] | None = None
+    idleTimeoutSeconds: Int32 | None = None
+    image: str | None = None
+    imagePullPolicy: str | None = None
+    env: list[dict] | None = None
+    envFrom: list[dict] | None = None
+    resources: dict | None = None
+    securityContext: dict | None = None
+    volumeMounts: list[dict] | None = None
+    version: Literal["v1", "v2"] | None = None
+
+
+class HeadGroupSpec(_Strict):
+    rayStartParams: dict[str, str] = {}
+    template: dict
+    serviceType: str | None = None
+    headService: dict | None = None
+    enableIngress: bool | None = None
+
+
+class WorkerGroupSpec(_Strict):
+    groupName: str
+    replicas: Int32 = 0  # the CRD's defaults
+    minReplicas: Int32 = 0
+    maxReplicas: Int32 = 2**31 - 1
+    idleTimeoutSeconds: Int32 | None = None
+    numOfHosts: Int32 = 1
+    rayStartParams: dict[str, str] = {}
+    template: dict
+    scaleStrategy: dict | None = None
+    suspend: bool | None = None
+
+
+class RayClusterSpec(_Strict):
+    rayVersion: str
+    enableInTreeAutoscaling: bool | None = None
+    autoscalerOptions: AutoscalerOptions | None = None
+    headGroupSpec: HeadGroupSpec
+    workerGroupSpecs: list[WorkerGroupSpec] = []
+    headServiceAnnotations: dict[str, str] | None = None
+    suspend: bool | None = None
+
+
+class RayServiceSpec(BaseModel):
+    serveConfigV2: str
+    rayClusterConfig: RayClusterSpec
+    serviceUnhealthySecondThreshold: Int32 | None = None
+    deploymentUnhealthySecondThreshold: Int32 | None = None
+
+
+class RayService(BaseModel):
+    apiVersion: Literal["ray.io/v1"]
+    kind: Literal["RayService"]
+    metadata: dict
+    spec: RayServiceSpec
+
+
+def test_rayservice_autoscaler_settings_are_the_crds_fields_and_consistent():
+    """KubeRay's autoscaler keeps each worker group between its minReplicas and maxReplicas."""
+    import ray
+
+    service = RayService.model_validate(yaml.safe_load((CLUSTER / "rayservice.yaml").read_text()))
+    cluster = service.spec.rayClusterConfig
+    assert cluster.enableInTreeAutoscaling is True and cluster.autoscalerOptions is not None
+    assert cluster.autoscalerOptions.idleTimeoutSeconds and cluster.autoscalerOptions.idleTimeoutSeconds > 0
+    assert cluster.rayVersion == ray.__version__  # the image's Ray is the one the code is tested with
+    assert cluster.workerGroupSpecs
+    assert len({g.groupName for g in cluster.workerGroupSpecs}) == len(cluster.workerGroupSpecs)
+    for group in cluster.workerGroupSpecs:
+        assert "minReplicas" in group.model_fields_set and "maxReplicas" in group.model_fields_set, group.groupName
+        assert 1 <= group.minReplicas <= group.replicas <= group.maxReplicas, group.groupName
+    # Losing a worker node must leave somewhere for its hosts and jobs (bench/nodeloss.py): at least two
+    # workers may run, and jobs have slots on them.
+    assert max(g.maxReplicas for g in cluster.workerGroupSpecs) >= 2
+    assert any("transcode_slots" in g.rayStartParams.get("resources", "") for g in cluster.workerGroupSpecs)
+
+
+def test_the_crd_models_refuse_what_kuberay_would_not_take():
+    manifest = yaml.safe_load((CLUSTER / "rayservice.yaml").read_text())
+    group = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    for bad in ({"maxReplica": 3}, {"minReplicas": "1"}, {"maxReplicas": 2**31}, {"minReplicas": -1}):
+        broken = {**manifest, "spec": {**manifest["spec"], "rayClusterConfig": {
+            **manifest["spec"]["rayClusterConfig"], "workerGroupSpecs": [{**group, **bad}]}}}
+        with pytest.raises(ValidationError):
+            RayService.model_validate(broken)
+    options = {**manifest["spec"]["rayClusterConfig"]["autoscalerOptions"], "upscalingMode": "Fast"}
+    broken = {**manifest, "spec": {**manifest["spec"], "rayClusterConfig": {
+        **manifest["spec"]["rayClusterConfig"], "autoscalerOptions": options}}}
+    with pytest.raises(ValidationError):
+        RayService.model_validate(broken)

@@ -59,3 +59,30 @@ def test_a_run_of_room_messages_is_one_write_per_socket_from_each_ones_last_seq(
 
     gateway.deliver([("room", room, '{"seq":6}', 6, None)])  # a replay of what everyone has: nothing
     assert [len(s.frames) for s in sockets] == [2, 2, 2, 0]
+
+
+def test_overlapping_joins_never_send_a_socket_a_message_twice(settings):
+    """After a host restart the gateway rejoins its sockets while a client may rejoin on its own (from an
+    older ``since``): the second ``joined`` must not make the gateway send again what the socket has."""
+    gateway = Gateway(settings, backend=None, authenticate=None, kind="test")
+    room = str(uuid.uuid4())
+    claims = AccessClaims(user_id=uuid.uuid4(), role="listener", jti="j", expires_at=2**40, issued_at=0)
+    socket = RecordingSocket()
+    conn = gateway._open(socket, claims)
+    gateway._rooms.setdefault(room, set()).add(conn)
+    conn.rooms[room] = None
+    gateway.deliver([("joined", conn.id, '{"type":"joined"}', 3, room)])
+    gateway.deliver([("room", room, f'{{"seq":{seq}}}', seq, None) for seq in (4, 5)])
+
+    conn.rooms[room] = None  # the client's rejoin from since=3, as Gateway._join marks it
+    backlog = [("conn", conn.id, f'{{"seq":{seq}}}', seq, room) for seq in (4, 5, 6)]
+    gateway.deliver([("joined", conn.id, '{"type":"joined"}', 3, room), *backlog])
+    assert _texts(socket.frames) == ['{"type":"joined"}', '{"seq":4}', '{"seq":5}', '{"type":"joined"}',
+                                     '{"seq":6}']
+
+    gateway._unjoin(conn, room)  # a leave forgets it: a new join replays from its own `since`
+    conn.sent.pop(room)
+    gateway._rooms.setdefault(room, set()).add(conn)
+    conn.rooms[room] = None
+    gateway.deliver([("joined", conn.id, '{"type":"joined"}', 3, room), *backlog])
+    assert _texts(socket.frames)[-4:] == ['{"type":"joined"}', '{"seq":4}', '{"seq":5}', '{"seq":6}']

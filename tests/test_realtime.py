@@ -251,6 +251,32 @@ async def test_notify_reaches_every_device_of_the_user(api, realtime, settings):
     await laptop.close()
 
 
+async def test_a_socket_opened_while_its_session_host_restarts_is_registered_once_it_is_back(api, realtime, settings):
+    """``ready`` does not wait for a restarting session host (a node loss would hold every reconnect):
+    the socket is registered by the resync that follows the host's return, and notifications reach it."""
+    import ray
+
+    from actors.room_host import notify_user, session_host_for
+
+    user = await api.user()
+    user_id = uuid.UUID(user["id"])
+    ray.kill(session_host_for(settings, user_id), no_restart=False)
+    device = await Client.open(realtime["edge"], user["access_token"])
+    reached = 0
+    for _ in range(150):
+        try:
+            reached = await notify_user(settings, user_id, "upload.ready", {"track_id": "t2"})
+        except ray.exceptions.RayActorError:
+            reached = 0
+        if reached:
+            break
+        await asyncio.sleep(0.2)
+    assert reached == 1
+    event = await device.next("notify")
+    assert event["event"] == "upload.ready" and event["data"] == {"track_id": "t2"}
+    await device.close()
+
+
 async def test_private_rooms_invites_and_kicks(api, realtime):
     host, guest, stranger = await api.user("artist"), await api.user(), await api.user()
     response = await api.http.post("/v1/rooms", json={"name": "Studio", "visibility": "private"},
