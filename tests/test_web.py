@@ -3,8 +3,8 @@
 What a person does, asserted by what they would see or hear: sign up, upload and watch processing
 reach ``ready`` through the WebSocket's progress events, play over HLS (time advances, the rung is
 shown, the play is recorded), seek on the waveform, search as you type; and two people in a live
-room exchanging chat, seeing the shared playlist and notes change, and hearing the same moment after
-the host seeks.
+room exchanging chat, seeing each other's changes to the shared playlist and notes (the host makes
+the guest an editor while both are in the room), and hearing the same moment after the host seeks.
 """
 
 from __future__ import annotations
@@ -320,6 +320,24 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
 
     await eventually(guest_notes)
     assert not await guest.get_by_label("Room notes").is_editable()  # a listener reads, the host writes
+
+    # The host makes the guest an editor (by keyboard): the guest's page turns editable at once,
+    # without rejoining, the guest adds to the room playlist and the host sees it.
+    await host.get_by_role("button", name="Make editor: Guest Gustav").focus()
+    await host.keyboard.press("Enter")
+    await guest.get_by_text("The host made you an editor").wait_for()
+    assert (await guest.get_by_test_id("room-role").inner_text()).strip() == "editor"
+    assert await guest.get_by_label("Room notes").is_editable()
+    await guest.get_by_label("Find a track for the room playlist").press_sequentially(title, delay=20)
+    await guest.get_by_role("button", name=f"Add “{title}” to the room playlist").click()
+    host_playlist = host.get_by_role("list", name="Room playlist").get_by_role("listitem")
+    await eventually(lambda: _more_than(host_playlist, 1), timeout=10)
+    assert await host_playlist.filter(has_text=title).count() == 2
+    # And back: a listener again, the guest's page is read-only at once.
+    await host.get_by_role("button", name="Make listener: Guest Gustav").click()
+    await guest.get_by_text("You are a listener now").wait_for()
+    assert not await guest.get_by_label("Room notes").is_editable()
+    assert await guest.get_by_label("Find a track for the room playlist").count() == 0
 
     # The host plays a track for the room; the guest's player follows.
     await host.get_by_role("button", name=f"Play “{title}” for the room").click()
