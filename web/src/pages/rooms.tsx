@@ -55,6 +55,7 @@ interface Chat { seq: number; from: string; text: string; ts: number }
 /** A room role as the page names it: the API's "collaborator" edits the playlist and notes. */
 const ROLE_NAMES: Record<string, string> = { host: "host", collaborator: "editor", listener: "listener" };
 const roleName = (role: string) => ROLE_NAMES[role] ?? role;
+const canEdit = (role: string | null) => role === "host" || role === "collaborator";
 
 /** `add` merged into `chats`: each seq once, in seq order. */
 function merged(chats: Chat[], add: Chat[]): Chat[] {
@@ -82,8 +83,9 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
   const sync = useRef<RoomSync | null>(null);
   const log = useRef<HTMLOListElement>(null);
   const docHandle = useRef<RoomDocHandle | null>(null);
-  const shared = useRoomDoc(id, (h) => { docHandle.current = h; });
-  const editor = role === "host" || role === "collaborator";
+  const [docGeneration, setDocGeneration] = useState(0);  // a new one re-opens the room document
+  const shared = useRoomDoc(id, (h) => { docHandle.current = h; }, docGeneration);
+  const editor = canEdit(role);
 
   useEffect(() => {
     api(`/v1/rooms/${id}`).then((r) => {
@@ -101,6 +103,16 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
         setOlder(page.older);
       }).catch((e) => setError(e.message));
     };
+    roleRef.current = null;
+    /** My role, from `joined` or a `role` event (a `role` missed while offline arrives as the rejoin's `joined`). */
+    const applyMyRole = (next: string) => {
+      const before = roleRef.current;
+      roleRef.current = next; setRole(next);
+      if (before === null || before === next) return;
+      if (canEdit(before) && !canEdit(next)) setDocGeneration((g) => g + 1);  // drops edits the server refused
+      setNotice(canEdit(next) ? "The host made you an editor: you can change the room playlist and notes."
+        : "You are a listener now: the room playlist and notes are read-only for you.");
+    };
     const s = new RoomSync(id, () => roleRef.current === "host");
     sync.current = s;
     s.start();
@@ -110,7 +122,7 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
         if (m.room !== id) return;
         joinedSeq = m.seq;
         if (!historyRead || m.truncated) readHistory(m.seq);  // truncated: a reconnect missed too much to replay
-        roleRef.current = m.role; setRole(m.role);
+        applyMyRole(m.role);
         setOnline(new Map(m.members.map((x: any) => [x.user, x.role])));
         void s.apply(m.transport ? { ...m.transport, server_ts: m.transport.server_ts } : null);
       }),
@@ -121,10 +133,7 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
       realtime.on("role", (m) => {
         if (m.room !== id) return;
         setOnline((prev) => prev.has(m.user) ? new Map(prev).set(m.user, m.role) : prev);
-        if (m.user !== me.id) return;
-        roleRef.current = m.role; setRole(m.role);
-        setNotice(m.role === "collaborator" ? "The host made you an editor: you can change the room playlist and notes."
-          : "You are a listener now: the room playlist and notes are read-only for you.");
+        if (m.user === me.id) applyMyRole(m.role);
       }),
       realtime.on("presence", (m) => {
         if (m.room !== id) return;
