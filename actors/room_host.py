@@ -25,7 +25,7 @@ from actors import named
 from actors.host_link import LinkServer, link_key
 from rooms import metrics
 from rooms.host import RoomHostCore
-from rooms.model import Endpoint, RoomRole
+from rooms.model import Endpoint
 from rooms.placement import host_index
 from rooms.sessions import SessionHostCore
 from verseflow import logs
@@ -81,8 +81,8 @@ class RoomHost:
     async def kick(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
         return await (await self._core()).kick(room_id, user_id)
 
-    async def set_role(self, room_id: uuid.UUID, user_id: uuid.UUID, role: RoomRole) -> int:
-        return await (await self._core()).set_role(room_id, user_id, role)
+    async def set_role(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        return await (await self._core()).set_role(room_id, user_id)
 
     async def online(self, room_id: uuid.UUID) -> list[dict[str, Any]]:
         return await (await self._core()).online(room_id)

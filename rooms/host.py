@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from accounts.model import Principal
+from accounts.model import Principal, Role
 from rooms import metrics, repository, yjs_store
 from rooms.fanout import Delivery, Outboxes
 from rooms.log_writer import LogWriter
@@ -138,20 +138,26 @@ class RoomHostCore:
             self._presence_changed(room)
             return len(cut)
 
-    async def set_role(self, room_id: uuid.UUID, user_id: uuid.UUID, role: RoomRole) -> int:
-        """A member's role changed in the database: it holds for their open sockets from now on.
+    async def set_role(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        """A member's role changed in the database: their open sockets take it from there now.
 
-        Chat and playback permissions follow the member's new role, and so does every later frame
-        of their document sockets (a demoted editor's next edit is refused; see
-        ``SharedDocument.permission_changed`` for a promoted one). The room hears a ``role`` event,
-        the member's own sockets included, when the member is online in it. Returns how many
-        document sockets changed permission.
+        The role is read here, not passed in, so two quick changes applied in the other order
+        than they were committed still leave the last committed one. Chat and playback
+        permissions follow it, and so does every later frame of the member's document sockets (a
+        demoted editor's next edit is refused; see ``SharedDocument.permission_changed`` for a
+        promoted one). The room hears a ``role`` event, the member's own sockets included, when
+        the member is online in it. Returns how many document sockets changed permission.
         """
         self._role_epoch += 1
         async with self._lock(room_id):
             room = self._rooms.get(room_id)
             if room is None:
                 return 0
+            access = await self._accesses.get((room_id, user_id))
+            # The member's role as a non-admin; an admin's or the owner's sockets are hosts and stay so.
+            role = access.role_of(Principal(user_id=user_id, role=Role.LISTENER)) if access else None
+            if role is None or role is RoomRole.HOST:
+                return 0  # banned: the kick that banned them cuts their sockets
             announce, docs = room.set_role(user_id, role)
             if announce:
                 event = dumps({"type": "role", "room": str(room_id), "user": str(user_id), "role": role.value})

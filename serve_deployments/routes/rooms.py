@@ -63,9 +63,8 @@ async def invite(room_id: uuid.UUID, user_id: uuid.UUID, body: RoomMemberIn, ctx
 
     A member already in the room gets the new role at once (documented in docs/realtime.md: the room
     hears a ``role`` event, and their document socket gains or loses the right to edit)."""
-    role = RoomRole(body.role)
-    changed = await service.set_member_role(ctx.pool, who, room_id, user_id, role)
-    await _tell_room_host(ctx.settings, room_id, "set_role", user_id, role)
+    changed = await service.set_member_role(ctx.pool, who, room_id, user_id, RoomRole(body.role))
+    await _tell_room_host(ctx.settings, room_id, "set_role", user_id)
     return changed
 
 
