@@ -8,7 +8,7 @@ retries with its ``ref`` instead, which the room log deduplicates.
 
 Gateways reach a host's rooms and sessions over a host link (``actors/host_link.py``: a TCP
 connection whose address ``link_address()`` gives); the Ray methods here serve everything else
-(notifications from jobs, kicks and document reads from the API, stats).
+(notifications from jobs, role changes, kicks and document reads from the API, stats).
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ class RoomHost:
 
     async def kick(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
         return await (await self._core()).kick(room_id, user_id)
+
+    async def set_role(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        return await (await self._core()).set_role(room_id, user_id)
 
     async def online(self, room_id: uuid.UUID) -> list[dict[str, Any]]:
         return await (await self._core()).online(room_id)

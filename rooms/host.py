@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from accounts.model import Principal
+from accounts.model import Principal, Role
 from rooms import metrics, repository, yjs_store
 from rooms.fanout import Delivery, Outboxes
 from rooms.log_writer import LogWriter
@@ -59,6 +59,9 @@ class RoomHostCore:
         self._docs: dict[uuid.UUID, SharedDocument] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._dirty_presence: set[uuid.UUID] = set()
+        # Counts role changes and kicks applied here; a join that looked its role up before one
+        # of them looks again (see _settle_role).
+        self._role_epoch = 0
         self.outboxes = Outboxes(limit=100_000, on_lost=self._gateway_lost)
         self._log = LogWriter(pool, self.outboxes, self._lock, settings.room_write_batch_max)
         self._accesses: Coalescer[tuple[uuid.UUID, uuid.UUID], RoomAccess | None] = Coalescer(
@@ -74,8 +77,10 @@ class RoomHostCore:
     async def join(self, endpoint: Endpoint, who: Principal, room_id: uuid.UUID, since: int | None) -> None:
         """Add a socket to a room; its ``joined`` and backlog arrive on the gateway's stream."""
         self.outboxes.require(endpoint.gateway)
+        epoch = self._role_epoch
         role = await self._role(who, room_id)  # outside the lock: concurrent joins overlap their lookups
         async with self._lock(room_id):
+            role = await self._settle_role(who, room_id, role, epoch)
             room = await self._activate(room_id)
             room.add(Member(endpoint=endpoint, user_id=who.user_id, role=role))
             room.idle_since = None
@@ -117,6 +122,7 @@ class RoomHostCore:
 
     async def kick(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
         """Disconnect a user's sockets from the room (the ban itself is in the database). Returns sockets cut."""
+        self._role_epoch += 1
         async with self._lock(room_id):
             room = self._rooms.get(room_id)
             if room is None:
@@ -132,6 +138,38 @@ class RoomHostCore:
             self._presence_changed(room)
             return len(cut)
 
+    async def set_role(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        """A member's role changed in the database: their open sockets take it from there now.
+
+        The role is read here, not passed in, so two quick changes applied in the other order
+        than they were committed still leave the last committed one. Chat and playback
+        permissions follow it, and so does every later frame of the member's document sockets (a
+        demoted editor's next edit is refused; see ``SharedDocument.permission_changed`` for a
+        promoted one). The room hears a ``role`` event, the member's own sockets included, when
+        the member is online in it. Returns how many document sockets changed permission.
+        """
+        self._role_epoch += 1
+        async with self._lock(room_id):
+            room = self._rooms.get(room_id)
+            if room is None:
+                return 0
+            access = await self._accesses.get((room_id, user_id))
+            # The member's role as a non-admin; an admin's or the owner's sockets are hosts and stay so.
+            role = access.role_of(Principal(user_id=user_id, role=Role.LISTENER)) if access else None
+            if role is None or role is RoomRole.HOST:
+                return 0  # banned: the kick that banned them cuts their sockets
+            announce, docs = room.set_role(user_id, role)
+            if announce:
+                event = dumps({"type": "role", "room": str(room_id), "user": str(user_id), "role": role.value})
+                for gateway in room.gateways:
+                    self.outboxes.put(gateway, ("room", str(room_id), event, 0, None))
+            doc = self._docs.get(room_id)
+            for member in docs if doc is not None else ():
+                endpoint = member.endpoint
+                for frame in doc.permission_changed(_doc_conn(endpoint), can_edit_document(role)):
+                    self.outboxes.put(endpoint.gateway, ("conn", endpoint.conn, frame, 0, None))
+            return len(docs)
+
     async def online(self, room_id: uuid.UUID) -> list[dict[str, Any]]:
         room = self._rooms.get(room_id)
         return room.online() if room is not None else []
@@ -140,8 +178,10 @@ class RoomHostCore:
 
     async def doc_open(self, endpoint: Endpoint, who: Principal, room_id: uuid.UUID) -> None:
         self.outboxes.require(endpoint.gateway)
+        epoch = self._role_epoch
         role = await self._role(who, room_id)
         async with self._lock(room_id):
+            role = await self._settle_role(who, room_id, role, epoch)
             room = await self._activate(room_id)
             doc = await self._document(room_id)
             room.doc_members[endpoint] = Member(endpoint=endpoint, user_id=who.user_id, role=role)
@@ -212,6 +252,15 @@ class RoomHostCore:
         if role is None:
             raise NotFound("room not found") if access.visibility == "private" else Forbidden("banned from room")
         return role
+
+    async def _settle_role(self, who: Principal, room_id: uuid.UUID, role: RoomRole, epoch: int) -> RoomRole:
+        """``role``, unless a role change or kick was applied since it was looked up (at ``epoch``).
+
+        Called under the room's lock. A change is applied after its commit, so a lookup made
+        before the change may have read the old role; the join would then keep a role the host
+        has already taken back from its sockets. Such a join looks again (rarely: the epoch
+        counts this host's changes, and a lookup is a few milliseconds)."""
+        return role if epoch == self._role_epoch else await self._role(who, room_id)
 
     def _lock(self, room_id: uuid.UUID) -> asyncio.Lock:
         lock = self._locks.get(room_id)

@@ -157,6 +157,28 @@ class LiveRoom:
                 self.leaves.add(member.user_id)
         return member
 
+    def set_role(self, user_id: uuid.UUID, role: RoomRole) -> tuple[bool, list[Member]]:
+        """Give a user's open sockets a new role (the database already holds it).
+
+        Returns whether the user's role among the online members changed (so the room hears of it)
+        and the user's document sockets whose role changed. A host (the owner, or an admin) stays
+        host: an explicit role does not bind them.
+        """
+        for member in self.members.values():
+            if member.user_id == user_id and member.role is not RoomRole.HOST:
+                member.role = role
+        docs = [m for m in self.doc_members.values()
+                if m.user_id == user_id and m.role not in (RoomRole.HOST, role)]
+        for member in docs:
+            member.role = role
+        before = self.roles.get(user_id)
+        if before is None or before in (RoomRole.HOST, role):
+            return False, docs
+        self.roles[user_id] = role
+        if user_id in self.joins:  # a join not announced yet is announced with the new role
+            self.joins[user_id] = role.value
+        return True, docs
+
     def take_presence(self) -> dict[str, Any] | None:
         """The batched presence change since the last call, or None if nothing changed."""
         if not self.joins and not self.leaves:

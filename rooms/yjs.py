@@ -228,6 +228,19 @@ class SharedDocument:
             return Reaction(reply=[self._all_awareness()])
         raise InvalidFrame(f"unsupported message type {kind}")
 
+    def permission_changed(self, conn_id: str, can_write: bool) -> list[bytes]:
+        """A connection's write permission changed while it is open; frames for that connection.
+
+        Its refusal notice is reset either way, so a demoted editor's first refused edit is
+        explained again. A promoted connection gets our sync step 1 once more: its answer (a step 2)
+        carries whatever we lack. Without it, a client that edited while read-only would stay
+        diverged for good, since its next edits build on the dropped ones and would wait here for
+        those predecessors forever. A stock client's edits made while read-only are therefore
+        saved once it may write (the web app offers no editing while read-only).
+        """
+        self._denied.discard(conn_id)
+        return [create_sync_message(self._doc)] if can_write else []
+
     def _refuse(self, conn_id: str, update: bytes, reason: str) -> Reaction:
         """A read-only connection's update: dropped, and the first real edit is answered once.
 

@@ -305,6 +305,69 @@ async def test_private_rooms_invites_and_kicks(api, realtime):
     await g.close()
 
 
+async def test_a_role_change_reaches_members_already_in_the_room(api, realtime, room, settings):
+    """Made an editor over REST, a listener's open sockets may edit at once (no rejoin); made a
+    listener again, the next edit is refused. Chat on Serve, the host on the edge, Yjs on the edge."""
+    from actors.room_host import room_host_for
+    from rooms.model import RoomRole, read_only_document_reason
+    from tests.yjs_support import FakeClient
+
+    guest = await api.user()
+    g = await Client.open(realtime["serve"], guest["access_token"])
+    h = await Client.open(realtime["edge"], room["host"]["access_token"])
+    assert (await g.join(room["id"]))["role"] == "listener"
+    assert (await h.join(room["id"]))["role"] == "host"
+    peer = FakeClient("guest")
+    document = room_host_for(settings, room["id"]).document
+
+    async def tracks() -> list[str]:
+        return [t["track"] for t in (await document.remote(uuid.UUID(room["id"])))["playlist"]]
+
+    async with websockets.connect(f"{realtime['edge_yjs']}/{room['id']}?token={guest['access_token']}") as ws:
+        async def answered(kind: int) -> None:
+            """Read (and answer) frames until one of ``kind`` (a y-websocket message type) arrives."""
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), 10)
+                for reply in peer.handle(frame):
+                    await ws.send(reply)
+                if frame[0] == kind:
+                    return
+
+        async def settled() -> None:
+            """Every frame sent so far is handled: the host answers a query-awareness in order."""
+            await ws.send(b"\x03")
+            await answered(1)
+
+        await answered(0)  # the greeting's sync step 1
+        await ws.send(peer.edit("while listening"))
+        await answered(2)
+        assert peer.denied == [read_only_document_reason(RoomRole.LISTENER)]
+
+        async def make(role: str) -> None:
+            response = await api.http.put(f"/v1/rooms/{room['id']}/members/{guest['id']}", json={"role": role},
+                                          headers=room["host"]["headers"])
+            assert response.status_code == 200, response.text
+            for client in (g, h):  # the member and everyone else in the room hear it, on both gateways
+                assert await client.next("role") == {"type": "role", "room": room["id"], "user": guest["id"],
+                                                     "role": role}
+
+        await make("collaborator")
+        await answered(0)  # the host's step 1 again; the answer hands over the refused edit
+        await ws.send(peer.edit("as editor"))
+        await settled()
+        assert await tracks() == ["while listening", "as editor"]
+        response = await api.http.get(f"/v1/rooms/{room['id']}", headers=guest["headers"])
+        assert {"user": guest["id"], "role": "collaborator", "devices": 1} in response.json()["online"]
+
+        await make("listener")
+        await ws.send(peer.edit("demoted"))
+        await answered(2)  # refused, and told so again
+        assert len(peer.denied) == 2
+        assert await tracks() == ["while listening", "as editor"]
+    await g.close()
+    await h.close()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_stock_yjs_clients_converge_through_the_room_document(api, realtime, room, transport):
     """Two npm ``yjs`` + ``y-websocket`` peers under node edit the room's document together; a third,

@@ -214,3 +214,133 @@ async def test_chat_history_over_http_is_bounded_and_authorized(api, pool, setti
     assert response.status_code == 404  # a private room is not there for someone without a role
     response = await api.http.get(f"/v1/rooms/{room_id}/messages", params={"before": 0}, headers=host["headers"])
     assert response.status_code == 422
+
+
+async def _public_room(api) -> tuple[uuid.UUID, Principal]:
+    host = await api.user("artist")
+    response = await api.http.post("/v1/rooms", json={"name": "Roles", "visibility": "public"},
+                                   headers=host["headers"])
+    assert response.status_code == 201, response.text
+    return uuid.UUID(response.json()["id"]), Principal(user_id=uuid.UUID(host["id"]), role=Role.ARTIST)
+
+
+async def _next_batch(stream) -> list[tuple]:
+    """Everything the host put on the gateway's stream so far (one batch: the outbox is taken whole)."""
+    return await asyncio.wait_for(anext(stream), 10)
+
+
+async def test_a_role_change_holds_at_once_for_a_members_open_sockets(api, pool, settings):
+    from rooms import service
+    from rooms.model import RoomRole, read_only_document_reason
+    from tests.yjs_support import FakeClient
+
+    room_id, owner = await _public_room(api)
+    guest = await api.user()
+    who = Principal(user_id=uuid.UUID(guest["id"]), role=Role.LISTENER)
+    core = RoomHostCore(pool, settings)
+    stream = core.subscribe("gw")
+    assert await anext(stream) == []
+    chat, doc = Endpoint("gw", "chat"), Endpoint("gw", "doc")
+    await core.join(chat, who, room_id, None)
+    await core.doc_open(doc, who, room_id)
+    peer = FakeClient("doc")
+    for kind, conn, data, *_ in await _next_batch(stream):
+        assert kind != "conn" or conn == "doc" and peer.handle(data) == [b"\x00\x01\x02\x00\x00"]  # nothing new
+
+    async def send(frame: bytes) -> list[tuple]:
+        """Hand a frame to the host; what it sent back (call only where an answer is due)."""
+        await core.doc_frame(doc, room_id, frame)
+        return await _next_batch(stream)
+
+    async def change_role(role: RoomRole) -> int:
+        await service.set_member_role(pool, owner, room_id, who.user_id, role)
+        return await core.set_role(room_id, who.user_id)
+
+    # A listener's edit is refused.
+    ((kind, conn, frame, *_),) = await send(peer.edit("while listening"))
+    assert (kind, conn) == ("conn", "doc") and peer.handle(frame) == []
+    assert peer.denied == [read_only_document_reason(RoomRole.LISTENER)]
+
+    # Made a collaborator: the room hears it, and the document socket may write from now on.
+    assert await change_role(RoomRole.COLLABORATOR) == 1
+    event, resync = await _next_batch(stream)
+    assert event[:2] == ("room", str(room_id)) and json.loads(event[2]) == {
+        "type": "role", "room": str(room_id), "user": guest["id"], "role": "collaborator"}
+    assert resync[:2] == ("conn", "doc")
+    (step2,) = peer.handle(resync[2])  # what the server lacks: the edit it refused
+    await core.doc_frame(doc, room_id, step2)
+    await core.doc_frame(doc, room_id, peer.edit("as editor"))
+    assert [t["track"] for t in (await core.document_json(room_id))["playlist"]] == ["while listening", "as editor"]
+    assert {"user": guest["id"], "role": "collaborator", "devices": 1} in await core.online(room_id)
+    broadcasts = await _next_batch(stream)
+    assert [d[0] for d in broadcasts] == ["doc", "doc"]  # both edits went to the room's other documents
+
+    # Made a listener again: the very next edit is refused, and explained again.
+    assert await change_role(RoomRole.LISTENER) == 1
+    (event,) = await _next_batch(stream)
+    assert json.loads(event[2])["role"] == "listener"
+    ((kind, conn, frame, *_),) = await send(peer.edit("demoted"))
+    assert peer.handle(frame) == [] and len(peer.denied) == 2
+    assert [t["track"] for t in (await core.document_json(room_id))["playlist"]] == ["while listening", "as editor"]
+
+    # Two quick changes whose calls arrive in the other order: the host reads the role itself, so the
+    # last one committed holds. Here the first change's call comes last and changes nothing.
+    await service.set_member_role(pool, owner, room_id, who.user_id, RoomRole.COLLABORATOR)
+    assert await change_role(RoomRole.LISTENER) == 0  # committed second, applied first: already so
+    assert await core.set_role(room_id, who.user_id) == 0  # the collaborator change's call, late
+    # Nor does a host's role change, and nothing was announced.
+    assert await core.set_role(room_id, owner.user_id) == 0
+    await core.chat(chat, room_id, "still here", "r1")
+    assert [json.loads(d[2])["type"] for d in await _next_batch(stream)] == ["chat"]
+    await stream.aclose()
+
+
+async def test_a_join_that_read_its_role_before_a_change_reads_it_again(api, pool, settings, monkeypatch):
+    """A change is applied after its commit; a join whose lookup answered before it must not keep the old role."""
+    from rooms import service
+    from rooms.model import RoomRole
+
+    room_id, owner = await _public_room(api)
+    core = RoomHostCore(pool, settings)
+    stream = core.subscribe("gw")
+    assert await anext(stream) == []
+    real_lookup = repository.load_accesses
+    looked_up, release = asyncio.Event(), asyncio.Event()
+
+    async def late(pool_, keys):  # answers with what the database held before the change below
+        answer = await real_lookup(pool_, keys)
+        looked_up.set()
+        await release.wait()
+        return answer
+
+    monkeypatch.setattr(repository, "load_accesses", late)
+
+    async def join_during(change) -> tuple[dict | None, Exception | None]:
+        looked_up.clear()
+        release.clear()
+        user = await api.user()
+        who = Principal(user_id=uuid.UUID(user["id"]), role=Role.LISTENER)
+        joining = asyncio.ensure_future(core.join(Endpoint("gw", user["id"]), who, room_id, None))
+        await looked_up.wait()
+        await change(who.user_id)
+        release.set()
+        try:
+            await joining
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            return None, exc
+        joined = [d for d in await _next_batch(stream) if d[0] == "joined"]
+        return json.loads(joined[0][2]), None
+
+    async def promote(user_id):
+        await service.set_member_role(pool, owner, room_id, user_id, RoomRole.COLLABORATOR)
+        await core.set_role(room_id, user_id)
+
+    async def kick(user_id):
+        await service.kick(pool, owner, room_id, user_id)
+        await core.kick(room_id, user_id)
+
+    joined, _ = await join_during(promote)
+    assert joined["role"] == "collaborator"
+    joined, error = await join_during(kick)
+    assert joined is None and getattr(error, "status", None) == 403
+    await stream.aclose()

@@ -3,8 +3,8 @@
 What a person does, asserted by what they would see or hear: sign up, upload and watch processing
 reach ``ready`` through the WebSocket's progress events, play over HLS (time advances, the rung is
 shown, the play is recorded), seek on the waveform, search as you type; and two people in a live
-room exchanging chat, seeing the shared playlist and notes change, and hearing the same moment after
-the host seeks.
+room exchanging chat, seeing each other's changes to the shared playlist and notes (the host makes
+the guest an editor while both are in the room), and hearing the same moment after the host seeks.
 """
 
 from __future__ import annotations
@@ -321,6 +321,49 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await eventually(guest_notes)
     assert not await guest.get_by_label("Room notes").is_editable()  # a listener reads, the host writes
 
+    # The host makes the guest an editor (by keyboard): the guest's page turns editable at once,
+    # without rejoining, the guest adds to the room playlist and the host sees it.
+    await host.get_by_role("button", name="Make editor: Guest Gustav").focus()
+    await host.keyboard.press("Enter")
+    await guest.get_by_text("The host made you an editor").wait_for()
+    assert (await guest.get_by_test_id("room-role").inner_text()).strip() == "editor"
+    assert await guest.get_by_label("Room notes").is_editable()
+    await guest.get_by_label("Find a track for the room playlist").press_sequentially(title, delay=20)
+    await guest.get_by_role("button", name=f"Add “{title}” to the room playlist").click()
+    host_playlist = host.get_by_role("list", name="Room playlist").get_by_role("listitem")
+    await eventually(lambda: _more_than(host_playlist, 1), timeout=10)
+    assert await host_playlist.filter(has_text=title).count() == 2
+    # And back: a listener again, the guest's page is read-only at once.
+    await host.get_by_role("button", name="Make listener: Guest Gustav").click()
+    await guest.get_by_text("You are a listener now").wait_for()
+    assert not await guest.get_by_label("Room notes").is_editable()
+    assert await guest.get_by_label("Find a track for the room playlist").count() == 0
+
+    # An editor again, the guest is made a listener while their chat socket is down, so the `role`
+    # event passes them by: what they type meanwhile is refused by the room, and their rejoin turns
+    # the page read-only and drops it.
+    await host.get_by_role("button", name="Make editor: Guest Gustav").click()
+    await guest.get_by_text("The host made you an editor").wait_for()
+    warnings: list[str] = []
+    guest.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
+    await guest.evaluate("verseflow.realtime.drop(60000)")  # back when the test says so
+    async with httpx.AsyncClient(base_url=web_url) as http:
+        guest_id = (await http.get("/v1/me", headers=await _bearer(guest))).json()["id"]
+        room_id = host.url.rsplit("/", 1)[1]
+        response = await http.put(f"/v1/rooms/{room_id}/members/{guest_id}", json={"role": "listener"},
+                                  headers=await _bearer(host))
+        assert response.status_code == 200, response.text
+    notes = guest.get_by_label("Room notes")
+    assert await notes.is_editable()  # the guest has not heard yet
+    await notes.press_sequentially(" oops", delay=10)
+    assert "oops" in await notes.input_value()
+    await eventually(lambda: _said_permission_denied(warnings), timeout=10)  # y-websocket reports the refusal
+    await guest.evaluate("verseflow.realtime.connect()")
+    await guest.get_by_text("You are a listener now").wait_for()
+    assert not await notes.is_editable()
+    await eventually(guest_notes, timeout=10)
+    assert await host.get_by_label("Room notes").input_value() == "bring snacks"
+
     # The host plays a track for the room; the guest's player follows.
     await host.get_by_role("button", name=f"Play “{title}” for the room").click()
     current = "document.getElementById('vf-audio').currentTime"
@@ -355,6 +398,16 @@ async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, 
     await screenshot(guest, "room")
     await host_ctx.close()
     await guest_ctx.close()
+
+
+async def _bearer(page) -> dict[str, str]:
+    """The Authorization header of whoever is signed in on ``page``."""
+    token = await page.evaluate("JSON.parse(localStorage.getItem('verseflow.tokens')).access_token")
+    return {"authorization": f"Bearer {token}"}
+
+
+async def _said_permission_denied(warnings: list[str]) -> bool:
+    return any("Permission denied" in w for w in warnings)
 
 
 async def _more_than(locator, count: int) -> bool:

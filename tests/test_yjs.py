@@ -16,14 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import websockets
 from pycrdt import (
-    Array,
-    Awareness,
     Doc,
-    Text,
     create_awareness_message,
     create_sync_message,
     create_update_message,
-    handle_sync_message,
     read_message,
     write_message,
     write_var_uint,
@@ -32,51 +28,9 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from rooms import yjs_store
 from rooms.yjs import READ_ONLY_REASON, InvalidFrame, Reaction, SharedDocument
-from tests.yjs_support import run_peers
+from tests.yjs_support import FakeClient, run_peers
 
 # --------------------------------------------------------------------------- pure: fake clients
-
-
-class FakeClient:
-    """A y-websocket client reduced to its protocol: a pycrdt Doc and Awareness."""
-
-    def __init__(self, conn_id: str, *, can_write: bool = True, doc: Doc | None = None) -> None:
-        self.conn_id = conn_id
-        self.can_write = can_write
-        self.doc = doc or Doc()
-        self.playlist = self.doc.get("playlist", type=Array)
-        self.notes = self.doc.get("notes", type=Text)
-        self.awareness = Awareness(self.doc)
-        self.denied: list[str] = []  # reasons of the permission-denied messages received, as y-websocket reports them
-
-    def handle(self, frame: bytes) -> list[bytes]:
-        """Apply a frame from the server; frames to send back (step 2 answering a step 1)."""
-        if frame[0] == 2:  # y-protocols/auth.js readAuthMessage: [2, 0 = permission denied, varString reason]
-            assert frame[1] == 0, frame
-            self.denied.append(read_message(frame[2:]).decode())
-            return []
-        if frame[0] == 0:
-            reply = handle_sync_message(frame[1:], self.doc)  # takes [step, ...], returns a whole [0, 1, ...] frame
-            return [reply] if reply else []
-        if frame[0] == 1:
-            self.awareness.apply_awareness_update(read_message(frame[1:]), "server")
-            return []
-        raise AssertionError(f"unexpected frame {frame!r}")
-
-    def edit(self, name: str) -> bytes:
-        """Add a track and a note locally, like the node peer; the update frame to send."""
-        before = self.doc.get_state()
-        with self.doc.transaction():
-            self.playlist.append({"track": name})
-            self.notes += f"{name};"
-        return create_update_message(self.doc.get_update(before))
-
-    def announce(self, state: dict | None) -> bytes:
-        self.awareness.set_local_state(state)
-        return create_awareness_message(self.awareness.encode_awareness_update([self.doc.client_id]))
-
-    def to_json(self) -> dict:
-        return {"playlist": self.playlist.to_py(), "notes": str(self.notes)}
 
 
 class Room:
@@ -163,12 +117,18 @@ def test_a_late_client_gets_everything_and_hands_over_its_offline_edits():
     assert len(room.persisted) == 2  # carol's step 2, answering the greeting, was persisted
 
 
-def test_a_read_only_client_edits_nothing_but_hears_everything():
+def _room_where_a_reader_edited(name: str) -> tuple[Room, FakeClient, FakeClient]:
+    """A writer and a read-only client, connected; the reader has sent an edit adding ``name``."""
     room = Room()
     alice, reader = room.join("a"), room.join("r", can_write=False)
     room.run()
-    room.send("r", reader.edit("intruder"))
+    room.send("r", reader.edit(name))
     room.run()
+    return room, alice, reader
+
+
+def test_a_read_only_client_edits_nothing_but_hears_everything():
+    room, alice, reader = _room_where_a_reader_edited("intruder")
     assert room.server.to_json() == {"playlist": [], "notes": ""}
     assert alice.to_json() == {"playlist": [], "notes": ""}
     assert room.persisted == []
@@ -221,6 +181,32 @@ def test_a_read_only_edit_is_refused_aloud_once_per_connection():
     # A writer's delete-only update is applied, never refused.
     assert room.server.receive("a", _delete_first_note_char(alice), can_write=True).reply == []
     assert room.server.to_json() == alice.to_json() != shared
+
+
+def test_a_connection_whose_permission_changes_while_open_converges_and_is_refused_aloud_again():
+    room, alice, reader = _room_where_a_reader_edited("while read-only")
+    assert reader.denied == [READ_ONLY_REASON] and room.persisted == []
+
+    # Promoted: our step 1 again, answered with what we lack (the refused edit), then its own edits
+    # apply instead of waiting for predecessors that were dropped.
+    reader.can_write = True
+    (step1,) = room.server.permission_changed("r", True)
+    assert step1[:2] == b"\x00\x00"
+    room.queue.append((False, "r", step1))
+    room.run()
+    room.send("r", reader.edit("as editor"))
+    room.run()
+    assert [t["track"] for t in room.server.to_json()["playlist"]] == ["while read-only", "as editor"]
+    assert alice.to_json() == reader.to_json() == room.server.to_json()
+
+    # Demoted: nothing to send, and the next refused edit is explained again.
+    reader.can_write = False
+    assert room.server.permission_changed("r", False) == []
+    shared = room.server.to_json()
+    room.send("r", reader.edit("demoted"))
+    room.run()
+    assert reader.denied == [READ_ONLY_REASON, READ_ONLY_REASON]
+    assert room.server.to_json() == shared == alice.to_json()
 
 
 def test_awareness_announce_query_and_disconnect():

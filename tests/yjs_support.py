@@ -1,4 +1,5 @@
-"""Stock yjs + y-websocket clients (tests/js/yjs_peer.mjs) as test peers of any Yjs endpoint.
+"""Yjs test peers: stock yjs + y-websocket clients (tests/js/yjs_peer.mjs) for any Yjs endpoint, and
+:class:`FakeClient`, a pycrdt client reduced to the protocol, for tests that hand frames over themselves.
 
 Why node and not pycrdt on the client side too: a Python client would share our reading of the
 protocol, mistakes included; the npm packages browsers run are the reference. Used by the test
@@ -15,6 +16,16 @@ from collections.abc import Collection
 from pathlib import Path
 
 import pytest
+from pycrdt import (
+    Array,
+    Awareness,
+    Doc,
+    Text,
+    create_awareness_message,
+    create_update_message,
+    handle_sync_message,
+    read_message,
+)
 
 JS_DIR = Path(__file__).parent / "js"
 PEER_SCRIPT = JS_DIR / "yjs_peer.mjs"
@@ -98,3 +109,45 @@ async def run_peers(
     if failures:
         raise AssertionError("yjs peers failed:\n" + "\n".join(failures))
     return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs]
+
+
+class FakeClient:
+    """A y-websocket client reduced to its protocol: a pycrdt Doc and Awareness."""
+
+    def __init__(self, conn_id: str, *, can_write: bool = True, doc: Doc | None = None) -> None:
+        self.conn_id = conn_id
+        self.can_write = can_write
+        self.doc = doc or Doc()
+        self.playlist = self.doc.get("playlist", type=Array)
+        self.notes = self.doc.get("notes", type=Text)
+        self.awareness = Awareness(self.doc)
+        self.denied: list[str] = []  # reasons of the permission-denied messages received, as y-websocket reports them
+
+    def handle(self, frame: bytes) -> list[bytes]:
+        """Apply a frame from the server; frames to send back (step 2 answering a step 1)."""
+        if frame[0] == 2:  # y-protocols/auth.js readAuthMessage: [2, 0 = permission denied, varString reason]
+            assert frame[1] == 0, frame
+            self.denied.append(read_message(frame[2:]).decode())
+            return []
+        if frame[0] == 0:
+            reply = handle_sync_message(frame[1:], self.doc)  # takes [step, ...], returns a whole [0, 1, ...] frame
+            return [reply] if reply else []
+        if frame[0] == 1:
+            self.awareness.apply_awareness_update(read_message(frame[1:]), "server")
+            return []
+        raise AssertionError(f"unexpected frame {frame!r}")
+
+    def edit(self, name: str) -> bytes:
+        """Add a track and a note locally, like the node peer; the update frame to send."""
+        before = self.doc.get_state()
+        with self.doc.transaction():
+            self.playlist.append({"track": name})
+            self.notes += f"{name};"
+        return create_update_message(self.doc.get_update(before))
+
+    def announce(self, state: dict | None) -> bytes:
+        self.awareness.set_local_state(state)
+        return create_awareness_message(self.awareness.encode_awareness_update([self.doc.client_id]))
+
+    def to_json(self) -> dict:
+        return {"playlist": self.playlist.to_py(), "notes": str(self.notes)}

@@ -1,7 +1,8 @@
 """Live rooms over REST: create, read (with who is online), invite, kick; where to open sockets.
 
-Online members and kicks reach the room's host actor; when Ray is not running (the API served by
-plain uvicorn) rooms still work as data and ``online`` is empty.
+Online members come from the room's host actor, and role changes and kicks go to it once committed,
+so they hold at once for members already in the room. When Ray is not running (the API served by
+plain uvicorn) rooms still work as data, ``online`` is empty and a role counts from the next join.
 """
 
 import contextlib
@@ -18,8 +19,11 @@ from rooms.model import RoomRole
 from rooms.placement import host_index
 from serve_deployments.deps import Ctx, CurrentUser
 from serve_deployments.schemas import ChatPageOut, RealtimeOut, RoomIn, RoomMemberIn, RoomOut, RoomRoleOut
+from verseflow import logs
+from verseflow.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["rooms"])
+log = logs.get_logger("routes.rooms")
 
 
 @router.post("/rooms", status_code=status.HTTP_201_CREATED, response_model=RoomOut)
@@ -55,8 +59,13 @@ async def chat_history(
 
 @router.put("/rooms/{room_id}/members/{user_id}", response_model=RoomRoleOut)
 async def invite(room_id: uuid.UUID, user_id: uuid.UUID, body: RoomMemberIn, ctx: Ctx, who: CurrentUser):
-    """Invite a user (or change their role): host only. Private rooms admit only invited users."""
-    return await service.set_member_role(ctx.pool, who, room_id, user_id, RoomRole(body.role))
+    """Invite a user (or change their role): host only. Private rooms admit only invited users.
+
+    A member already in the room gets the new role at once (documented in docs/realtime.md: the room
+    hears a ``role`` event, and their document socket gains or loses the right to edit)."""
+    changed = await service.set_member_role(ctx.pool, who, room_id, user_id, RoomRole(body.role))
+    await _tell_room_host(ctx.settings, room_id, "set_role", user_id)
+    return changed
 
 
 @router.delete("/rooms/{room_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
@@ -64,8 +73,21 @@ async def invite(room_id: uuid.UUID, user_id: uuid.UUID, body: RoomMemberIn, ctx
 async def kick(room_id: uuid.UUID, user_id: uuid.UUID, ctx: Ctx, who: CurrentUser) -> None:
     """Kick and ban a user: their sockets leave the room at once and they cannot rejoin."""
     await service.kick(ctx.pool, who, room_id, user_id)
-    if ray.is_initialized():
-        await room_host_for(ctx.settings, room_id).kick.remote(room_id, user_id)
+    await _tell_room_host(ctx.settings, room_id, "kick", user_id)
+
+
+async def _tell_room_host(settings: Settings, room_id: uuid.UUID, method: str, *args: object) -> None:
+    """Apply a committed membership change to the room's live sockets.
+
+    The database already holds the change, so a host that cannot be reached is not an error for
+    the caller: a host restarted by Ray has forgotten its rooms, and its gateways' rejoins read
+    every role afresh."""
+    if not ray.is_initialized():
+        return
+    try:
+        await getattr(room_host_for(settings, room_id), method).remote(room_id, *args)
+    except ray.exceptions.RayError as exc:
+        log.warning("room %s: host unreachable for %s (%s); members get it when they rejoin", room_id, method, exc)
 
 
 @router.get("/realtime", response_model=RealtimeOut)

@@ -2,7 +2,9 @@
  * The room's shared document (Yjs through the stock y-websocket provider, docs/realtime.md): the
  * playlist (`Y.Array "playlist"` of {track, title}) and the notes (`Y.Text "notes"`). Host and
  * collaborators edit; listeners see every change live (their edits would be refused by the server).
- * yjs and y-websocket are loaded with the room, not with the app.
+ * yjs and y-websocket are loaded with the room, not with the app. A new `generation` opens a fresh
+ * Y.Doc: after a demotion, an edit the server refused (typed just before the `role` event arrived)
+ * would otherwise stay in the local doc, shown here but nowhere else.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, tokenValidFor } from "./api";
@@ -24,7 +26,7 @@ export function textDiff(before: string, after: string): [number, number, string
   return [start, endB - start, after.slice(start, endA)];
 }
 
-export function useRoomDoc(room: string, onReady: (h: RoomDocHandle | null) => void) {
+export function useRoomDoc(room: string, onReady: (h: RoomDocHandle | null) => void, generation = 0) {
   const [playlist, setPlaylist] = useState<PlaylistEntry[]>([]);
   const [notes, setNotes] = useState("");
   const [synced, setSynced] = useState(false);
@@ -43,7 +45,10 @@ export function useRoomDoc(room: string, onReady: (h: RoomDocHandle | null) => v
       const notesText = doc.getText("notes");
       text.current = notesText;
       provider = new WebsocketProvider(where.documents, room, doc, { params: { token } });
-      provider.on("sync", (ok: boolean) => setSynced(ok));
+      provider.on("sync", (ok: boolean) => {
+        setSynced(ok);
+        if (ok) { setPlaylist(list.toArray()); setNotes(notesText.toString()); }  // a re-opened doc may not change
+      });
       list.observe(() => setPlaylist(list.toArray()));
       notesText.observe(() => setNotes(notesText.toString()));
       onReady({
@@ -57,7 +62,7 @@ export function useRoomDoc(room: string, onReady: (h: RoomDocHandle | null) => v
       });
     })().catch(() => undefined);
     return () => { live = false; onReady(null); provider?.destroy(); };
-  }, [room]);
+  }, [room, generation]);
 
   const editNotes = (value: string) => {
     const t = text.current;

@@ -1,4 +1,8 @@
-/** Live rooms: create or open one; in a room, chat with history, who is online, and listening together. */
+/**
+ * Live rooms: create or open one; in a room, chat with history, who is online, listening together,
+ * and the shared playlist and notes. The host makes members editors (the API's room role
+ * "collaborator") and back; a `role` event turns the member's page editable or read-only at once.
+ */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import { ErrorText } from "../components";
@@ -48,6 +52,11 @@ export function RoomsPage() {
 
 interface Chat { seq: number; from: string; text: string; ts: number }
 
+/** A room role as the page names it: the API's "collaborator" edits the playlist and notes. */
+const ROLE_NAMES: Record<string, string> = { host: "host", collaborator: "editor", listener: "listener" };
+const roleName = (role: string) => ROLE_NAMES[role] ?? role;
+const canEdit = (role: string | null) => role === "host" || role === "collaborator";
+
 /** `add` merged into `chats`: each seq once, in seq order. */
 function merged(chats: Chat[], add: Chat[]): Chat[] {
   const bySeq = new Map(chats.map((c) => [c.seq, c]));
@@ -66,14 +75,17 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
   const [hits, setHits] = useState<any[]>([]);
   const [older, setOlder] = useState<number | null>(null);  // `before` for the page above the first shown
   const [loadingOlder, setLoadingOlder] = useState(false);
+  const [notice, setNotice] = useState("");  // role changes, announced politely
+  const [changing, setChanging] = useState<string | null>(null);  // the member whose role is being changed
   const lastSeq = useRef(0);
   const keepScroll = useRef<number | null>(null);  // scrollHeight before older messages were put on top
   const roleRef = useRef<string | null>(null);
   const sync = useRef<RoomSync | null>(null);
   const log = useRef<HTMLOListElement>(null);
   const docHandle = useRef<RoomDocHandle | null>(null);
-  const shared = useRoomDoc(id, (h) => { docHandle.current = h; });
-  const editor = role === "host" || role === "collaborator";
+  const [docGeneration, setDocGeneration] = useState(0);  // a new one re-opens the room document
+  const shared = useRoomDoc(id, (h) => { docHandle.current = h; }, docGeneration);
+  const editor = canEdit(role);
 
   useEffect(() => {
     api(`/v1/rooms/${id}`).then((r) => {
@@ -91,6 +103,16 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
         setOlder(page.older);
       }).catch((e) => setError(e.message));
     };
+    roleRef.current = null;
+    /** My role, from `joined` or a `role` event (a `role` missed while offline arrives as the rejoin's `joined`). */
+    const applyMyRole = (next: string) => {
+      const before = roleRef.current;
+      roleRef.current = next; setRole(next);
+      if (before === null || before === next) return;
+      if (canEdit(before) && !canEdit(next)) setDocGeneration((g) => g + 1);  // drops edits the server refused
+      setNotice(canEdit(next) ? "The host made you an editor: you can change the room playlist and notes."
+        : "You are a listener now: the room playlist and notes are read-only for you.");
+    };
     const s = new RoomSync(id, () => roleRef.current === "host");
     sync.current = s;
     s.start();
@@ -100,13 +122,18 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
         if (m.room !== id) return;
         joinedSeq = m.seq;
         if (!historyRead || m.truncated) readHistory(m.seq);  // truncated: a reconnect missed too much to replay
-        roleRef.current = m.role; setRole(m.role);
+        applyMyRole(m.role);
         setOnline(new Map(m.members.map((x: any) => [x.user, x.role])));
         void s.apply(m.transport ? { ...m.transport, server_ts: m.transport.server_ts } : null);
       }),
       realtime.on("chat", (m) => {
         if (m.room !== id) return;
         setChats((c) => c.some((x) => x.seq === m.seq) ? c : merged(c, [m]));
+      }),
+      realtime.on("role", (m) => {
+        if (m.room !== id) return;
+        setOnline((prev) => prev.has(m.user) ? new Map(prev).set(m.user, m.role) : prev);
+        if (m.user === me.id) applyMyRole(m.role);
       }),
       realtime.on("presence", (m) => {
         if (m.room !== id) return;
@@ -171,15 +198,28 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
 
   const playForRoom = async (trackId: string) => { await load(trackId, true); };
 
+  /** Host only: make a member an editor or a listener. Their sockets follow at once (a `role` event). */
+  const setMemberRole = async (user: string, next: "collaborator" | "listener") => {
+    setChanging(user); setError(null);
+    try {
+      await api(`/v1/rooms/${id}/members/${user}`, { method: "PUT", json: { role: next } });
+      setOnline((prev) => prev.has(user) ? new Map(prev).set(user, next) : prev);
+      const name = names[user] ?? "They";
+      setNotice(next === "collaborator" ? `${name} can now change the room playlist and notes.`
+        : `${name} is a listener now: the room playlist and notes are read-only for them.`);
+    } catch (e: any) { setError(e.message); } finally { setChanging(null); }
+  };
+
   const link = `${location.origin}/app/room/${id}`;
   return (
     <section aria-labelledby="room-title" class="room">
       <h1 id="room-title">{room?.name ?? "Room"}</h1>
       <p class="muted">
-        {connected ? "Live" : "Connecting…"} · you are the <span data-testid="room-role">{role ?? "…"}</span> ·
+        {connected ? "Live" : "Connecting…"} · you are the <span data-testid="room-role">{role ? roleName(role) : "…"}</span> ·
         share <code>{link}</code>
       </p>
       <ErrorText error={error} />
+      <p role="status" class="muted">{notice}</p>
       <div class="room-grid">
         <div>
           <h2>Chat</h2>
@@ -200,26 +240,40 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
         <aside>
           <h2>Online (<span data-testid="online-count">{online.size}</span>)</h2>
           <ul class="plain" aria-label="Online members">
-            {[...online].map(([u, r]) => <li key={u}>{u === me.id ? "You" : names[u] ?? "…"} <span class="muted">{r}</span></li>)}
+            {[...online].map(([u, r]) => {
+              const name = u === me.id ? "You" : names[u] ?? "…";
+              const next = r === "listener" ? "collaborator" : "listener";
+              return (
+                <li key={u}>{name} <span class="muted">{roleName(r)}</span>
+                  {role === "host" && u !== me.id && r !== "host" && (
+                    <> <button type="button" class="link" disabled={changing === u}
+                               aria-label={`Make ${roleName(next)}: ${name}`}
+                               onClick={() => void setMemberRole(u, next)}>Make {roleName(next)}</button></>)}
+                </li>
+              );
+            })}
           </ul>
           <h2>Listening together</h2>
-          {role === "host" ? (
+          <p class="muted">{role === "host" ? "What you play, pause and seek, everyone here hears."
+            : "The host chooses what plays; your player follows."}</p>
+          {editor && (
             <>
-              <p class="muted">What you play, pause and seek, everyone here hears.</p>
-              <label>Find a track to play for the room
+              <label>{role === "host" ? "Find a track to play for the room" : "Find a track for the room playlist"}
                 <input type="search" onInput={(e) => void find((e.target as HTMLInputElement).value)} /></label>
               <ul class="plain">
                 {hits.map((h) => (
                   <li key={h.id}>
-                    <button class="link" onClick={() => void playForRoom(h.id)}>Play “{h.title}” for the room</button>
-                    {" · "}
+                    {role === "host" && <>
+                      <button class="link" onClick={() => void playForRoom(h.id)}>Play “{h.title}” for the room</button>
+                      {" · "}
+                    </>}
                     <button class="link" onClick={() => docHandle.current?.add({ track: h.id, title: h.title })}>
                       Add “{h.title}” to the room playlist</button>
                   </li>
                 ))}
               </ul>
             </>
-          ) : <p class="muted">The host chooses what plays; your player follows.</p>}
+          )}
           <h2>Room playlist</h2>
           {!shared.playlist.length && <p class="muted">Empty{editor ? ": add tracks above." : "."}</p>}
           <ol aria-label="Room playlist">
@@ -237,7 +291,7 @@ export function RoomPage({ id, me }: { id: string; me: any }) {
               </li>
             ))}
           </ol>
-          <label>Room notes{editor ? "" : " (the host and collaborators write here)"}
+          <label>Room notes{editor ? "" : " (the host and editors write here)"}
             <textarea rows={5} value={shared.notes} readOnly={!editor}
                       onInput={(e) => shared.editNotes((e.target as HTMLTextAreaElement).value)} /></label>
         </aside>
