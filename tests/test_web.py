@@ -239,13 +239,21 @@ async def _track_id(pool, title: str):
     return await pool.fetchval("SELECT id FROM tracks WHERE title = $1", title)
 
 
+_TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&\s\"']+")
+
+
+def _redacted(text: str) -> str:
+    """A browser message with access tokens in URLs (the WebSocket's ``?token=``) blanked: no token in logs."""
+    return _TOKEN_IN_URL.sub(r"\1[redacted]", text)
+
+
 async def test_two_people_in_a_live_room_chat_and_hear_the_same_moment(web_url, browser, tmp_path_factory):
     title = f"Room song {uuid.uuid4().hex[:6]}"
     await asyncio.to_thread(upload_ready_track, web_url, song_file(tmp_path_factory, 40.0, seed=12), title)
     host_ctx, guest_ctx = await browser.new_context(), await browser.new_context()
     host, guest = await host_ctx.new_page(), await guest_ctx.new_page()
     for who, page in (("host", host), ("guest", guest)):
-        page.on("console", lambda msg, who=who: print(who, msg.type, msg.text))
+        page.on("console", lambda msg, who=who: print(who, msg.type, _redacted(msg.text)))
     await sign_up(host, web_url, name="Hosting Hannah")
     await sign_up(guest, web_url, name="Guest Gustav")
 
