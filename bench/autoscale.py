@@ -12,7 +12,8 @@ nothing else: its docstring says why) as a process group of its own, printing ev
 replicas by state once a second from ``serve.status()``.
 
 The autoscaling settings are the platform's (``verseflow/scaling.py``: targets and limits as measured)
-except the delays, which the run shortens through the same settings so that it ends in minutes:
+except the delays, which the run shortens through the same settings so that it ends in minutes, and the
+replica cap, at most the machine's cores:
 ``SHORT_DELAYS`` (or ``SMOKE_DELAYS``), unless the environment sets them (``VERSEFLOW_API_SCALING__*``,
 ``VERSEFLOW_GATEWAY_SCALING__*``). The report prints what was used.
 
@@ -66,9 +67,11 @@ from verseflow.settings import Settings
 
 RESULTS = ROOT / "bench" / "results"
 DEPLOYMENTS = ("api", "gateway")
-#: Delays the full run uses instead of the production ones (minutes): the targets stay as measured.
+#: Delays the full run uses instead of the production ones (minutes): the targets stay as measured. And no
+#: more replicas of a deployment than this machine has cores: on one machine a replica beyond them adds a
+#: process, not capacity, and its start starves the replicas serving (bench/README.md, Autoscaling).
 SHORT_DELAYS = {"UPSCALE_DELAY_S": "5", "DOWNSCALE_DELAY_S": "20", "METRICS_INTERVAL_S": "1",
-                "LOOK_BACK_PERIOD_S": "5"}
+                "LOOK_BACK_PERIOD_S": "5", "MAX_REPLICAS": str(os.cpu_count() or 1)}
 SMOKE_DELAYS = {"UPSCALE_DELAY_S": "1", "DOWNSCALE_DELAY_S": "3", "METRICS_INTERVAL_S": "0.5",
                 "LOOK_BACK_PERIOD_S": "2", "MAX_REPLICAS": "2"}
 UPLOAD_BYTES = 400_000  # a 2 s tone: the upload path's work without minutes of transcoding input
