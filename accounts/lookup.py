@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from verseflow.db import like_literal
+
 
 @dataclass(frozen=True, slots=True)
 class UserRef:
@@ -20,14 +22,9 @@ class UserRef:
     display_name: str
 
 
-def like_prefix(text: str) -> str:
-    """``text`` with LIKE's wildcards and escape character taken literally (a search for "50%" is not a pattern)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def find_users(pool: asyncpg.Pool, prefix: str, *, limit: int) -> list[UserRef]:
     """Active users whose display name, or a word in it, starts with ``prefix`` (best first, at most ``limit``)."""
-    folded = like_prefix(" ".join(prefix.lower().split()))
+    folded = like_literal(" ".join(prefix.lower().split()))
     rows = await pool.fetch(
         """SELECT id, display_name FROM users
             WHERE status = 'active'

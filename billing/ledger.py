@@ -39,6 +39,7 @@ from typing import Any
 
 import asyncpg
 
+from verseflow.db import like_literal
 from verseflow.errors import InvalidInput
 from verseflow.events import outbox
 
@@ -251,7 +252,7 @@ async def trial_balance(conn: asyncpg.Connection) -> dict[str, int]:
 async def entries_for(conn: asyncpg.Connection, source_prefix: str) -> list[asyncpg.Record]:
     """Entries whose source starts with ``source_prefix``: where an amount came from."""
     return await conn.fetch("SELECT * FROM ledger_entries WHERE source_key LIKE $1 || '%' ORDER BY occurred_at",
-                            source_prefix.replace("%", r"\%").replace("_", r"\_"))
+                            like_literal(source_prefix))
 
 
 # --------------------------------------------------------------------------- reports

@@ -154,14 +154,26 @@ def _with_silent_money(direct: np.ndarray, silent: float, per_track: np.ndarray)
     return direct + silent * per_track / per_track.sum()
 
 
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
+
+
+def _paying(contributions: Mapping[str, int] | None, pool: int) -> dict[str, int]:
+    """User-centric: each subscriber's positive contribution; together they must make the pool."""
+    money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
+    if sum(money.values()) != pool:
+        raise InvalidInput("user-centric contributions must add up to the pool")
+    return money
+
+
 def compute(model: str, pool: int, streams: Iterable[Streams] | StreamTable,
             contributions: Mapping[str, int] | None = None) -> list[Line]:
     """Statement lines (per track) for one month under ``model``; amounts sum to ``pool``.
 
     ``contributions`` (user-centric only) is what each subscriber paid into the pool, in minor units.
     """
-    if model not in MODELS:
-        raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
+    _check_model(model)
     table = streams if isinstance(streams, StreamTable) else StreamTable.from_streams(streams)
     if not len(table) or pool == 0:
         return []
@@ -181,9 +193,7 @@ def compute(model: str, pool: int, streams: Iterable[Streams] | StreamTable,
         weights = np.bincount(table.track, weights=table.counts * cap * boost, minlength=n_tracks)
         return _lines(pool, weights, table.tracks, table.artists, per_track)
     # user_centric
-    money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
-    if sum(money.values()) != pool:
-        raise InvalidInput("user-centric contributions must add up to the pool")
+    money = _paying(contributions, pool)
     paid = np.array([money.get(u, 0) for u in table.users], dtype=np.float64)
     weights = np.bincount(table.track, weights=paid[table.user] * table.counts / per_user[table.user],
                           minlength=n_tracks)
@@ -200,8 +210,7 @@ async def compute_in_database(conn: asyncpg.Connection, model: str, pool: int, m
     (``royalty_aggregates``): per-track and per-listener totals cross the wire, not a row per (listener,
     track) pair, so the run grows with the month's rows only inside the database's parallel scans.
     ``listener_totals`` (user-centric): each listener's streams, when the caller has read them already."""
-    if model not in MODELS:
-        raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
+    _check_model(model)
     day = as_date(month)
     tracks = await aggregates.track_totals(conn, day, timeout_s=timeout_s)
     if not tracks.tracks or pool == 0:
@@ -211,9 +220,7 @@ async def compute_in_database(conn: asyncpg.Connection, model: str, pool: int, m
     elif model == "artist_centric":
         weights = await _artist_centric_weights(conn, day, tracks, timeout_s=timeout_s)
     else:
-        money = {u: int(v) for u, v in (contributions or {}).items() if v > 0}
-        if sum(money.values()) != pool:
-            raise InvalidInput("user-centric contributions must add up to the pool")
+        money = _paying(contributions, pool)
         totals = listener_totals if listener_totals is not None else \
             await aggregates.user_totals(conn, day, timeout_s=timeout_s)
         direct = await aggregates.paid_weights(conn, day, money, totals, tracks, timeout_s=timeout_s)
@@ -361,8 +368,7 @@ async def run_month(pool: asyncpg.Pool, *, month: str, model: str, currency: str
 
     The run, its lines and (for the operator's model) the ledger entry owing each artist commit together.
     """
-    if model not in MODELS:
-        raise InvalidInput(f"model must be one of {', '.join(MODELS)}")
+    _check_model(model)
     start, end = month_bounds(month)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('royalties:' || $1 || $2 || $3))",

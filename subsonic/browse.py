@@ -18,6 +18,7 @@ from accounts.model import Principal
 from billing.entitlements import media_entitlement
 from subsonic import ids
 from subsonic.protocol import NOT_FOUND, SubsonicError
+from verseflow.db import like_literal
 
 SINGLES_TITLE = "Singles"
 MUSIC_FOLDER_ID = 1
@@ -271,4 +272,4 @@ async def directory(pool: asyncpg.Pool, who: Principal, item: ids.ItemId) -> dic
 
 def like(text: str) -> str:
     """A substring ILIKE pattern with the wildcards of ``text`` escaped."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return "%" + like_literal(text) + "%"

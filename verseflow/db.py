@@ -58,6 +58,12 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
+def like_literal(text: str) -> str:
+    """``text`` with LIKE's wildcards and escape character taken literally (a search for "50%" is not a
+    pattern); the caller adds its own ``%``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 async def update_row(conn: asyncpg.Connection, table: str, row_id: object, changes: dict[str, Any]) -> asyncpg.Record:
     """``UPDATE table SET ... WHERE id = row_id RETURNING *``.
 
