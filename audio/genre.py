@@ -144,6 +144,16 @@ def analysis_windows(mono: np.ndarray, rate: int) -> list[np.ndarray]:
     return [mono[start : start + length] for start in starts]
 
 
+def audible_windows(samples: np.ndarray, rate: int) -> list[np.ndarray]:
+    """The track's analysis windows that are not silent; none for less than ``MIN_SECONDS`` of audio.
+
+    Shared with ``audio/timbre.py``, so that both embeddings describe the same stretches of a track."""
+    mono = _mono(samples)
+    if len(mono) < MIN_SECONDS * rate:
+        return []
+    return [w for w in analysis_windows(mono, rate) if _rms_dbfs(w) > SILENCE_DBFS]
+
+
 def _rms_dbfs(x: np.ndarray) -> float:
     power = float(np.mean(np.square(x))) if x.size else 0.0
     return 10.0 * math.log10(power) if power > 0.0 else -math.inf
@@ -287,10 +297,7 @@ def classify(mono: np.ndarray, rate: int, model: GenreModel | None = None) -> Ge
     if rate <= 0:
         raise ValueError("rate must be positive")
     model = model or default_model()
-    samples = _mono(mono)
-    if len(samples) < MIN_SECONDS * rate:
-        return _unknown(model)
-    windows = [w for w in analysis_windows(samples, rate) if _rms_dbfs(w) > SILENCE_DBFS]
+    windows = audible_windows(mono, rate)
     if not windows:
         return _unknown(model)
     features = np.array([window_features(window, rate) for window in windows])

@@ -62,7 +62,8 @@ async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_
     reports = _Reports(lambda stage, fraction: _progress(pool, notify, uploader, track_id, stage, fraction))
     try:
         outputs = await asyncio.to_thread(process, store.local_path(start["source_key"]), staging,
-                                          max_duration_s=settings.track_max_duration_s, progress=reports.put)
+                                          max_duration_s=settings.track_max_duration_s, progress=reports.put,
+                                          torch_threads=settings.transcode_torch_threads)
     except AudioRejected as exc:
         await reports.settle()
         shutil.rmtree(staging, ignore_errors=True)

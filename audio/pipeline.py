@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from audio import fingerprint, genre, key, loudness, metrics, tempo, waveform
+from audio import fingerprint, genre, key, loudness, metrics, tempo, timbre, waveform
 from audio.decode import DecodedAudio, decode
 from audio.dsp import resample
 from audio.ladder import AAC_RUNGS, MP3_RUNGS, Ladder, encode_adaptive, encode_mp3
@@ -52,15 +52,18 @@ class Outputs:
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds of its own work
 
 
-def process(source: Path, folder: Path, *, max_duration_s: float, progress: Progress | None = None) -> Outputs:
-    """Run every stage on ``source`` and write the outputs into ``folder`` (created)."""
+def process(source: Path, folder: Path, *, max_duration_s: float, progress: Progress | None = None,
+            torch_threads: int = 1) -> Outputs:
+    """Run every stage on ``source`` and write the outputs into ``folder`` (created).
+
+    ``torch_threads``: torch's intra-op threads for the timbre features (``transcode_torch_threads``)."""
     tracker = _Tracker(progress)
     folder.mkdir(parents=True, exist_ok=True)
     with tracker.stage("decode"):
         audio = decode(source, max_duration_s=max_duration_s)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline") as lanes:
         ladder_lane = lanes.submit(_ladder_lane, audio, folder, tracker)
-        other_lane = lanes.submit(_analysis_lane, audio, folder, tracker)
+        other_lane = lanes.submit(_analysis_lane, audio, folder, tracker, torch_threads)
         ladder = ladder_lane.result()
         analysis, constellation, files = other_lane.result()
     files |= {"hls": ladder.master, "dash": ladder.mpd}
@@ -70,13 +73,14 @@ def process(source: Path, folder: Path, *, max_duration_s: float, progress: Prog
                    timings=dict(tracker.timings))
 
 
-def analyse(audio: DecodedAudio) -> dict[str, Any]:
-    """Duration, loudness (BS.1770-4 / R128), tempo, key and genre of decoded audio, JSON-ready."""
+def analyse(audio: DecodedAudio, *, torch_threads: int = 1) -> dict[str, Any]:
+    """Duration, loudness (BS.1770-4 / R128), tempo, key, genre and timbre of decoded audio, JSON-ready."""
     measured = loudness.measure(audio.samples, audio.rate)
     mono = _downsampled_mono(audio)
     beat = tempo.estimate_tempo(mono, ANALYSIS_RATE)
     tonality = key.estimate_key(mono, ANALYSIS_RATE)
     style = genre.classify(mono, ANALYSIS_RATE)
+    colour = timbre.compute(mono, ANALYSIS_RATE, threads=torch_threads)
     return {
         "duration_s": round(audio.duration_s, 3),
         "sample_rate": audio.rate,
@@ -96,7 +100,15 @@ def analyse(audio: DecodedAudio) -> dict[str, Any]:
                   "scores": {k: round(v, 4) for k, v in style.scores.items()}},
         # timbre and rhythm features of the genre model's windows, averaged: the recommender's audio embedding
         "embedding": {"model": style.model, "values": [round(v, 3) for v in style.embedding]},
+        # MFCC and chroma over the same windows (audio/timbre.py): the content model's timbre and harmony
+        "timbre": colour.to_json(),
     }
+
+
+def timbre_of(audio: DecodedAudio, *, torch_threads: int = 1) -> dict[str, Any]:
+    """The stored ``timbre`` field alone, as :func:`analyse` computes it: for tracks analysed before it
+    existed (``audio.service.add_missing_timbre``)."""
+    return timbre.compute(_downsampled_mono(audio), ANALYSIS_RATE, threads=torch_threads).to_json()
 
 
 def _ladder_lane(audio: DecodedAudio, folder: Path, tracker: _Tracker) -> Ladder:
@@ -104,11 +116,11 @@ def _ladder_lane(audio: DecodedAudio, folder: Path, tracker: _Tracker) -> Ladder
         return encode_adaptive(audio, folder, AAC_RUNGS)
 
 
-def _analysis_lane(audio: DecodedAudio, folder: Path,
-                   tracker: _Tracker) -> tuple[dict[str, Any], fingerprint.Fingerprint, dict[str, str]]:
+def _analysis_lane(audio: DecodedAudio, folder: Path, tracker: _Tracker,
+                   torch_threads: int) -> tuple[dict[str, Any], fingerprint.Fingerprint, dict[str, str]]:
     files: dict[str, str] = {}
     with tracker.stage("analysis"):
-        analysis = analyse(audio)
+        analysis = analyse(audio, torch_threads=torch_threads)
     with tracker.stage("fingerprint"):
         constellation = fingerprint.extract(audio.samples, audio.rate)
     with tracker.stage("waveform"):

@@ -52,6 +52,26 @@ async def unfingerprinted(pool: asyncpg.Pool) -> list[tuple[uuid.UUID, str]]:
     return [(r["id"], r["source_key"]) for r in rows]
 
 
+async def without_timbre(pool: asyncpg.Pool, model: str, limit: int,
+                         exclude: list[uuid.UUID] | None = None) -> list[tuple[uuid.UUID, str]]:
+    """(track id, source key) of up to ``limit`` published, analysed tracks, not in ``exclude``, whose
+    analysis has no ``timbre`` of ``model``, oldest first."""
+    rows = await pool.fetch(
+        """SELECT id, source_key FROM tracks
+           WHERE status = 'ready' AND source_key IS NOT NULL AND analysis ? 'embedding'
+             AND (analysis->'timbre'->>'model') IS DISTINCT FROM $1 AND NOT (id = ANY($3::uuid[]))
+           ORDER BY published_at, id LIMIT $2""", model, limit, exclude or [])
+    return [(r["id"], r["source_key"]) for r in rows]
+
+
+async def put_timbre(conn: asyncpg.Connection, track_id: uuid.UUID, timbre: dict[str, Any]) -> bool:
+    """Add (or replace) the ``timbre`` field of a published track's analysis; False if it is not published."""
+    row = await conn.fetchrow(
+        """UPDATE tracks SET analysis = jsonb_set(analysis, '{timbre}', $2::jsonb), updated_at = now()
+           WHERE id = $1 AND status = 'ready' AND analysis IS NOT NULL RETURNING id""", track_id, timbre)
+    return row is not None
+
+
 async def published_landmarks(pool: asyncpg.Pool, track_ids: list[uuid.UUID]) -> list[tuple[str, Landmarks]]:
     """The landmarks of those of ``track_ids`` that are published, in one query."""
     rows = await pool.fetch(

@@ -20,11 +20,11 @@ from typing import Any
 import asyncpg
 
 from accounts.model import Principal
-from audio import decode, fingerprint, metrics, repository
+from audio import decode, fingerprint, metrics, repository, timbre
 from audio.decode import AudioInfo
 from audio.delivery import MediaIndex
 from audio.landmark_index import Catalogue
-from audio.pipeline import Outputs
+from audio.pipeline import Outputs, timbre_of
 from billing.entitlements import FREE, media_entitlement
 from billing.subscriptions import plan_of
 from catalog.artists import require_artist_owner
@@ -220,6 +220,37 @@ async def index_unfingerprinted(pool: asyncpg.Pool, store: ObjectStore, catalogu
         await catalogue.add(str(track_id), landmarks)
         done += 1
     return done
+
+
+async def add_missing_timbre(pool: asyncpg.Pool, store: ObjectStore, *, max_duration_s: float, torch_threads: int,
+                             batch: int = 100, limit: int | None = None) -> tuple[int, int]:
+    """Measure the timbre (``audio/timbre.py``) of published tracks analysed before it existed, from
+    their stored sources, and add it to their analyses; returns (tracks measured, tracks skipped).
+
+    Until then ``ml.content.timbre_block`` reads such a track as "not measured"; the next training of the
+    recommendation model sees the new values. A track whose source is gone or no longer decodes is
+    skipped (and stays "not measured"). Idempotent: a track that has the field is not selected again, so
+    the command can be stopped and re-run, and ``limit`` spreads the work over several runs."""
+    done, skipped = 0, []
+    while limit is None or done + len(skipped) < limit:
+        size = batch if limit is None else min(batch, limit - done - len(skipped))
+        rows = await repository.without_timbre(pool, timbre.MODEL, size, exclude=skipped)
+        if not rows:
+            break
+        for track_id, key in rows:
+            try:
+                measured = await asyncio.to_thread(_timbre_of_source, store.local_path(key), max_duration_s,
+                                                   torch_threads)
+            except (NotFound, decode.AudioRejected):
+                skipped.append(track_id)
+                continue
+            async with pool.acquire() as conn:
+                done += await repository.put_timbre(conn, track_id, measured)
+    return done, len(skipped)
+
+
+def _timbre_of_source(path: Path, max_duration_s: float, torch_threads: int) -> dict[str, Any]:
+    return timbre_of(decode.decode(path, max_duration_s=max_duration_s), torch_threads=torch_threads)
 
 
 def _fingerprint_source(path: Path, max_duration_s: float) -> fingerprint.Fingerprint:

@@ -19,11 +19,19 @@ Run: ``make bench-audio`` (or ``.venv/bin/python -m bench.audio_bench [--seconds
 3. **Tempo and key** over ``corpus(--tracks)`` (seed 0) and ``corpus(3 × --tracks)`` (seed 100), both
    never used for tuning: accuracy 1 (±4 %), accuracy 2 (also ×2, ×½, ×3, ×⅓), MIREX-weighted key score;
    Essentia's estimators side by side when the ``bench`` extra is installed.
+4. **Timbre** (``audio/timbre.py``, torchaudio): what the features add to a job. (a) The import in a
+   fresh process, as each ``TranscodeJob`` actor pays it once per upload: wall and CPU seconds and peak
+   memory of ``import audio.pipeline`` (what a job imports anyway), then ``import torch``, then
+   ``torchaudio.functional``, then the first and second ``timbre.compute`` (``--probes`` processes, the
+   median). (b) CPU and wall seconds of ``timbre.compute`` per track against the rest of ``analyse``
+   (loudness, tempo, key, genre) on rendered songs of 30 s, 3 min and 10 min, with 1 and 2 torch threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,12 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from audio import fingerprint
-from audio.decode import decode
+from audio import fingerprint, timbre
+from audio.decode import AudioInfo, DecodedAudio, decode
+from audio.dsp import resample
 from audio.evaluation import evaluate_tempo_key
 from audio.ladder import encode_mp3
 from audio.landmark_index import CatalogueIndex
-from audio.pipeline import process
+from audio.pipeline import analyse, process
 from audio.synthetic import SongSpec, corpus, render, write_audio
 from bench.harness import say
 
@@ -53,12 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=180.0, help="length of the pipeline benchmark's song")
     parser.add_argument("--tracks", type=int, default=30, help="songs for identification, tempo and key")
     parser.add_argument("--repeat", type=int, default=2, help="pipeline/ffmpeg runs (the best of each is kept)")
-    parser.add_argument("--only", choices=("pipeline", "identification", "tempo-key"), help="run one part")
+    parser.add_argument("--only", choices=("pipeline", "identification", "tempo-key", "timbre"), help="run one part")
+    parser.add_argument("--probes", type=int, default=5, help="fresh processes measuring the torch import")
     parser.add_argument("--smoke", action="store_true",
                         help="every part at tiny sizes (a 20 s song, 3 tracks, one run): proves it runs (make test)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.seconds, args.tracks, args.repeat = 20.0, 3, 1
+        args.seconds, args.tracks, args.repeat, args.probes = 20.0, 3, 1, 1
     if shutil.which("ffmpeg") is None:
         sys.exit("ffmpeg not found: run `make system-deps` (Debian's ffmpeg is the baseline)")
     with tempfile.TemporaryDirectory(prefix="vf-bench-audio-") as scratch:
@@ -68,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
             identification(args.tracks)
         if args.only in (None, "tempo-key"):
             tempo_and_key(args.tracks)
+        if args.only in (None, "timbre"):
+            timbre_cost(args.probes, (20.0,) if args.smoke else (30.0, 180.0, 600.0))
 
 
 # --- 1. pipeline vs ffmpeg ------------------------------------------------------------------------
@@ -223,6 +235,76 @@ def tempo_and_key(tracks: int) -> None:
             ours, theirs = report["ours"], report["essentia"]
             print(f"ours / Essentia: acc1 {ours['acc1'] / max(theirs['acc1'], 1e-9):.2f}x, "
                   f"key MIREX {ours['key_mirex'] / max(theirs['key_mirex'], 1e-9):.2f}x")
+
+
+# --- 4. timbre: what the torchaudio features cost a job -------------------------------------------
+
+#: Run in a fresh interpreter, as a new TranscodeJob actor process starts: cumulative wall and CPU seconds
+#: and peak RSS after each step.
+IMPORT_PROBE = """
+import json, resource, time
+start = time.perf_counter()
+def mark(marks, name):
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    marks.append([name, time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024])
+marks = []
+mark(marks, "interpreter")
+import audio.pipeline, audio.jobs
+mark(marks, "import audio.pipeline (the job's own)")
+import torch
+mark(marks, "import torch")
+import torchaudio.functional
+mark(marks, "import torchaudio.functional")
+import numpy as np
+from audio import timbre
+signal = np.random.default_rng(0).normal(scale=0.1, size=30 * timbre.RATE).astype(np.float32)
+timbre.compute(signal, threads=1)
+mark(marks, "first timbre.compute (30 s)")
+timbre.compute(signal, threads=1)
+mark(marks, "second timbre.compute (30 s)")
+print(json.dumps(marks))
+"""
+
+
+def timbre_cost(probes: int, lengths: tuple[float, ...]) -> None:
+    say(f"timbre: the torch import in {probes} fresh processes")
+    runs = []
+    for _ in range(probes):
+        out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent.parent, env=os.environ | {"PYTHONPATH": "."})
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"\n== Timbre: a fresh process's imports and first calls, median of {probes} "
+          "(each step's own seconds; RSS after it) ==")
+    print(f"{'step':<40}{'wall s':>9}{'CPU s':>9}{'RSS MB':>9}")
+    for i, (name, *_) in enumerate(runs[0]):
+        own = [[row[i][k] - (row[i - 1][k] if i and k < 3 else 0) for k in (1, 2, 3)] for row in runs]
+        wall, cpu, rss = (float(np.median([o[k] for o in own])) for k in range(3))
+        print(f"{name:<40}{wall:>9.3f}{cpu:>9.3f}{rss:>9.0f}")
+
+    print("\n== Timbre: per analysed track (CPU = process CPU seconds, all threads; best of 3) ==")
+    print(f"{'song':>8}{'rest of analyse CPU':>21}{'timbre CPU, 1 thread':>22}{'wall':>8}"
+          f"{'timbre CPU, 2 threads':>23}{'wall':>8}{'added':>8}")
+    for seconds in lengths:
+        samples = render(SongSpec(seed=77, bpm=118, tonic="A", mode="minor", seconds=seconds), RATE)
+        info = AudioInfo(container="synthetic", codec="pcm", rate=RATE, channels=2, duration_s=seconds, bit_rate=None)
+        audio = DecodedAudio(samples=samples, rate=RATE, info=info)
+        whole = _best(lambda a=audio: analyse(a, torch_threads=1))
+        mono = resample(audio.mono(), RATE, timbre.RATE).astype(np.float32)
+        one = _best(lambda m=mono: timbre.compute(m, timbre.RATE, threads=1))
+        two = _best(lambda m=mono: timbre.compute(m, timbre.RATE, threads=2))
+        rest = whole[1] - one[1]
+        print(f"{seconds:>7.0f}s{rest:>21.3f}{one[1]:>22.3f}{one[0]:>8.3f}{two[1]:>23.3f}{two[0]:>8.3f}"
+              f"{one[1] / rest:>7.0%}")
+
+
+def _best(work, repeat: int = 3) -> tuple[float, float]:
+    """(wall, process CPU) seconds of the fastest of ``repeat`` runs of ``work``."""
+    runs = []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        work()
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return min(runs)
 
 
 if __name__ == "__main__":

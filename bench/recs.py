@@ -47,6 +47,7 @@ from implicit.als import AlternatingLeastSquares
 from implicit.evaluation import ndcg_at_k, precision_at_k, train_test_split
 from threadpoolctl import threadpool_limits
 
+from audio import timbre
 from bench.recs_http import serving_through_serve
 from ml import collaborative, content, ease, item_index, sound_catalogue, training
 from verseflow.settings import Settings
@@ -219,13 +220,15 @@ def cold_start(per_style: int, users: int, per_user: int, *, styles: tuple[str, 
     value = settings.rec_alpha * settings.rec_complete_weight
     coo = plays.tocoo()
     entries = [(str(u), str(i), value) for u, i in zip(coo.row, coo.col, strict=True) if i not in held]
-    sounds = {str(i): content.content_vector(a) for i, a in enumerate(catalogue.analyses)}
-    model = collaborative.train(entries, settings, version=0, content=sounds)
-    assert model.content_map is not None and all(model.is_cold(model.track_index[str(i)]) for i in cold)
-    cold_vectors = model.item_factors[[model.track_index[str(i)] for i in cold]]
+    models = {}
+    for name, analyses in timbre_variants(catalogue.analyses).items():
+        sounds = {str(i): content.content_vector(a) for i, a in enumerate(analyses)}
+        model = collaborative.train(entries, settings, version=0, content=sounds)
+        assert model.content_map is not None and all(model.is_cold(model.track_index[str(i)]) for i in cold)
+        models[name] = (model, model.item_factors[[model.track_index[str(i)] for i in cold]])
     labels = [a["genre"]["label"] for a in catalogue.analyses]
     cut = min(K, max(1, len(cold) // 4))   # K, unless the held-out set is so small that any K-list is all of it
-    recalls: dict[str, list[float]] = {"random": [], "popularity": [], "genre match": [], "VerseFlow content": []}
+    recalls: dict[str, list[float]] = {"random": [], "popularity": [], "genre match": []} | {n: [] for n in models}
     for user in range(plays.shape[0]):
         row = plays.indices[plays.indptr[user]:plays.indptr[user + 1]]
         relevant = {int(i) for i in row if i in held}
@@ -244,8 +247,9 @@ def cold_start(per_style: int, users: int, per_user: int, *, styles: tuple[str, 
         for i in warm:
             share[labels[i]] = share.get(labels[i], 0) + 1
         recalls["genre match"].append(recall(np.array([share.get(labels[i], 0) for i in cold]) + 0.01 * tie_break))
-        vector = model.fold_in(model.user_row((str(i), value) for i in warm))
-        recalls["VerseFlow content"].append(recall(cold_vectors @ vector))
+        for name, (model, cold_vectors) in models.items():
+            vector = model.fold_in(model.user_row((str(i), value) for i in warm))
+            recalls[name].append(recall(cold_vectors @ vector))
     results = {name: float(np.mean(values)) for name, values in recalls.items()}
     print(f"== cold start: {items} rendered tracks of {len(catalogue.styles)} styles ({rendered:.0f} s to render "
           f"and analyse), {users} simulated listeners, {len(cold)} tracks held out of training, "
@@ -257,6 +261,35 @@ def cold_start(per_style: int, users: int, per_user: int, *, styles: tuple[str, 
     print(f"target (content >= 3x popularity on held-out tracks): {'met' if ratio >= 3 else 'NOT met'} ({ratio:.2f}x); "
           f"against genre match: {results['VerseFlow content'] / max(results['genre match'], 1e-9):.2f}x")
     return results
+
+
+def timbre_variants(analyses: list[dict]) -> dict[str, list[dict]]:
+    """The stored analyses as served ("VerseFlow content"), and as they would be without parts of the
+    timbre features (``audio/timbre.py``): none at all (tracks analysed before ``timbre-v1``), half the
+    tracks without (the fallback ``ml.content.timbre_block`` reads), MFCC only, chroma only, and chroma
+    rolled to the stored key's tonic. A blanked part is constant over the catalogue, so the content model
+    cannot use it."""
+    def without(analysis: dict, keep: slice | None = None) -> dict:
+        if keep is None:
+            return {k: v for k, v in analysis.items() if k != "timbre"}
+        values = [v if keep.start <= i < keep.stop else 0.0 for i, v in enumerate(analysis["timbre"]["values"])]
+        return analysis | {"timbre": analysis["timbre"] | {"values": values}}
+
+    def key_relative(analysis: dict) -> dict:
+        """Chroma rolled so that the stored key's tonic is first: harmony without the key itself."""
+        tonic = timbre.PITCH_CLASSES.index(analysis["key"]["tonic"]) if analysis["key"]["tonic"] else 0
+        values = list(analysis["timbre"]["values"])
+        for part in (timbre.CHROMA_MEAN, timbre.CHROMA_STD):
+            values[part] = list(np.roll(values[part], -tonic))
+        return analysis | {"timbre": analysis["timbre"] | {"values": values}}
+
+    mfcc, chroma = slice(0, 2 * timbre.N_MFCC), slice(2 * timbre.N_MFCC, timbre.DIMENSIONS)
+    return {"VerseFlow content": analyses,
+            "content without timbre (as before timbre-v1)": [without(a) for a in analyses],
+            "content, every other track without timbre": [without(a) if i % 2 else a for i, a in enumerate(analyses)],
+            "content, timbre: MFCC only": [without(a, mfcc) for a in analyses],
+            "content, timbre: chroma only": [without(a, chroma) for a in analyses],
+            "content, chroma relative to the key": [key_relative(a) for a in analyses]}
 
 
 def _random_model(items: int, factors: int, users: int = 1000) -> collaborative.Model:

@@ -29,13 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from audio import timbre
+
 #: Circle-of-fifths position of each tonic as ``audio.key`` spells it (sharps), so related keys sit close.
 _FIFTHS = {name: (pc * 7) % 12 for pc, name in enumerate(("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A",
                                                            "A#", "B"))}
 
 
 def content_vector(analysis: Mapping[str, Any] | None) -> np.ndarray | None:
-    """The content features of one track's stored analysis; None when it has no audio embedding."""
+    """The content features of one track's stored analysis; None when it has no audio embedding.
+
+    Last comes :func:`timbre_block` (``audio/timbre.py``'s MFCC and chroma, and whether they were measured),
+    of the same length for tracks analysed before the timbre features existed."""
     if not analysis:
         return None
     embedding = (analysis.get("embedding") or {}).get("values") or []
@@ -55,7 +60,27 @@ def content_vector(analysis: Mapping[str, Any] | None) -> np.ndarray | None:
         tonal = [0.0, 0.0, 0.0]
     lufs = (analysis.get("loudness") or {}).get("integrated_lufs")
     loud = [(float(lufs) + 14.0) / 10.0 if lufs is not None else 0.0]
-    return np.asarray(list(embedding) + genre + tempo + tonal + loud, dtype=np.float32)
+    return np.asarray(list(embedding) + genre + tempo + tonal + loud + timbre_block(analysis), dtype=np.float32)
+
+
+#: Length of :func:`timbre_block`: the timbre values and the flag saying whether they were measured.
+TIMBRE_BLOCK = timbre.DIMENSIONS + 1
+
+
+def timbre_block(analysis: Mapping[str, Any]) -> list[float]:
+    """The stored timbre values and 1.0; zeros and 0.0 when there are none of the current model.
+
+    Why a flag and not a shorter vector: ``_with_content`` (``ml/collaborative.py``) fits one content model
+    on vectors of one length and drops the rest, so tracks analysed before ``timbre-v1`` would vanish from
+    it. With the same length for all, old and new tracks share the model, which learns from the flag what
+    a missing block means (for a linear map, zeros plus a flag is mean imputation with its own offset).
+    Silence stores an empty ``timbre-v1`` vector and reads as missing too. ``verseflow audio timbre``
+    (``audio.service.add_missing_timbre``) measures the old tracks from their stored sources."""
+    stored = analysis.get("timbre") or {}
+    values = stored.get("values") or []
+    if stored.get("model") != timbre.MODEL or len(values) != timbre.DIMENSIONS:
+        return [0.0] * TIMBRE_BLOCK
+    return [float(v) for v in values] + [1.0]
 
 
 @dataclass

@@ -38,7 +38,8 @@ SMOKE_ORDER = ("realtime", "recs", "autoscale", "nodeloss", "fingerprint", "api"
 SMOKE_REPORTS: dict[str, list[str]] = {
     "api": ["open loop at", "closed loop", "target (p95"],
     "realtime": ["room100:", "room1000:", "hold:", "peak: room1000", "smoke run: every target measured every scenario"],
-    "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key"],
+    "audio_bench": ["== Pipeline on one", "== Identification:", "== Tempo and key", "== Timbre: a fresh",
+                    "== Timbre: per analysed"],
     "recs": ["| popularity |", "| ALS (implicit defaults) |", "| EASE (lambda 500) |", "| VerseFlow (served) |",
              "target (VerseFlow >= best of ALS and EASE on both)", "== cold start:", "| VerseFlow content |",
              "== serving:", "| 2 shards (", "target (p99 < 50 ms", "== serving through Serve:",

@@ -1,4 +1,4 @@
-"""The ``verseflow`` command: ``up``, ``migrate``, ``status``, ``admin``.
+"""The ``verseflow`` command: ``up``, ``migrate``, ``status``, ``admin``, ``recs``, ``audio`` and more.
 
 Subcommands stay thin: each calls into the launcher, the kernel or a domain use case. New
 capabilities (workers, imports, admin tasks) add a subcommand here. Commands that need the data
@@ -219,6 +219,48 @@ async def _request_version(settings: Settings) -> int:
         await pool.close()
 
 
+# --- verseflow audio timbre: the timbre of tracks analysed before it existed ---------------------
+
+
+def cmd_audio(args: argparse.Namespace) -> int:
+    """Add the timbre features to published tracks that lack them, in this process (niced like a job)."""
+    import os
+
+    try:
+        with running_services(get_settings(), redis=False, create=False) as settings:
+            os.nice(settings.transcode_niceness)
+            done, skipped = asyncio.run(run_timbre_backfill(settings, limit=args.limit))
+    except ServicesMissing as exc:
+        print(f"verseflow audio timbre: {exc}", file=sys.stderr)
+        return 1
+    print(f"timbre added to {done} tracks; {skipped} skipped (source missing or undecodable)")
+    return 0
+
+
+async def run_timbre_backfill(settings: Settings, *, limit: int | None = None) -> tuple[int, int]:
+    """``audio.service.add_missing_timbre`` against the configured database and object store."""
+    from audio import service
+    from verseflow.db import create_pool
+    from verseflow.storage import object_store
+
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        return await service.add_missing_timbre(pool, object_store(settings),
+                                                max_duration_s=settings.track_max_duration_s,
+                                                torch_threads=settings.transcode_torch_threads, limit=limit)
+    finally:
+        await pool.close()
+
+
+def _audio_parser(sub: argparse._SubParsersAction) -> None:
+    audio = sub.add_parser("audio", help="audio pipeline operations")
+    actions = audio.add_subparsers(dest="action", required=True)
+    backfill = actions.add_parser("timbre", help="measure the timbre features (MFCC, chroma) of published tracks "
+                                                 "analysed before they existed, from their stored sources")
+    backfill.add_argument("--limit", type=int, default=None, help="at most this many tracks in this run")
+    audio.set_defaults(func=cmd_audio)
+
+
 # --- verseflow royalties: the monthly run ---------------------------------------------------------
 
 
@@ -314,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     recs_actions.add_parser("train", help="train a new model version now (a Ray task) and wait for it")
     recs.set_defaults(func=cmd_recs)
     _royalties_parser(sub)
+    _audio_parser(sub)
     _dashboards_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
