@@ -299,6 +299,40 @@ def timbre_cost(probes: int, lengths: tuple[float, ...]) -> None:
               f"{one[1] / rest:>7.0%}")
 
 
+#: One job's pipeline in a fresh interpreter (a TranscodeJob is one): wall and CPU seconds of ``process``.
+JOB_PROBE = """
+import json, os, sys, tempfile, time
+from pathlib import Path
+from audio.pipeline import process
+from audio.synthetic import SongSpec, render, write_audio
+seconds = float(sys.argv[1])
+with tempfile.TemporaryDirectory() as scratch:
+    song = render(SongSpec(seed=2026, bpm=124, tonic="F", mode="minor", seconds=seconds), 44100)
+    source = write_audio(Path(scratch) / "song.flac", song, 44100)
+    wall, cpu = time.perf_counter(), os.times()
+    process(source, Path(scratch) / "out", max_duration_s=seconds + 60)
+    end = os.times()
+    print(json.dumps([time.perf_counter() - wall, end.user + end.system - cpu.user - cpu.system]))
+"""
+
+
+def jobs_before_after(base_tree: str, seconds: float = 30.0, runs: int = 3) -> None:
+    """A whole job's pipeline in fresh processes, alternating between ``base_tree`` (another checkout, e.g.
+    ``git archive b169dc1 | tar -x -C /tmp/base``) and this one: what the timbre features add per upload,
+    torch's import included."""
+    trees = {"base": Path(base_tree).resolve(), "this tree": Path(__file__).resolve().parent.parent}
+    measured: dict[str, list[list[float]]] = {name: [] for name in trees}
+    for _ in range(runs):
+        for name, tree in trees.items():
+            out = subprocess.run([sys.executable, "-c", JOB_PROBE, str(seconds)], capture_output=True, text=True,
+                                 check=True, cwd=tree, env=os.environ | {"PYTHONPATH": str(tree)})
+            measured[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"\n== One job's pipeline on a {seconds:.0f} s song in a fresh process, {runs} runs each, alternating ==")
+    for name, rows in measured.items():
+        walls, cpus = sorted(r[0] for r in rows), sorted(r[1] for r in rows)
+        print(f"{name:<10} wall s {', '.join(f'{w:.2f}' for w in walls)}   CPU s {', '.join(f'{c:.2f}' for c in cpus)}")
+
+
 def _best(work, repeat: int = 3) -> tuple[float, float]:
     """(wall, process CPU) seconds of the fastest of ``repeat`` runs of ``work``."""
     runs = []
