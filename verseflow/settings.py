@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     rec_iterations: int = Field(15, ge=1, le=200, description="ALS iterations")
     rec_regularization: float = Field(50.0, ge=0, description="ALS L2 regularization (chosen on validation splits "
                                                                 "of ML-100K and ml-latest-small: bench/README.md)")
+    rec_train_cpus: float = Field(1.0, gt=0, description="CPUs a training run reserves where nodes offer no batch "
+                                                        "slots (actors/rec_training.py)")
     rec_train_threads: int = Field(0, ge=0, description="threads of one ALS fit (0: every core of its node)")
     rec_seed: int = Field(42, description="random state of the ALS initialisation: a rerun on the same data "
                                           "gives the same model")
