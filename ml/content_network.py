@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ml.content import ContentMap
 from verseflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -127,8 +128,19 @@ def _torch_session(settings: Settings) -> Iterator[Any]:
         torch.set_num_threads(threads)
 
 
-def _network(torch: Any, features: int, factors: int, settings: Settings) -> torch.nn.Module:
+def _linear_path(inputs: np.ndarray, targets: np.ndarray, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """The ridge map's weights (``ml.content.ContentMap``, ``rec_content_regularization``) on ``inputs`` as
+    given: (features, factors) weights and (factors,) bias, its own standardisation folded in."""
+    ridge = ContentMap.fit(inputs, targets, settings.rec_content_regularization)
+    weights = ridge.weights[:-1] / ridge.scale[:, None]
+    return weights.astype(np.float32), (ridge.weights[-1] - (ridge.mean / ridge.scale) @ ridge.weights[:-1]
+                                        ).astype(np.float32)
+
+
+def _network(torch: Any, inputs: np.ndarray, targets: np.ndarray, settings: Settings) -> torch.nn.Module:
     nn = torch.nn
+    features, factors = inputs.shape[1], targets.shape[1]
+    linear_weights, linear_bias = _linear_path(inputs, targets, settings)
 
     class Network(nn.Module):
         def __init__(self) -> None:
@@ -139,8 +151,13 @@ def _network(torch: Any, features: int, factors: int, settings: Settings) -> tor
                 blocks += [nn.Linear(width_in, width_out), nn.ReLU()]
             self.hidden = nn.Sequential(*blocks)
             self.output = nn.Linear(widths[-1], factors)
-            self.skip = nn.Linear(features, factors, bias=False)
-            nn.init.zeros_(self.skip.weight)   # the linear path grows from nothing, as the ridge map's would
+            nn.init.zeros_(self.output.weight)   # epoch 0 is the ridge map exactly: the layers learn its residual
+            nn.init.zeros_(self.output.bias)
+            self.skip = nn.Linear(features, factors)
+            with torch.no_grad():
+                self.skip.weight.copy_(torch.from_numpy(linear_weights.T.copy()))
+                self.skip.bias.copy_(torch.from_numpy(linear_bias))
+            self.skip.requires_grad_(False)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.output(self.hidden(x)) + self.skip(x)
@@ -152,20 +169,22 @@ def _train(torch: Any, inputs: np.ndarray, targets: np.ndarray, settings: Settin
            validation: tuple[np.ndarray, np.ndarray] | None) -> tuple[torch.nn.Module, int]:
     """A network fitted for at most ``epochs``; with ``validation``, stopped early, and the best epoch."""
     torch.manual_seed(settings.rec_seed)
-    net = _network(torch, inputs.shape[1], targets.shape[1], settings)
-    decayed = [p for name, p in net.named_parameters() if name.endswith("weight")]
-    plain = [p for name, p in net.named_parameters() if not name.endswith("weight")]
+    net = _network(torch, inputs, targets, settings)
+    trained = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    decayed = [p for name, p in trained if name.endswith("weight")]
+    plain = [p for name, p in trained if not name.endswith("weight")]
     optimiser = torch.optim.AdamW([{"params": decayed, "weight_decay": settings.rec_content_weight_decay},
                                    {"params": plain, "weight_decay": 0.0}], lr=settings.rec_content_learning_rate)
     batches = torch.Generator().manual_seed(settings.rec_seed)
     x, y = torch.from_numpy(inputs), torch.from_numpy(targets)
     best_error, best_epoch = math.inf, epochs
-    for epoch in range(1, epochs + 1):
-        net.train()
-        for batch in torch.randperm(len(x), generator=batches).split(settings.rec_content_batch):
-            optimiser.zero_grad()
-            torch.nn.functional.mse_loss(net(x[batch]), y[batch]).backward()
-            optimiser.step()
+    for epoch in range(0 if validation else 1, epochs + 1):
+        if epoch:
+            net.train()
+            for batch in torch.randperm(len(x), generator=batches).split(settings.rec_content_batch):
+                optimiser.zero_grad()
+                torch.nn.functional.mse_loss(net(x[batch]), y[batch]).backward()
+                optimiser.step()
         if validation is None:
             continue
         with torch.no_grad():
@@ -187,5 +206,7 @@ def _exported(net: torch.nn.Module, target_scale: float) -> tuple[list[tuple[np.
         factor = target_scale if i == len(linear) - 1 else 1.0
         layers.append(((module.weight.detach().numpy().T * factor).astype(np.float32),
                        (module.bias.detach().numpy() * factor).astype(np.float32)))
+    weights, bias = layers[-1]
+    layers[-1] = (weights, (bias + net.skip.bias.detach().numpy() * target_scale).astype(np.float32))
     skip = (net.skip.weight.detach().numpy().T * target_scale).astype(np.float32)
     return layers, skip
