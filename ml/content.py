@@ -11,9 +11,10 @@ hear them*, and the home feed, similar tracks and radio can place it.
   one octave-insensitive pair), key (pitch class on the circle of fifths, mode) and loudness.
 - What is served is the small torch network of ``ml/content_network.py`` (``rec_content_model =
   network``), trained with each ALS run and stored as numpy arrays. :class:`ContentMap` here is ridge
-  regression (closed form, numpy) from standardised content vectors to item factors: the linear baseline
-  ``bench/recs.py`` compares the network with (``rec_content_model = ridge``), and how artefacts from
-  before the network still load. Both are a :class:`ContentModel`: ``predict`` and ``dimensions``, numpy.
+  regression (closed form, numpy) from standardised content vectors to item factors: the network's fixed
+  linear path, the baseline ``bench/recs.py`` compares the network with (``rec_content_model = ridge``),
+  and how artefacts from before the network still load. Both are a :class:`ContentModel`: ``predict``
+  and ``dimensions``, numpy.
 - :func:`blend`: an item's served vector is ``w·collaborative + (1−w)·content`` with
   ``w = n / (n + rec_blend_evidence)`` for ``n`` listeners with evidence on it, so scores (inner
   products, linear in the item vector) blend the same way; a track nobody played is content only.

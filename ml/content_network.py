@@ -9,15 +9,24 @@ linear map cannot multiply one feature by another. Following van den Oord, Diele
 to their (fixed) ALS item factors, with a squared error.
 
 Shape: standardised content vector → ``rec_content_layers`` hidden ReLU layers of ``rec_content_hidden``
-units → the factors, plus a linear path from the input straight to the output (so the network starts from
-what the ridge map can express and the hidden layers add the interactions). Training: AdamW
-(``rec_content_learning_rate``, decoupled weight decay ``rec_content_weight_decay`` on the weights, not the
-biases), minibatches of ``rec_content_batch``; the epoch count is chosen by early stopping on a seeded
-``rec_content_validation_share`` of the played tracks (``rec_content_patience`` epochs without a better
-held-out error, at most ``rec_content_max_epochs``), then the network is fitted again on every played
-track for that many epochs. Seeded by ``rec_seed`` (initial weights and batch order, inside a forked
-torch RNG so the caller's is untouched) with ``rec_content_threads`` torch threads set for the fit and
-restored after it: the same data and settings give the same weights.
+units → the factors, added to a fixed linear path: the ridge map (``ml.content.ContentMap``,
+``rec_content_regularization``) fitted in closed form on the same tracks. The output layer starts at
+zero, so epoch 0 *is* the ridge map and the hidden layers learn only its residual; early stopping may
+keep 0 epochs, and then the network is exactly as good as the linear map. Why: with the first version
+(the linear path learnt by the network too, from zero) early stopping halted it before it had even
+matched the ridge map on the validation catalogue (bench/README.md, Cold start). Training: AdamW
+(``rec_content_learning_rate``, decoupled weight decay ``rec_content_weight_decay`` on the hidden and
+output weights, not the biases), minibatches of ``rec_content_batch``; the epoch count is chosen by early
+stopping on a seeded ``rec_content_validation_share`` of the played tracks (``rec_content_patience``
+epochs without a better held-out error, at most ``rec_content_max_epochs``), then the network (and its
+ridge path) is fitted again on every played track for that many epochs. Seeded by ``rec_seed`` (initial
+weights and batch order, inside a forked torch RNG so the caller's is untouched) with
+``rec_content_threads`` torch threads set for the fit and restored after it: the same data and settings
+give the same weights.
+
+Measured (bench/README.md, Cold start, 108 played tracks): on one-style and on cross-genre tastes the
+network is level with the ridge map (early stopping kept 4–6 epochs); the hidden layers are there for
+catalogues where interactions between features generalise, which that small simulation did not show.
 
 Serving never needs torch: the weights leave training as plain numpy arrays, stored in the model artefact
 (``ml.collaborative.Model.to_bytes``), and :meth:`ContentNetwork.predict` is numpy. torch is imported
@@ -54,7 +63,7 @@ class ContentNetwork:
     mean: np.ndarray                            # (features,)
     scale: np.ndarray                           # (features,)
     layers: list[tuple[np.ndarray, np.ndarray]]  # (inputs, outputs) weights and (outputs,) biases, in order
-    skip: np.ndarray                            # (features, factors): the linear path
+    skip: np.ndarray                            # (features, factors): the linear (ridge) path
     epochs: int                                 # epochs of the final fit (chosen on held-out tracks)
 
     def predict(self, content: np.ndarray) -> np.ndarray:
