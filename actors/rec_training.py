@@ -1,7 +1,10 @@
 """Training the recommendation model as a Ray task: a thin adapter over ``ml.training.train_version``.
 
-One CPU, no retries (a failed run leaves its version ``failed``; the next request or schedule makes a
-new one). The task opens its own pool: it may run on any node of the cluster.
+It reserves what a transcoding job does (``actors.transcode.batch_reservation``: a batch slot where nodes
+offer them, else ``rec_train_cpus`` CPUs), so that on a 2-core ``make up``, whose Serve replicas hold
+most of Ray's CPUs, a run starts instead of waiting for a whole free CPU for ever. No retries (a failed
+run leaves its version ``failed``; the next request or schedule makes a new one). The task opens its
+own pool: it may run on any node of the cluster.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import ray
 from ray import ObjectRef
 
+from actors.transcode import batch_reservation
 from ml import training
 from verseflow import logs
 from verseflow.db import create_pool
@@ -27,7 +31,7 @@ async def _train(settings: Settings, version: int) -> dict[str, Any]:
         await pool.close()
 
 
-@ray.remote(num_cpus=1, max_retries=0)
+@ray.remote(max_retries=0)
 def train_task(settings: Settings, version: int) -> dict[str, Any]:
     logs.configure()
     return asyncio.run(_train(settings, version))
@@ -35,4 +39,4 @@ def train_task(settings: Settings, version: int) -> dict[str, Any]:
 
 def launch(settings: Settings, version: int) -> ObjectRef:
     """Start the run; the version row tells how it ends (the reference need not be kept)."""
-    return train_task.remote(settings, version)
+    return train_task.options(**batch_reservation(settings.rec_train_cpus)).remote(settings, version)

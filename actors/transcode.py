@@ -30,7 +30,9 @@ from verseflow.storage import object_store
 
 NAMESPACE = named.NAMESPACE
 NAME = "transcode-{}"
-SLOT = "transcode_slots"  # nodes advertise one per core (cluster/local.py, rayservice.yaml)
+#: Nodes advertise one per core (cluster/local.py, rayservice.yaml): a core's worth of batch work, taken by
+#: transcoding jobs and by recommendation training runs (actors/rec_training.py) alike.
+SLOT = "transcode_slots"
 
 log = logs.get_logger("actors.transcode")
 
@@ -74,19 +76,20 @@ def launch(settings: Settings, track_id: uuid.UUID) -> ray.actor.ActorHandle:
     """Start (or find) the job of one upload."""
     return TranscodeJob.options(
         name=NAME.format(track_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        max_restarts=settings.transcode_max_attempts, **_reservation(settings),
+        max_restarts=settings.transcode_max_attempts, **batch_reservation(settings.transcode_cpus),
     ).remote(settings, track_id)
 
 
-def _reservation(settings: Settings) -> dict[str, object]:
-    """A transcoding slot where nodes offer them, else ``transcode_cpus`` CPUs.
+def batch_reservation(cpus: float) -> dict[str, object]:
+    """A slot where nodes offer them, else ``cpus`` CPUs: what one core-bound batch job reserves.
 
     Slots (one per core) bound concurrency by cores without competing with the fractional CPUs that
-    Serve replicas reserve: on a 2-core laptop those leave no whole CPU free for a job.
+    Serve replicas reserve: on a 2-core laptop those leave no whole CPU free for a job (a job asking
+    for one would wait for ever).
     """
     if ray.cluster_resources().get(SLOT, 0) >= 1:
         return {"num_cpus": 0, "resources": {SLOT: 1}}
-    return {"num_cpus": settings.transcode_cpus}
+    return {"num_cpus": cpus}
 
 
 def job_for(track_id: uuid.UUID) -> ray.actor.ActorHandle | None:

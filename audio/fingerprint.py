@@ -452,15 +452,37 @@ def significant(found: Sequence[Match], *, min_matches: int, max_results: int = 
     must be ``background_ratio`` times the k-th largest pile of this query: the query's own chance
     level. Chance piles grow with the catalogue (more tracks, hence more piles to pick the largest
     from) and with the probes (every candidate speed is another chance), and they grow alike for every
-    track, so the k-th largest pile measures them where they are; a true pile stands far above it. The
-    k-th, not the second: a song held by the catalogue in k-1 copies still matches all of them.
+    track, so the k-th largest pile measures them where they are; a true pile stands far above it.
+    Piles that agree on where the clip starts and how fast it plays are counted once (:func:`_background`):
+    copies of one recording all align the clip there, chance piles fall anywhere, so a song uploaded
+    k times or more still matches every copy instead of becoming its own background (which made a
+    song unidentifiable, and its next re-upload unflagged, once the catalogue held k copies).
     Candidates below the background's own floor (``background_floor``) may be missing: they could
     not have blocked a match.
     """
     ranked = sorted(found, key=lambda m: -m.score)
-    background = ranked[background_rank - 1].score if 0 < background_rank <= len(ranked) else 0
+    background = _background(ranked, background_rank)
     return [m for m in ranked if _significant(m, min_matches, min_purity, strong_matches)
             and m.score >= background_ratio * background][:max_results]
+
+
+#: Two piles within this of each other's offset (and at the same speed) align the clip alike.
+SAME_ALIGNMENT_S = 2 * FRAME_S
+
+
+def _background(ranked: Sequence[Match], rank: int) -> int:
+    """The ``rank``-th largest pile (0 when there are fewer, or ``rank`` is 0), counting piles that
+    align the clip alike (same speed, offsets within :data:`SAME_ALIGNMENT_S`) as one."""
+    if rank <= 0:
+        return 0
+    distinct: list[Match] = []
+    for match in ranked:
+        if any(match.speed == d.speed and abs(match.offset_s - d.offset_s) <= SAME_ALIGNMENT_S for d in distinct):
+            continue
+        distinct.append(match)
+        if len(distinct) == rank:
+            return match.score
+    return 0
 
 
 def background_floor(min_matches: int, background_ratio: float) -> int:

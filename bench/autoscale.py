@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve autoscaling under a ramp of API, WebSocket and upload load.")
-    parser.add_argument("--api-rate", type=float, default=24.0, help="peak API requests/s")
+    parser.add_argument("--api-rate", type=float, default=60.0, help="peak API requests/s")
     parser.add_argument("--sessions", type=int, default=260, help="peak WebSocket sessions open at once")
     parser.add_argument("--uploads", type=float, default=0.1, help="peak uploads/s")
     parser.add_argument("--session-s", type=float, default=30.0, help="mean session lifetime")
@@ -349,7 +349,8 @@ def _report(run: rampload.Run, timeline: Timeline, scaling: dict, verdict: dict,
     for d in DEPLOYMENTS:
         s = scaling[d]
         lines.append(f"{d}: replicas {s.min_replicas}-{s.max_replicas}, target_ongoing_requests "
-                     f"{s.target_ongoing_requests:g}, max_ongoing_requests {s.max_ongoing_requests}, upscale/downscale "
+                     f"{s.target_ongoing_requests:g}, max_ongoing_requests {s.max_ongoing_requests}, "
+                     f"max_queued_requests {s.max_queued_requests}, upscale/downscale "
                      f"delay {s.upscale_delay_s:g}/{s.downscale_delay_s:g} s, metrics every {s.metrics_interval_s:g} s "
                      f"over {s.look_back_period_s:g} s")
     lines += ["", f"== timeline (peak: {args.api_rate:g} API req/s, {args.sessions} sessions of ~{args.session_s:g} s "

@@ -21,15 +21,19 @@ with binary gains, averaged over users with test items. implicit's own ``precisi
 
 Cold start (``cold_start``): no public dataset with listening data *and* audio is on this machine, so a
 simulated catalogue is used (``ml.sound_catalogue``): clips of the six styles ``ml.genre_styles``
-renders, each analysed by the transcoding job's own ``audio.pipeline.analyse``, and simulated listeners
-who each favour one style. A seeded 40 % of the tracks have every interaction held out; VerseFlow
-trains on the rest with the content model (``ml.content``) and ranks the held-out tracks for each
-listener by their vectors predicted from sound, folded-in user vector as served. Baselines on the same
-held-out tracks: random, popularity (held-out tracks have no plays, so popularity can only order them
-at random: the same ranking) and genre match (the listener's share of plays in each track's stored
-genre label: the platform's "popular in genre" fallback, itself from the audio). Recall@10 =
-hits / min(10, |held-out tracks the listener played|) (the smoke run's tiny held-out set uses a cut of a
-quarter of it), averaged over listeners with some.
+renders, each analysed by the transcoding job's own ``audio.pipeline.analyse``, and two simulations of
+listeners on the same clips: *one-style tastes* (each listener favours one style) and *cross-genre
+tastes* (each listener likes one corner of brightness × busyness, measured from the samples and ranked
+inside each style, in every style alike: the style labels carry nothing about these tastes). A seeded
+40 % of the tracks have every interaction held out; VerseFlow trains on the rest with its content model
+and ranks the held-out tracks for each listener by their vectors predicted from sound, folded-in user
+vector as served. Compared on the same held-out tracks: the content network (what is served), the
+ridge map (the linear baseline, ``rec_content_model = ridge``), the network trained on the genre
+probabilities alone (what a genre classifier can explain), random, popularity (held-out tracks have no
+plays, so popularity can only order them at random: the same ranking) and genre match (the listener's
+share of plays in each track's stored genre label: the platform's "popular in genre" fallback, itself
+from the audio). Recall@10 = hits / min(10, |held-out tracks the listener played|) (the smoke run's
+tiny held-out set uses a cut of a quarter of it), averaged over listeners with some.
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ from implicit.als import AlternatingLeastSquares
 from implicit.evaluation import ndcg_at_k, precision_at_k, train_test_split
 from threadpoolctl import threadpool_limits
 
-from audio import timbre
 from bench.recs_http import serving_through_serve
 from ml import collaborative, content, ease, item_index, sound_catalogue, training
 from verseflow.settings import Settings
@@ -206,29 +209,70 @@ def validate(sets: dict[str, sp.csr_matrix]) -> dict[str, float]:
 
 
 def cold_start(per_style: int, users: int, per_user: int, *, styles: tuple[str, ...] | None = None,
-               cold_share: float = 0.4) -> dict[str, float]:
-    """Recall@10 on tracks held out of training: VerseFlow's content model against the baselines."""
+               cold_share: float = 0.4) -> dict[str, dict[str, float]]:
+    """Recall@10 on tracks held out of training, for both listener simulations on one rendered catalogue."""
     started = time.monotonic()
     catalogue = sound_catalogue.catalogue(per_style, styles or sound_catalogue.genre_styles.STYLES)
     rendered = time.monotonic() - started
-    plays = sound_catalogue.listeners(catalogue.style_of, users, per_user, seed=SEED)
-    rng = np.random.default_rng(SEED)
-    items = plays.shape[1]
-    cold = np.sort(rng.choice(items, size=int(items * cold_share), replace=False))
+    items = len(catalogue.analyses)
+    cold = np.sort(np.random.default_rng(SEED).choice(items, size=int(items * cold_share), replace=False))
+    print(f"== cold start: {items} rendered tracks of {len(catalogue.styles)} styles ({rendered:.0f} s to render "
+          f"and analyse), {users} simulated listeners of {per_user} plays, {len(cold)} tracks held out of training")
+    simulations = {
+        "one-style tastes": sound_catalogue.listeners(catalogue.style_of, users, per_user, seed=SEED),
+        "cross-genre tastes": sound_catalogue.cross_genre_listeners(catalogue.attributes, catalogue.style_of,
+                                                                    users, per_user, seed=SEED),
+    }
+    return {name: _cold_start_run(name, plays, catalogue, cold) for name, plays in simulations.items()}
+
+
+def _genre_probabilities(analysis: dict) -> np.ndarray:
+    """A content vector of the genre classifier's probabilities alone (the baseline a label cannot beat)."""
+    scores = analysis["genre"]["scores"]
+    return np.asarray([float(scores[label]) for label in sorted(scores)], dtype=np.float32)
+
+
+def timbre_variants(analyses: list[dict]) -> dict[str, list[dict]]:
+    """The stored analyses without the timbre features (``audio/timbre.py``): for none of the tracks (as
+    analysed before ``timbre-v1``: zeros and flag 0, constant, so the content model cannot use them) and
+    for every other track (the fallback ``ml.content.timbre_block`` reads for a catalogue in between)."""
+    def without(analysis: dict) -> dict:
+        return {k: v for k, v in analysis.items() if k != "timbre"}
+
+    return {"without timbre (as before timbre-v1)": [without(a) for a in analyses],
+            "with every other track without timbre": [without(a) if i % 2 else a for i, a in enumerate(analyses)]}
+
+
+def _cold_start_run(name: str, plays: sp.csr_matrix, catalogue: sound_catalogue.SoundCatalogue,
+                    cold: np.ndarray) -> dict[str, float]:
+    """Train each content model variant on the plays of the warm tracks; rank the held-out ones per listener."""
     held = set(cold.tolist())
     settings = Settings()
     value = settings.rec_alpha * settings.rec_complete_weight
     coo = plays.tocoo()
     entries = [(str(u), str(i), value) for u, i in zip(coo.row, coo.col, strict=True) if i not in held]
-    models = {}
-    for name, analyses in timbre_variants(catalogue.analyses).items():
-        sounds = {str(i): content.content_vector(a) for i, a in enumerate(analyses)}
-        model = collaborative.train(entries, settings, version=0, content=sounds)
+    full = {str(i): content.content_vector(a) for i, a in enumerate(catalogue.analyses)}
+    genre_only = {str(i): _genre_probabilities(a) for i, a in enumerate(catalogue.analyses)}
+    variants = {"content network (served)": (settings, full),
+                "content ridge (linear baseline)": (settings.model_copy(update={"rec_content_model": "ridge"}), full),
+                "content network on genre probabilities only": (settings, genre_only)}
+    for variant, analyses in timbre_variants(catalogue.analyses).items():
+        variants[f"content network {variant}"] = (settings, {str(i): content.content_vector(a)
+                                                             for i, a in enumerate(analyses)})
+    cold_vectors, fold_in, trained = {}, {}, []
+    for variant, (chosen, sounds) in variants.items():
+        began = time.monotonic()
+        model = collaborative.train(entries, chosen, version=0, content=sounds)
+        trained.append(f"{variant.split(' (')[0]} {time.monotonic() - began:.1f} s"
+                       + (f" ({model.content_map.epochs} epochs)" if hasattr(model.content_map, "epochs") else ""))
         assert model.content_map is not None and all(model.is_cold(model.track_index[str(i)]) for i in cold)
-        models[name] = (model, model.item_factors[[model.track_index[str(i)] for i in cold]])
+        cold_vectors[variant] = model.item_factors[[model.track_index[str(i)] for i in cold]]
+        fold_in[variant] = model
     labels = [a["genre"]["label"] for a in catalogue.analyses]
     cut = min(K, max(1, len(cold) // 4))   # K, unless the held-out set is so small that any K-list is all of it
-    recalls: dict[str, list[float]] = {"random": [], "popularity": [], "genre match": []} | {n: [] for n in models}
+    ties = np.random.default_rng(SEED + 1)
+    recalls: dict[str, list[float]] = {"random": [], "popularity": [], "genre match": [],
+                                       **{variant: [] for variant in variants}}
     for user in range(plays.shape[0]):
         row = plays.indices[plays.indptr[user]:plays.indptr[user + 1]]
         relevant = {int(i) for i in row if i in held}
@@ -240,56 +284,30 @@ def cold_start(per_style: int, users: int, per_user: int, *, styles: tuple[str, 
             top = cold[np.argsort(-scores, kind="stable")[:cut]]
             return len(relevant & set(top.tolist())) / min(cut, len(relevant))
 
-        tie_break = rng.random(len(cold))
+        tie_break = ties.random(len(cold))
         recalls["random"].append(recall(tie_break))
         recalls["popularity"].append(recall(np.zeros(len(cold)) + tie_break))   # no plays: every score ties
         share: dict[str, int] = {}
         for i in warm:
             share[labels[i]] = share.get(labels[i], 0) + 1
         recalls["genre match"].append(recall(np.array([share.get(labels[i], 0) for i in cold]) + 0.01 * tie_break))
-        for name, (model, cold_vectors) in models.items():
+        for variant, model in fold_in.items():
             vector = model.fold_in(model.user_row((str(i), value) for i in warm))
-            recalls[name].append(recall(cold_vectors @ vector))
-    results = {name: float(np.mean(values)) for name, values in recalls.items()}
-    print(f"== cold start: {items} rendered tracks of {len(catalogue.styles)} styles ({rendered:.0f} s to render "
-          f"and analyse), {users} simulated listeners, {len(cold)} tracks held out of training, "
-          f"{len(recalls['random'])} listeners with held-out plays")
+            recalls[variant].append(recall(cold_vectors[variant] @ vector))
+    results = {method: float(np.mean(values)) for method, values in recalls.items()}
+    popularity = max(results["popularity"], 1e-9)
+    print(f"== cold start, {name}: {plays.shape[0]} listeners, {len(recalls['random'])} with held-out plays; "
+          f"trained in {', '.join(trained)}")
     print(f"| method | recall@{cut} on held-out tracks | ratio to popularity |\n|---|---|---|")
-    for name, value in results.items():
-        print(f"| {name} | {value:.4f} | {value / max(results['popularity'], 1e-9):.2f}x |")
-    ratio = results["VerseFlow content"] / max(results["popularity"], 1e-9)
-    print(f"target (content >= 3x popularity on held-out tracks): {'met' if ratio >= 3 else 'NOT met'} ({ratio:.2f}x); "
-          f"against genre match: {results['VerseFlow content'] / max(results['genre match'], 1e-9):.2f}x")
+    for method, recall_at in results.items():
+        print(f"| {method} | {recall_at:.4f} | {recall_at / popularity:.2f}x |")
+    served = results["content network (served)"]
+    print(f"target on {name} (content network >= 3x popularity on held-out tracks): "
+          f"{'met' if served >= 3 * popularity else 'NOT met'} ({served / popularity:.2f}x); network against "
+          f"ridge {served / max(results['content ridge (linear baseline)'], 1e-9):.2f}x, against genre "
+          f"probabilities only {served / max(results['content network on genre probabilities only'], 1e-9):.2f}x, "
+          f"against genre match {served / max(results['genre match'], 1e-9):.2f}x")
     return results
-
-
-def timbre_variants(analyses: list[dict]) -> dict[str, list[dict]]:
-    """The stored analyses as served ("VerseFlow content"), and as they would be without parts of the
-    timbre features (``audio/timbre.py``): none at all (tracks analysed before ``timbre-v1``), half the
-    tracks without (the fallback ``ml.content.timbre_block`` reads), MFCC only, chroma only, and chroma
-    rolled to the stored key's tonic. A blanked part is constant over the catalogue, so the content model
-    cannot use it."""
-    def without(analysis: dict, keep: slice | None = None) -> dict:
-        if keep is None:
-            return {k: v for k, v in analysis.items() if k != "timbre"}
-        values = [v if keep.start <= i < keep.stop else 0.0 for i, v in enumerate(analysis["timbre"]["values"])]
-        return analysis | {"timbre": analysis["timbre"] | {"values": values}}
-
-    def key_relative(analysis: dict) -> dict:
-        """Chroma rolled so that the stored key's tonic is first: harmony without the key itself."""
-        tonic = timbre.PITCH_CLASSES.index(analysis["key"]["tonic"]) if analysis["key"]["tonic"] else 0
-        values = list(analysis["timbre"]["values"])
-        for part in (timbre.CHROMA_MEAN, timbre.CHROMA_STD):
-            values[part] = list(np.roll(values[part], -tonic))
-        return analysis | {"timbre": analysis["timbre"] | {"values": values}}
-
-    mfcc, chroma = slice(0, 2 * timbre.N_MFCC), slice(2 * timbre.N_MFCC, timbre.DIMENSIONS)
-    return {"VerseFlow content": analyses,
-            "content without timbre (as before timbre-v1)": [without(a) for a in analyses],
-            "content, every other track without timbre": [without(a) if i % 2 else a for i, a in enumerate(analyses)],
-            "content, timbre: MFCC only": [without(a, mfcc) for a in analyses],
-            "content, timbre: chroma only": [without(a, chroma) for a in analyses],
-            "content, chroma relative to the key": [key_relative(a) for a in analyses]}
 
 
 def _random_model(items: int, factors: int, users: int = 1000) -> collaborative.Model:

@@ -4,7 +4,8 @@
 a users × tracks matrix of signed confidences (``ml.signals.confidence``: a skip-dominated row is a
 negative entry, which implicit reads as preference 0 with that confidence). The result, a ``Model``,
 is plain numpy plus the id lists, saved as one ``.npz`` (no pickle) so any process can load a version
-from the object store.
+from the object store. The content model fitted with it (``ml.content_network``, trained with torch) is
+stored there as numpy arrays too: loading and serving a version never imports torch.
 
 Up to ``rec_ease_max_items`` tracks, EASE (``ml.ease``: Steck's closed-form item-item model, kept to
 ``rec_ease_rank`` directions) is fitted beside ALS and the two are served as one inner product: an item's
@@ -33,7 +34,8 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from ml import ease
-from ml.content import ContentMap, blend
+from ml.content import ContentMap, ContentModel, blend
+from ml.content_network import ContentNetwork
 from verseflow.settings import Settings
 
 #: Per-request linear algebra (fold-in, explanations) is on 64 × 64 systems: OpenBLAS's threads cost
@@ -56,8 +58,9 @@ class Model:
     regularization: float
     #: listeners with positive evidence per item (0: a track known only by its sound); None in old artefacts
     evidence: np.ndarray | None = None
-    #: the content model fitted with this version (ml/content.py); None without audio embeddings
-    content_map: ContentMap | None = None
+    #: the content model fitted with this version (the network of ml/content_network.py, or the ridge
+    #: baseline of ml/content.py); None without audio embeddings
+    content_map: ContentModel | None = None
     #: the EASE half: P (items × rank) scaled by 1/c; None when the model is ALS alone
     ease_projection: np.ndarray | None = None
     ease_als_weight: float = 1.0   # a: the ALS half's weight in a user's vector
@@ -170,7 +173,9 @@ class Model:
             extra["evidence"] = self.evidence
         if self.ease_projection is not None:
             extra.update(ease_projection=self.ease_projection, ease_als_weight=np.float64(self.ease_als_weight))
-        if self.content_map is not None:
+        if isinstance(self.content_map, ContentNetwork):
+            extra.update(self.content_map.to_arrays())
+        elif isinstance(self.content_map, ContentMap):
             extra.update(content_mean=self.content_map.mean, content_scale=self.content_map.scale,
                          content_weights=self.content_map.weights)
         np.savez(buffer, version=np.int64(self.version), user_ids=np.asarray(self.user_ids, dtype="U36"),
@@ -182,8 +187,9 @@ class Model:
     @classmethod
     def from_bytes(cls, data: bytes) -> Model:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            content = (ContentMap(arrays["content_mean"], arrays["content_scale"], arrays["content_weights"])
-                       if "content_weights" in arrays else None)
+            content: ContentModel | None = ContentNetwork.from_arrays(arrays)
+            if content is None and "content_weights" in arrays:   # the ridge baseline, or an older artefact
+                content = ContentMap(arrays["content_mean"], arrays["content_scale"], arrays["content_weights"])
             return cls(version=int(arrays["version"]), user_ids=arrays["user_ids"].tolist(),
                        track_ids=arrays["track_ids"].tolist(), user_factors=arrays["user_factors"],
                        item_factors=arrays["item_factors"], popularity=arrays["popularity"],
@@ -266,9 +272,16 @@ def _with_ease(matrix: sp.csr_matrix, item_factors: np.ndarray, user_factors: np
     return items.astype(np.float32), users.astype(np.float32), projection
 
 
+def fit_content(features: np.ndarray, factors: np.ndarray, settings: Settings) -> ContentModel:
+    """The content model ``rec_content_model`` names, fitted from played tracks' features to their factors."""
+    if settings.rec_content_model == "ridge":
+        return ContentMap.fit(features, factors, settings.rec_content_regularization)
+    return ContentNetwork.fit(features, factors, settings)
+
+
 def _with_content(item_factors: np.ndarray, track_ids: list[str], popularity: np.ndarray, evidence: np.ndarray,
                   content: Mapping[str, np.ndarray], settings: Settings
-                  ) -> tuple[np.ndarray, ContentMap | None, list[str], np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, ContentModel | None, list[str], np.ndarray, np.ndarray]:
     """The content model fitted on played tracks with a sound; blended vectors; the cold tracks appended."""
     index = {t: i for i, t in enumerate(track_ids)}
     dims = {len(v) for v in content.values()}
@@ -279,8 +292,7 @@ def _with_content(item_factors: np.ndarray, track_ids: list[str], popularity: np
     if len(warm) < settings.rec_content_min_items:
         return item_factors, None, track_ids, popularity, evidence
     rows = [index[t] for t in warm]
-    content_map = ContentMap.fit(np.stack([content[t] for t in warm]), item_factors[rows],
-                                 settings.rec_content_regularization)
+    content_map = fit_content(np.stack([content[t] for t in warm]), item_factors[rows], settings)
     blended = item_factors.copy()
     blended[rows] = blend(item_factors[rows], content_map.predict(np.stack([content[t] for t in warm])),
                           evidence[rows], settings.rec_blend_evidence)

@@ -9,10 +9,12 @@ hear them*, and the home feed, similar tracks and radio can place it.
   (``audio/pipeline.py``): the audio embedding (the genre model's standardised timbre and rhythm
   features averaged over the track's windows), the genre probabilities, tempo (log BPM, folded into
   one octave-insensitive pair), key (pitch class on the circle of fifths, mode) and loudness.
-- :class:`ContentMap` is ridge regression (closed form, numpy) from standardised content vectors to
-  item factors, fitted on the items with enough evidence. A linear map, not the small torch network
-  the design names: torch is not installed here, and on the simulated catalogue (``bench/recs.py``)
-  the linear map already reaches the cold-start target; a network slots in behind the same two methods.
+- What is served is the small torch network of ``ml/content_network.py`` (``rec_content_model =
+  network``), trained with each ALS run and stored as numpy arrays. :class:`ContentMap` here is ridge
+  regression (closed form, numpy) from standardised content vectors to item factors: the network's fixed
+  linear path, the baseline ``bench/recs.py`` compares the network with (``rec_content_model = ridge``),
+  and how artefacts from before the network still load. Both are a :class:`ContentModel`: ``predict``
+  and ``dimensions``, numpy.
 - :func:`blend`: an item's served vector is ``w·collaborative + (1−w)·content`` with
   ``w = n / (n + rec_blend_evidence)`` for ``n`` listeners with evidence on it, so scores (inner
   products, linear in the item vector) blend the same way; a track nobody played is content only.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -83,9 +85,18 @@ def timbre_block(analysis: Mapping[str, Any]) -> list[float]:
     return [float(v) for v in values] + [1.0]
 
 
+class ContentModel(Protocol):
+    """What serving needs of a content model: item factors predicted from content vectors, in numpy."""
+
+    def predict(self, content: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+
 @dataclass
 class ContentMap:
-    """Standardisation and a ridge-regression map from content vectors to item factors."""
+    """Standardisation and a ridge-regression map from content vectors to item factors (the linear baseline)."""
 
     mean: np.ndarray      # (features,)
     scale: np.ndarray     # (features,)

@@ -1,4 +1,4 @@
-"""Training runs: a version row, the interactions read once, ALS (and EASE) fitted, the artefact stored.
+"""Training runs: a version row, the interactions read once, ALS, EASE and the content network fitted, artefact stored.
 
 ``request_version`` creates the ``training`` row first, so whoever asked (the admin route, the CLI, the
 event worker's schedule) knows the version before the work starts; ``train_version`` does the work and
@@ -87,6 +87,8 @@ async def train_version(pool: asyncpg.Pool, store: ObjectStore, settings: Settin
         stats = {"users": len(model.user_ids), "tracks": len(model.track_ids), "interactions": len(entries),
                  "sound_only_tracks": int((model.evidence == 0).sum()) if model.evidence is not None else 0,
                  "content_model": model.content_map is not None,
+                 # epochs the network trained for (chosen on held-out played tracks); None for the ridge baseline
+                 "content_epochs": getattr(model.content_map, "epochs", None),
                  "factors": model.als_factors,
                  "ease_rank": 0 if model.ease_projection is None else int(model.ease_projection.shape[1]),
                  "seconds": round(time.monotonic() - started, 3)}

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from accounts.model import Principal, Role
+from accounts.model import Principal
 from rooms import metrics, repository, yjs_store
 from rooms.fanout import Delivery, Outboxes
 from rooms.log_writer import LogWriter
@@ -154,8 +154,8 @@ class RoomHostCore:
             if room is None:
                 return 0
             access = await self._accesses.get((room_id, user_id))
-            # The member's role as a non-admin; an admin's or the owner's sockets are hosts and stay so.
-            role = access.role_of(Principal(user_id=user_id, role=Role.LISTENER)) if access else None
+            # An admin's or the owner's sockets are hosts and stay so (``Room.set_role``).
+            role = access.role_of_member(user_id) if access else None
             if role is None or role is RoomRole.HOST:
                 return 0  # banned: the kick that banned them cuts their sockets
             announce, docs = room.set_role(user_id, role)

@@ -35,7 +35,14 @@ class RoomAccess:
 
     def role_of(self, who: Principal) -> RoomRole | None:
         """The caller's role, or None when the caller may not enter at all."""
-        if who.user_id == self.owner_id or who.is_admin:
+        if who.is_admin:
+            return RoomRole.HOST
+        return self.role_of_member(who.user_id)
+
+    def role_of_member(self, user_id: uuid.UUID) -> RoomRole | None:
+        """The role the room itself gives ``user_id`` (owner, explicit role, visibility), whatever
+        platform role they hold: what a role change in the room changes."""
+        if user_id == self.owner_id:
             return RoomRole.HOST
         if self.explicit_role is RoomRole.BANNED:
             return None

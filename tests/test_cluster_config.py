@@ -49,8 +49,8 @@ def test_rayservice_embeds_a_valid_serve_config():
 
 
 def _scaling_in(config: dict) -> dict[str, dict]:
-    """Deployment name -> its ``max_ongoing_requests`` and ``autoscaling_config``, as a manifest sets them."""
-    return {d["name"]: {key: d[key] for key in ("max_ongoing_requests", "autoscaling_config")}
+    """Deployment name -> its request limits and ``autoscaling_config``, as a manifest sets them."""
+    return {d["name"]: {key: d[key] for key in ("max_ongoing_requests", "max_queued_requests", "autoscaling_config")}
             for app in config["applications"] for d in app["deployments"] if "autoscaling_config" in d}
 
 
@@ -67,6 +67,7 @@ def test_rayservice_scales_each_replica_as_the_settings_do():
     for name, scaling in Settings().serve_scaling().items():
         options = embedded[name]
         assert options["max_ongoing_requests"] == scaling.max_ongoing_requests, name
+        assert options["max_queued_requests"] == scaling.max_queued_requests, name
         assert options["autoscaling_config"]["target_ongoing_requests"] == scaling.target_ongoing_requests, name
 
 

@@ -238,3 +238,25 @@ def test_the_catalogue_index_answers_as_the_store_backed_index(tracks: dict[str,
         expected, found = reference.query(query), compact.query(query)
         assert [(m.track_id, m.score, m.speed) for m in found] == [(m.track_id, m.score, m.speed) for m in expected]
         assert all(abs(a.offset_s - b.offset_s) <= 0.05 for a, b in zip(found, expected, strict=True))
+
+
+def test_a_song_held_in_many_copies_still_matches_every_copy(tracks: dict[str, np.ndarray]):
+    """Copies align a clip alike, so they count once towards the query's chance level: with the song
+    uploaded six times (more than the background rank), a clip still finds the copies, and a clip of a
+    song the catalogue lacks still finds nothing."""
+    index = CatalogueIndex()
+    for track_id, samples in tracks.items():
+        landmarks = extract(samples, RATE).triplets()
+        index.add(track_id, landmarks.hashes, landmarks.times)
+    copies = [f"copy-{n}" for n in range(6)]
+    song = extract(tracks["track-04"], RATE).triplets()
+    for copy in copies:
+        index.add(copy, song.hashes, song.times)
+    clip = tracks["track-04"][6 * RATE: 14 * RATE]
+    found = index.query(triplet_probes(extract(clip, RATE)), max_results=10)
+    best = [m for m in found if m.track_id in {"track-04", *copies}]
+    assert {m.track_id for m in best} == {"track-04", *copies}
+    assert found[:len(best)] == best  # the copies lead, each with the original's pile
+    assert all(abs(m.offset_s - 6.0) <= TOLERANCE_S and m.score == best[0].score for m in best)
+    stranger = synth_track(321, seconds=12.0)[2 * RATE: 10 * RATE]
+    assert index.query(triplet_probes(extract(stranger, RATE)), max_results=10) == []

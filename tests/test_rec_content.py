@@ -11,6 +11,7 @@ import pytest
 from accounts.model import Principal, Role
 from catalog import artists, tracks
 from ml import collaborative, content, recommend, sound_catalogue, training
+from ml.content_network import ContentNetwork
 from verseflow.storage import object_store
 
 
@@ -78,7 +79,8 @@ async def test_a_track_nobody_played_is_recommended_by_its_sound(ray_cluster, ap
     version = await training.request_version(pool, "test")
     listeners = {user["id"] for users in fans.values() for user in users}
     model = await train_on_own_data(pool, settings, version, listeners, made["rock"] + made["ambient"])
-    assert model.content_map is not None and int((model.evidence == 0).sum()) == 4   # rock and ambient 5, 6
+    assert isinstance(model.content_map, ContentNetwork)      # the network (the default) maps sound to factors
+    assert int((model.evidence == 0).sum()) == 4   # rock and ambient 5, 6
 
     cold_rock = made["rock"][5]
     similar = (await api.http.get(f"/v1/tracks/{cold_rock}/similar?limit=100")).json()

@@ -35,6 +35,8 @@ class ServeScaling(BaseModel):
     max_replicas: int = Field(4, ge=1)
     target_ongoing_requests: float = Field(2.0, gt=0, description="per replica: above it Serve adds replicas")
     max_ongoing_requests: int = Field(16, ge=1, description="per replica: beyond it requests queue in the proxy")
+    max_queued_requests: int = Field(-1, ge=-1, description="per proxy: beyond it a request is refused at once "
+                                                            "(HTTP 503); -1: no bound")
     upscale_delay_s: float = Field(10.0, ge=0, description="load above target this long before a replica is added")
     downscale_delay_s: float = Field(300.0, ge=0, description="load below target this long before one is removed")
     metrics_interval_s: float = Field(10.0, gt=0, description="how often replicas and proxies report their load")
@@ -50,17 +52,26 @@ class ServeScaling(BaseModel):
 
     def deployment_options(self) -> dict[str, Any]:
         """The ``.options(...)`` keyword arguments (and ``serve_config.yaml`` keys) these settings set."""
-        autoscaling = self.model_dump(exclude={"max_ongoing_requests"})
-        return {"max_ongoing_requests": self.max_ongoing_requests, "autoscaling_config": autoscaling}
+        autoscaling = self.model_dump(exclude={"max_ongoing_requests", "max_queued_requests"})
+        return {"max_ongoing_requests": self.max_ongoing_requests, "max_queued_requests": self.max_queued_requests,
+                "autoscaling_config": autoscaling}
 
 
 class ApiScaling(ServeScaling):
     """``api``: REST requests of milliseconds. One replica's knee was 4-6 requests in flight (p99 about
-    200 ms; beyond, it collapsed into seconds of queueing): target 4, limit 4 x that."""
+    200 ms; beyond, it collapsed into seconds of queueing). The target is half the knee, not the knee: a
+    new replica serves only 8-12 s after Serve adds it (imports, its pool), and its start takes CPU, so
+    the replicas already running must absorb the growth meanwhile; scaling at the knee left them past it
+    (bench/README.md, Autoscaling: 2,664 timeouts with target 4, none with 2 at a load they carry).
+    Limit 16 per replica. The proxy's queue is bounded (``max_queued_requests``): a request that would
+    wait seconds behind it is refused at once with a 503 instead, so that a backlog built while replicas
+    start cannot outlive its cause (a queue at exactly the replicas' capacity never drains: clients time
+    out while the replicas serve requests nobody waits for any more)."""
 
     max_replicas: int = Field(4, ge=1)
-    target_ongoing_requests: float = Field(4.0, gt=0)
+    target_ongoing_requests: float = Field(2.0, gt=0)
     max_ongoing_requests: int = Field(16, ge=1)
+    max_queued_requests: int = Field(100, ge=-1)
     upscale_delay_s: float = Field(10.0, ge=0)
     downscale_delay_s: float = Field(300.0, ge=0)
 

@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     rec_iterations: int = Field(15, ge=1, le=200, description="ALS iterations")
     rec_regularization: float = Field(50.0, ge=0, description="ALS L2 regularization (chosen on validation splits "
                                                                 "of ML-100K and ml-latest-small: bench/README.md)")
+    rec_train_cpus: float = Field(1.0, gt=0, description="CPUs a training run reserves where nodes offer no batch "
+                                                        "slots (actors/rec_training.py)")
     rec_train_threads: int = Field(0, ge=0, description="threads of one ALS fit (0: every core of its node)")
     rec_seed: int = Field(42, description="random state of the ALS initialisation: a rerun on the same data "
                                           "gives the same model")
@@ -210,8 +212,26 @@ class Settings(BaseSettings):
     rec_blend_evidence: float = Field(5.0, ge=0, description="listeners at which an item's served vector is half "
                                                              "collaborative, half predicted from its sound (w = "
                                                              "n / (n + this); 0: collaborative once played)")
-    rec_content_regularization: float = Field(30.0, ge=0, description="L2 penalty of the content model's ridge "
-                                                                      "regression (audio features -> ALS factors)")
+    rec_content_model: Literal["network", "ridge"] = Field(
+        "network", description="what maps a track's sound into the ALS space at each training: the small torch "
+                               "network (ml/content_network.py) or the linear ridge baseline (ml/content.py)")
+    rec_content_regularization: float = Field(30.0, ge=0, description="L2 penalty of the ridge baseline "
+                                                                      "(audio features -> ALS factors)")
+    rec_content_hidden: int = Field(128, ge=1, le=4096, description="units of each hidden layer of the content "
+                                                                    "network")
+    rec_content_layers: int = Field(1, ge=1, le=3, description="hidden layers of the content network")
+    rec_content_weight_decay: float = Field(0.05, ge=0, description="the content network's decoupled weight decay "
+                                                                   "(AdamW)")
+    rec_content_learning_rate: float = Field(3e-3, gt=0, description="the content network's AdamW learning rate")
+    rec_content_batch: int = Field(64, ge=1, description="tracks per step of the content network's training")
+    rec_content_max_epochs: int = Field(400, ge=1, description="most epochs of the content network's training")
+    rec_content_patience: int = Field(30, ge=1, description="epochs without a better held-out error before the "
+                                                            "content network's training stops")
+    rec_content_validation_share: float = Field(0.2, gt=0, lt=1, description="share of the played tracks held "
+                                                                             "out to choose the epoch count; the "
+                                                                             "network is then refitted on all")
+    rec_content_threads: int = Field(1, ge=1, description="torch threads of the content network's training (the "
+                                                          "training task holds one CPU)")
     rec_content_min_items: int = Field(8, ge=2, description="played tracks with an audio embedding needed before "
                                                             "a content model is fitted")
     rec_breakout_baseline_windows: int = Field(3, ge=1, le=12, description="earlier windows whose mean unique "

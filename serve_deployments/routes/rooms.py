@@ -5,12 +5,16 @@ so they hold at once for members already in the room. When Ray is not running (t
 plain uvicorn) rooms still work as data, ``online`` is empty and a role counts from the next join.
 """
 
+import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 import ray
 from fastapi import APIRouter, Query, Request, Response, status
+from ray import ObjectRef
+from ray.actor import ActorHandle
 
 from actors.edge import edge_urls
 from actors.room_host import room_host_for
@@ -64,7 +68,7 @@ async def invite(room_id: uuid.UUID, user_id: uuid.UUID, body: RoomMemberIn, ctx
     A member already in the room gets the new role at once (documented in docs/realtime.md: the room
     hears a ``role`` event, and their document socket gains or loses the right to edit)."""
     changed = await service.set_member_role(ctx.pool, who, room_id, user_id, RoomRole(body.role))
-    await _tell_room_host(ctx.settings, room_id, "set_role", user_id)
+    await _tell_room_host(ctx.settings, room_id, "set_role", lambda host: host.set_role.remote(room_id, user_id))
     return changed
 
 
@@ -73,21 +77,24 @@ async def invite(room_id: uuid.UUID, user_id: uuid.UUID, body: RoomMemberIn, ctx
 async def kick(room_id: uuid.UUID, user_id: uuid.UUID, ctx: Ctx, who: CurrentUser) -> None:
     """Kick and ban a user: their sockets leave the room at once and they cannot rejoin."""
     await service.kick(ctx.pool, who, room_id, user_id)
-    await _tell_room_host(ctx.settings, room_id, "kick", user_id)
+    await _tell_room_host(ctx.settings, room_id, "kick", lambda host: host.kick.remote(room_id, user_id))
 
 
-async def _tell_room_host(settings: Settings, room_id: uuid.UUID, method: str, *args: object) -> None:
-    """Apply a committed membership change to the room's live sockets.
+async def _tell_room_host(settings: Settings, room_id: uuid.UUID, what: str,
+                          call: Callable[[ActorHandle], ObjectRef]) -> None:
+    """Apply a committed membership change (``call`` on the room's host) to the room's live sockets.
 
     The database already holds the change, so a host that cannot be reached is not an error for
     the caller: a host restarted by Ray has forgotten its rooms, and its gateways' rejoins read
-    every role afresh."""
+    every role afresh. The host's handle is looked up off the event loop (the first lookup in a
+    process asks Ray's control store, a blocking call)."""
     if not ray.is_initialized():
         return
     try:
-        await getattr(room_host_for(settings, room_id), method).remote(room_id, *args)
+        host = await asyncio.to_thread(room_host_for, settings, room_id)
+        await call(host)
     except ray.exceptions.RayError as exc:
-        log.warning("room %s: host unreachable for %s (%s); members get it when they rejoin", room_id, method, exc)
+        log.warning("room %s: host unreachable for %s (%s); members get it when they rejoin", room_id, what, exc)
 
 
 @router.get("/realtime", response_model=RealtimeOut)
