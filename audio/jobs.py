@@ -63,6 +63,7 @@ async def run(pool: asyncpg.Pool, store: ObjectStore, settings: Settings, track_
     try:
         outputs = await asyncio.to_thread(process, store.local_path(start["source_key"]), staging,
                                           max_duration_s=settings.track_max_duration_s, progress=reports.put,
+                                          timbre_features=settings.transcode_timbre,
                                           torch_threads=settings.transcode_torch_threads)
     except AudioRejected as exc:
         await reports.settle()

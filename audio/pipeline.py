@@ -53,17 +53,18 @@ class Outputs:
 
 
 def process(source: Path, folder: Path, *, max_duration_s: float, progress: Progress | None = None,
-            torch_threads: int = 1) -> Outputs:
+            timbre_features: bool = True, torch_threads: int = 1) -> Outputs:
     """Run every stage on ``source`` and write the outputs into ``folder`` (created).
 
-    ``torch_threads``: torch's intra-op threads for the timbre features (``transcode_torch_threads``)."""
+    ``timbre_features``: whether the analysis computes the torchaudio timbre features (``transcode_timbre``);
+    ``torch_threads``: torch's intra-op threads for them (``transcode_torch_threads``)."""
     tracker = _Tracker(progress)
     folder.mkdir(parents=True, exist_ok=True)
     with tracker.stage("decode"):
         audio = decode(source, max_duration_s=max_duration_s)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline") as lanes:
         ladder_lane = lanes.submit(_ladder_lane, audio, folder, tracker)
-        other_lane = lanes.submit(_analysis_lane, audio, folder, tracker, torch_threads)
+        other_lane = lanes.submit(_analysis_lane, audio, folder, tracker, timbre_features, torch_threads)
         ladder = ladder_lane.result()
         analysis, constellation, files = other_lane.result()
     files |= {"hls": ladder.master, "dash": ladder.mpd}
@@ -73,15 +74,16 @@ def process(source: Path, folder: Path, *, max_duration_s: float, progress: Prog
                    timings=dict(tracker.timings))
 
 
-def analyse(audio: DecodedAudio, *, torch_threads: int = 1) -> dict[str, Any]:
-    """Duration, loudness (BS.1770-4 / R128), tempo, key, genre and timbre of decoded audio, JSON-ready."""
+def analyse(audio: DecodedAudio, *, timbre_features: bool = True, torch_threads: int = 1) -> dict[str, Any]:
+    """Duration, loudness (BS.1770-4 / R128), tempo, key, genre and (with ``timbre_features``) timbre of
+    decoded audio, JSON-ready. Without timbre the analysis has no ``timbre`` field, as before timbre-v1:
+    the content vector's fallback (``ml.content.timbre_block``) reads that, and torch is never imported."""
     measured = loudness.measure(audio.samples, audio.rate)
     mono = _downsampled_mono(audio)
     beat = tempo.estimate_tempo(mono, ANALYSIS_RATE)
     tonality = key.estimate_key(mono, ANALYSIS_RATE)
     style = genre.classify(mono, ANALYSIS_RATE)
-    colour = timbre.compute(mono, ANALYSIS_RATE, threads=torch_threads)
-    return {
+    analysis = {
         "duration_s": round(audio.duration_s, 3),
         "sample_rate": audio.rate,
         "channels": audio.channels,
@@ -100,9 +102,11 @@ def analyse(audio: DecodedAudio, *, torch_threads: int = 1) -> dict[str, Any]:
                   "scores": {k: round(v, 4) for k, v in style.scores.items()}},
         # timbre and rhythm features of the genre model's windows, averaged: the recommender's audio embedding
         "embedding": {"model": style.model, "values": [round(v, 3) for v in style.embedding]},
-        # MFCC and chroma over the same windows (audio/timbre.py): the content model's timbre and harmony
-        "timbre": colour.to_json(),
     }
+    if timbre_features:
+        # MFCC and chroma over the same windows (audio/timbre.py): the content model's timbre and harmony
+        analysis["timbre"] = timbre.compute(mono, ANALYSIS_RATE, threads=torch_threads).to_json()
+    return analysis
 
 
 def timbre_of(audio: DecodedAudio, *, torch_threads: int = 1) -> dict[str, Any]:
@@ -116,11 +120,11 @@ def _ladder_lane(audio: DecodedAudio, folder: Path, tracker: _Tracker) -> Ladder
         return encode_adaptive(audio, folder, AAC_RUNGS)
 
 
-def _analysis_lane(audio: DecodedAudio, folder: Path, tracker: _Tracker,
+def _analysis_lane(audio: DecodedAudio, folder: Path, tracker: _Tracker, timbre_features: bool,
                    torch_threads: int) -> tuple[dict[str, Any], fingerprint.Fingerprint, dict[str, str]]:
     files: dict[str, str] = {}
     with tracker.stage("analysis"):
-        analysis = analyse(audio, torch_threads=torch_threads)
+        analysis = analyse(audio, timbre_features=timbre_features, torch_threads=torch_threads)
     with tracker.stage("fingerprint"):
         constellation = fingerprint.extract(audio.samples, audio.rate)
     with tracker.stage("waveform"):

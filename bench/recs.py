@@ -232,15 +232,21 @@ def _genre_probabilities(analysis: dict) -> np.ndarray:
     return np.asarray([float(scores[label]) for label in sorted(scores)], dtype=np.float32)
 
 
-def timbre_variants(analyses: list[dict]) -> dict[str, list[dict]]:
-    """The stored analyses without the timbre features (``audio/timbre.py``): for none of the tracks (as
-    analysed before ``timbre-v1``: zeros and flag 0, constant, so the content model cannot use them) and
-    for every other track (the fallback ``ml.content.timbre_block`` reads for a catalogue in between)."""
-    def without(analysis: dict) -> dict:
-        return {k: v for k, v in analysis.items() if k != "timbre"}
+def _without_timbre(analysis: dict) -> dict:
+    """A stored analysis as a job with ``transcode_timbre`` off writes it (and as before ``timbre-v1``)."""
+    return {k: v for k, v in analysis.items() if k != "timbre"}
 
-    return {"without timbre (as before timbre-v1)": [without(a) for a in analyses],
-            "with every other track without timbre": [without(a) if i % 2 else a for i, a in enumerate(analyses)]}
+
+def timbre_variants(analyses: list[dict], served_with_timbre: bool) -> dict[str, list[dict]]:
+    """The analyses as served (with the timbre features only when ``transcode_timbre`` is on), and the
+    other choice: with them for every track, or for none (zeros and flag 0: constant, unusable), and with
+    them for every other track (the fallback ``ml.content.timbre_block`` reads while a backfill runs)."""
+    stripped = [_without_timbre(a) for a in analyses]
+    other = ("without timbre (transcode_timbre off)", stripped) if served_with_timbre \
+        else ("with timbre (transcode_timbre on)", analyses)
+    return {"served": analyses if served_with_timbre else stripped, other[0]: other[1],
+            "with every other track without timbre": [_without_timbre(a) if i % 2 else a
+                                                      for i, a in enumerate(analyses)]}
 
 
 def _cold_start_run(name: str, plays: sp.csr_matrix, catalogue: sound_catalogue.SoundCatalogue,
@@ -251,14 +257,15 @@ def _cold_start_run(name: str, plays: sp.csr_matrix, catalogue: sound_catalogue.
     value = settings.rec_alpha * settings.rec_complete_weight
     coo = plays.tocoo()
     entries = [(str(u), str(i), value) for u, i in zip(coo.row, coo.col, strict=True) if i not in held]
-    full = {str(i): content.content_vector(a) for i, a in enumerate(catalogue.analyses)}
+    analyses = timbre_variants(catalogue.analyses, settings.transcode_timbre)
+    full = {str(i): content.content_vector(a) for i, a in enumerate(analyses.pop("served"))}
     genre_only = {str(i): _genre_probabilities(a) for i, a in enumerate(catalogue.analyses)}
     variants = {"content network (served)": (settings, full),
                 "content ridge (linear baseline)": (settings.model_copy(update={"rec_content_model": "ridge"}), full),
                 "content network on genre probabilities only": (settings, genre_only)}
-    for variant, analyses in timbre_variants(catalogue.analyses).items():
+    for variant, chosen in analyses.items():
         variants[f"content network {variant}"] = (settings, {str(i): content.content_vector(a)
-                                                             for i, a in enumerate(analyses)})
+                                                             for i, a in enumerate(chosen)})
     cold_vectors, fold_in, trained = {}, {}, []
     for variant, (chosen, sounds) in variants.items():
         began = time.monotonic()

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     transcode_cpus: float = Field(1.0, gt=0, description="CPUs each transcoding job reserves: jobs queue beyond them")
     transcode_max_attempts: int = Field(3, ge=1, description="a job whose process dies is retried up to this")
     transcode_niceness: int = Field(10, ge=0, le=19, description="jobs run at this nice level under the API")
+    transcode_timbre: bool = Field(False, description="compute the torchaudio timbre features (MFCC, chroma) in each "
+                                                      "job; off: +1.2 s CPU and +475 MB per job for importing "
+                                                      "torch, and no cold-start gain measured (bench/README.md)")
     transcode_torch_threads: int = Field(1, ge=1, le=64, description="torch's threads for a job's timbre features: "
                                                                      "the ladder lane takes the other core")
     media_url_ttl_s: int = Field(900, ge=10, description="signed media URLs live this long plus the track's length")
