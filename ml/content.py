@@ -94,6 +94,17 @@ class ContentModel(Protocol):
     def dimensions(self) -> int: ...
 
 
+def feature_scale(content: np.ndarray) -> np.ndarray:
+    """Each feature's standard deviation over the training rows, infinite where the feature is constant.
+
+    Why infinite: standardised, a feature constant in training (the timbre block while every trained
+    track lacks it, ``transcode_timbre`` off) becomes 0 for every later track too, so the model gives
+    it no say. A tiny floor instead would blow a new track's value up by a million (the first tracks
+    with timbre, before the next training) and throw its predicted factors far off."""
+    spread = np.asarray(content, dtype=np.float64).std(axis=0)
+    return np.where(spread > 1e-6, spread, np.inf)
+
+
 @dataclass
 class ContentMap:
     """Standardisation and a ridge-regression map from content vectors to item factors (the linear baseline)."""
@@ -107,7 +118,7 @@ class ContentMap:
         """Least squares with an L2 penalty (the bias is not penalised), in closed form."""
         content = np.asarray(content, dtype=np.float64)
         mean = content.mean(axis=0)
-        scale = np.maximum(content.std(axis=0), 1e-6)
+        scale = feature_scale(content)
         design = np.hstack([(content - mean) / scale, np.ones((len(content), 1))])
         penalty = regularization * np.eye(design.shape[1])
         penalty[-1, -1] = 0.0

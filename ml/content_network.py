@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.content import ContentMap
+from ml.content import ContentMap, feature_scale
 from verseflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class ContentNetwork:
         """Train on (content vector, item factors) pairs of played tracks; see the module docstring."""
         content = np.asarray(content, dtype=np.float64)
         mean = content.mean(axis=0)
-        scale = np.maximum(content.std(axis=0), 1e-6)
+        scale = feature_scale(content)
         inputs = ((content - mean) / scale).astype(np.float32)
         targets = np.asarray(factors, dtype=np.float32)
         # Factors are trained on a unit scale whatever ALS's regularisation made them; undone at export.

@@ -47,6 +47,19 @@ def test_network_training_is_deterministic_for_a_seed_and_leaves_torch_as_it_was
     assert not np.array_equal(first.predict(features), other.predict(features))
 
 
+def test_a_feature_constant_in_training_has_no_say_later():
+    """The timbre block is all zeros while no trained track has timbre; the first tracks analysed with it
+    (before the next training) must be placed as if it were absent, not thrown far off."""
+    features, targets = _interactions()
+    features[:, 5] = 0.0   # constant over every trained track
+    later = features[:10].copy()
+    later[:, 5] = np.random.default_rng(3).normal(scale=50.0, size=10)
+    network = ContentNetwork.fit(features, targets, _settings())
+    ridge = content.ContentMap.fit(features, targets, regularization=1.0)
+    for model in (network, ridge):
+        assert np.allclose(model.predict(later), model.predict(features[:10]), atol=1e-5)
+
+
 def test_network_learns_what_the_linear_map_cannot():
     features, targets = _interactions(400)
     train, test = slice(0, 320), slice(320, 400)
