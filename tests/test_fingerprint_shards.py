@@ -28,12 +28,17 @@ def media(media_url, ray_cluster) -> str:
     return media_url
 
 
-async def identify(api, owner: dict, tmp_path: Path, samples: np.ndarray) -> dict | None:
+async def candidates(api, owner: dict, tmp_path: Path, samples: np.ndarray) -> set[str]:
+    """The ids of every track the clip matched (copies of one song all match it)."""
+    return {c["track_id"] for c in (await _identified(api, owner, tmp_path, samples))["candidates"]}
+
+
+async def _identified(api, owner: dict, tmp_path: Path, samples: np.ndarray) -> dict:
     path = write_audio(tmp_path / f"clip-{uuid.uuid4().hex[:8]}.wav", samples, RATE)
     response = await api.http.post("/v1/fingerprint/identify", headers=owner["headers"],
                                    files={"file": (path.name, path.read_bytes())})
     assert response.status_code == 200, response.text
-    return response.json()["match"]
+    return response.json()
 
 
 async def published_tracks(api, owner: dict, artist_id: str, tmp_path: Path, seeds: tuple[int, ...]
@@ -54,15 +59,15 @@ async def test_ready_means_identifiable_and_killed_shards_reload_every_published
     tracks = await published_tracks(api, owner, artist_id, tmp_path, (31, 32, 33))
     for track_id, samples in tracks.values():
         assert (await wait_done(api, track_id, owner["headers"]))["status"] == "ready"
-        match = await identify(api, owner, tmp_path, samples[:, 3 * RATE: 9 * RATE])  # at once, no waiting
-        assert match is not None and match["track_id"] == track_id
-        assert abs(match["offset_s"] - 3.0) < 0.3
+        found = await _identified(api, owner, tmp_path, samples[:, 3 * RATE: 9 * RATE])  # at once, no waiting
+        # Copies of the song from earlier runs of the suite match too, equally: this one must be among them.
+        mine = [c for c in found["candidates"] if c["track_id"] == track_id]
+        assert mine and abs(mine[0]["offset_s"] - 3.0) < 0.3
 
     for handle in shards(settings):  # Ray restarts each; each reloads its partition from PostgreSQL
         ray.kill(handle, no_restart=False)
     for track_id, samples in tracks.values():
-        match = await identify(api, owner, tmp_path, samples[:, 5 * RATE: 11 * RATE])
-        assert match is not None and match["track_id"] == track_id
+        assert track_id in await candidates(api, owner, tmp_path, samples[:, 5 * RATE: 11 * RATE])
     held = [await handle.track_ids.remote() for handle in shards(settings)]
     published = {str(t) for t in await repository.published_ids(pool)}
     assert set().union(*held) == published and sum(map(len, held)) == len(published)  # all, each once
@@ -76,14 +81,14 @@ async def test_a_deleted_track_is_no_longer_matched(api, media, tmp_path, settin
     for track_id, _ in tracks.values():
         assert (await wait_done(api, track_id, owner["headers"]))["status"] == "ready"
     (gone, gone_samples), (kept, kept_samples) = tracks[34], tracks[35]
-    assert (await identify(api, owner, tmp_path, gone_samples[:, 2 * RATE: 8 * RATE]))["track_id"] == gone
+    assert gone in await candidates(api, owner, tmp_path, gone_samples[:, 2 * RATE: 8 * RATE])
 
     deleted = await api.http.delete(f"/v1/tracks/{gone}", headers=owner["headers"])
     assert deleted.status_code == 204, deleted.text
-    assert await identify(api, owner, tmp_path, gone_samples[:, 2 * RATE: 8 * RATE]) is None
+    assert gone not in await candidates(api, owner, tmp_path, gone_samples[:, 2 * RATE: 8 * RATE])
     owner_shard = shard(settings, shard_of(gone, settings.fingerprint_shards))
     assert gone not in await owner_shard.track_ids.remote()
-    assert (await identify(api, owner, tmp_path, kept_samples[:, 2 * RATE: 8 * RATE]))["track_id"] == kept
+    assert kept in await candidates(api, owner, tmp_path, kept_samples[:, 2 * RATE: 8 * RATE])
 
 
 async def test_tracks_published_before_the_triplet_index_are_fingerprinted_again(api, media, tmp_path, settings,
@@ -98,10 +103,11 @@ async def test_tracks_published_before_the_triplet_index_are_fingerprinted_again
     await pool.execute("DELETE FROM track_fingerprints WHERE track_id = $1", uuid.UUID(track_id))
     owner_shard = shard(settings, shard_of(track_id, settings.fingerprint_shards))
     await owner_shard.remove.remote(track_id)
-    assert await identify(api, owner, tmp_path, samples[:, 2 * RATE: 8 * RATE]) is None
+    # The shared test database may hold copies of this song from other runs: they still match, this one not.
+    assert track_id not in await candidates(api, owner, tmp_path, samples[:, 2 * RATE: 8 * RATE])
 
     assert await index_unfingerprinted(settings) == 1
     assert await pool.fetchval("SELECT landmarks FROM track_fingerprints WHERE track_id = $1",
                                uuid.UUID(track_id)) > 100
-    assert (await identify(api, owner, tmp_path, samples[:, 2 * RATE: 8 * RATE]))["track_id"] == track_id
+    assert track_id in await candidates(api, owner, tmp_path, samples[:, 2 * RATE: 8 * RATE])
     assert await index_unfingerprinted(settings) == 0

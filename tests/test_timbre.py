@@ -7,11 +7,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pytest
 
+from accounts import service as accounts
 from accounts.model import Principal, Role
 from audio import service, timbre
 from audio.decode import AudioInfo, DecodedAudio, decode
@@ -20,6 +23,9 @@ from audio.synthetic import SongSpec, render
 from catalog import artists, tracks
 from ml import collaborative, content, sound_catalogue
 from tests.audio_fixtures import write_audio
+from verseflow import migrations
+from verseflow.db import create_pool
+from verseflow.settings import Settings
 from verseflow.storage import object_store
 
 RATE = timbre.RATE
@@ -154,12 +160,38 @@ def test_tracks_with_and_without_timbre_share_one_content_model(settings):
             assert np.linalg.norm(model.item_factors[index]) > 0
 
 
-async def test_old_tracks_get_their_timbre_from_the_stored_source(api, pool, settings, tmp_path):
+@pytest.fixture
+async def own_database(settings) -> AsyncIterator[tuple[asyncpg.Pool, Settings]]:
+    """A migrated database of its own: the backfill selects every track lacking timbre, and the shared
+    test database holds other tests' tracks, published without it (``transcode_timbre`` is off)."""
+    name = f"vf_timbre_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(settings.database_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    own = settings.model_copy(update={"database_url": settings.database_url.rsplit("/", 1)[0] + "/" + name})
+    try:
+        conn = await asyncpg.connect(own.database_url)
+        try:
+            await migrations.migrate(conn)
+        finally:
+            await conn.close()
+        pool = await create_pool(own)
+        try:
+            yield pool, own
+        finally:
+            await pool.close()
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def test_old_tracks_get_their_timbre_from_the_stored_source(own_database, tmp_path):
     from verseflow.cli import run_timbre_backfill
 
+    pool, settings = own_database
     store = object_store(settings)
-    user = await api.user("artist")
-    owner = Principal(uuid.UUID(user["id"]), Role.ARTIST)
+    user = await accounts.register(pool, settings, email=f"timbre-{uuid.uuid4().hex[:8]}@example.com",
+                                   password="correct horse battery", display_name="Timbre", role=Role.ARTIST)
+    owner = Principal(user.id, Role.ARTIST)
     artist = await artists.create_artist(pool, owner, name=f"timbre {uuid.uuid4().hex[:6]}")
     samples = render(SongSpec(seed=12, seconds=12.0, bpm=100, tonic="D", mode="minor"), 44100)
     path = write_audio(tmp_path / "old.flac", samples, 44100)
