@@ -53,7 +53,7 @@ class Outputs:
 
 
 def process(source: Path, folder: Path, *, max_duration_s: float, progress: Progress | None = None,
-            timbre_features: bool = True, torch_threads: int = 1) -> Outputs:
+            timbre_features: bool = False, torch_threads: int = 1) -> Outputs:
     """Run every stage on ``source`` and write the outputs into ``folder`` (created).
 
     ``timbre_features``: whether the analysis computes the torchaudio timbre features (``transcode_timbre``);
@@ -74,10 +74,11 @@ def process(source: Path, folder: Path, *, max_duration_s: float, progress: Prog
                    timings=dict(tracker.timings))
 
 
-def analyse(audio: DecodedAudio, *, timbre_features: bool = True, torch_threads: int = 1) -> dict[str, Any]:
+def analyse(audio: DecodedAudio, *, timbre_features: bool = False, torch_threads: int = 1) -> dict[str, Any]:
     """Duration, loudness (BS.1770-4 / R128), tempo, key, genre and (with ``timbre_features``) timbre of
-    decoded audio, JSON-ready. Without timbre the analysis has no ``timbre`` field, as before timbre-v1:
-    the content vector's fallback (``ml.content.timbre_block``) reads that, and torch is never imported."""
+    decoded audio, JSON-ready. Without timbre (the default, as ``transcode_timbre``'s) the analysis has no
+    ``timbre`` field, as before timbre-v1: the content vector's fallback (``ml.content.timbre_block``) reads
+    that, and torch is never imported."""
     measured = loudness.measure(audio.samples, audio.rate)
     mono = _downsampled_mono(audio)
     beat = tempo.estimate_tempo(mono, ANALYSIS_RATE)
@@ -105,14 +106,18 @@ def analyse(audio: DecodedAudio, *, timbre_features: bool = True, torch_threads:
     }
     if timbre_features:
         # MFCC and chroma over the same windows (audio/timbre.py): the content model's timbre and harmony
-        analysis["timbre"] = timbre.compute(mono, ANALYSIS_RATE, threads=torch_threads).to_json()
+        analysis["timbre"] = _timbre(mono, torch_threads)
     return analysis
 
 
 def timbre_of(audio: DecodedAudio, *, torch_threads: int = 1) -> dict[str, Any]:
     """The stored ``timbre`` field alone, as :func:`analyse` computes it: for tracks analysed before it
     existed (``audio.service.add_missing_timbre``)."""
-    return timbre.compute(_downsampled_mono(audio), ANALYSIS_RATE, threads=torch_threads).to_json()
+    return _timbre(_downsampled_mono(audio), torch_threads)
+
+
+def _timbre(mono: np.ndarray, torch_threads: int) -> dict[str, Any]:
+    return timbre.compute(mono, ANALYSIS_RATE, threads=torch_threads).to_json()
 
 
 def _ladder_lane(audio: DecodedAudio, folder: Path, tracker: _Tracker) -> Ladder:

@@ -290,7 +290,7 @@ def timbre_cost(probes: int, lengths: tuple[float, ...]) -> None:
         samples = render(SongSpec(seed=77, bpm=118, tonic="A", mode="minor", seconds=seconds), RATE)
         info = AudioInfo(container="synthetic", codec="pcm", rate=RATE, channels=2, duration_s=seconds, bit_rate=None)
         audio = DecodedAudio(samples=samples, rate=RATE, info=info)
-        whole = _best(lambda a=audio: analyse(a, torch_threads=1))
+        whole = _best(lambda a=audio: analyse(a, timbre_features=True, torch_threads=1))
         mono = resample(audio.mono(), RATE, timbre.RATE).astype(np.float32)
         one = _best(lambda m=mono: timbre.compute(m, timbre.RATE, threads=1))
         two = _best(lambda m=mono: timbre.compute(m, timbre.RATE, threads=2))
@@ -301,7 +301,7 @@ def timbre_cost(probes: int, lengths: tuple[float, ...]) -> None:
 
 #: One job's pipeline in a fresh interpreter (a TranscodeJob is one): wall and CPU seconds of ``process``.
 JOB_PROBE = """
-import json, os, sys, tempfile, time
+import inspect, json, os, sys, tempfile, time
 from pathlib import Path
 from audio.pipeline import process
 from audio.synthetic import SongSpec, render, write_audio
@@ -309,8 +309,10 @@ seconds = float(sys.argv[1])
 with tempfile.TemporaryDirectory() as scratch:
     song = render(SongSpec(seed=2026, bpm=124, tonic="F", mode="minor", seconds=seconds), 44100)
     source = write_audio(Path(scratch) / "song.flac", song, 44100)
+    # with the timbre features where the tree has them (a base tree from before them has no such switch)
+    on = {"timbre_features": True} if "timbre_features" in inspect.signature(process).parameters else {}
     wall, cpu = time.perf_counter(), os.times()
-    process(source, Path(scratch) / "out", max_duration_s=seconds + 60)
+    process(source, Path(scratch) / "out", max_duration_s=seconds + 60, **on)
     end = os.times()
     print(json.dumps([time.perf_counter() - wall, end.user + end.system - cpu.user - cpu.system]))
 """

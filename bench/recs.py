@@ -237,16 +237,18 @@ def _without_timbre(analysis: dict) -> dict:
     return {k: v for k, v in analysis.items() if k != "timbre"}
 
 
-def timbre_variants(analyses: list[dict], served_with_timbre: bool) -> dict[str, list[dict]]:
-    """The analyses as served (with the timbre features only when ``transcode_timbre`` is on), and the
-    other choice: with them for every track, or for none (zeros and flag 0: constant, unusable), and with
-    them for every other track (the fallback ``ml.content.timbre_block`` reads while a backfill runs)."""
+HALF_TIMBRE = "with every other track without timbre"
+
+
+def timbre_variants(analyses: list[dict], served_with_timbre: bool) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The analyses as served (with the timbre features only when ``transcode_timbre`` is on), and beside
+    them the other choice and a catalogue in between (every other track with timbre: the fallback
+    ``ml.content.timbre_block`` reads while a backfill runs). Without timbre the block is zeros and flag 0."""
     stripped = [_without_timbre(a) for a in analyses]
-    other = ("without timbre (transcode_timbre off)", stripped) if served_with_timbre \
-        else ("with timbre (transcode_timbre on)", analyses)
-    return {"served": analyses if served_with_timbre else stripped, other[0]: other[1],
-            "with every other track without timbre": [_without_timbre(a) if i % 2 else a
-                                                      for i, a in enumerate(analyses)]}
+    half = [_without_timbre(a) if i % 2 else a for i, a in enumerate(analyses)]
+    if served_with_timbre:
+        return analyses, {"without timbre (transcode_timbre off)": stripped, HALF_TIMBRE: half}
+    return stripped, {"with timbre (transcode_timbre on)": analyses, HALF_TIMBRE: half}
 
 
 def _cold_start_run(name: str, plays: sp.csr_matrix, catalogue: sound_catalogue.SoundCatalogue,
@@ -257,13 +259,13 @@ def _cold_start_run(name: str, plays: sp.csr_matrix, catalogue: sound_catalogue.
     value = settings.rec_alpha * settings.rec_complete_weight
     coo = plays.tocoo()
     entries = [(str(u), str(i), value) for u, i in zip(coo.row, coo.col, strict=True) if i not in held]
-    analyses = timbre_variants(catalogue.analyses, settings.transcode_timbre)
-    full = {str(i): content.content_vector(a) for i, a in enumerate(analyses.pop("served"))}
+    served, others = timbre_variants(catalogue.analyses, settings.transcode_timbre)
+    full = {str(i): content.content_vector(a) for i, a in enumerate(served)}
     genre_only = {str(i): _genre_probabilities(a) for i, a in enumerate(catalogue.analyses)}
     variants = {"content network (served)": (settings, full),
                 "content ridge (linear baseline)": (settings.model_copy(update={"rec_content_model": "ridge"}), full),
                 "content network on genre probabilities only": (settings, genre_only)}
-    for variant, chosen in analyses.items():
+    for variant, chosen in others.items():
         variants[f"content network {variant}"] = (settings, {str(i): content.content_vector(a)
                                                              for i, a in enumerate(chosen)})
     cold_vectors, fold_in, trained = {}, {}, []

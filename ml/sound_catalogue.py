@@ -40,7 +40,8 @@ CORNERS = np.array([(1.0, 1.0), (-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0)]) / np.sq
 
 
 def analysed_clip(style: str, seed: int, seconds: float = 8.0) -> dict[str, Any]:
-    """The stored analysis of one rendered clip, as the transcoding job would write it."""
+    """The stored analysis of one rendered clip, as the transcoding job writes it with ``transcode_timbre``
+    on (``bench/recs.py`` strips the timbre to see the default beside it)."""
     return _clip(style, seed, seconds)[0]
 
 
@@ -49,7 +50,8 @@ def _clip(style: str, seed: int, seconds: float) -> tuple[dict[str, Any], np.nda
     samples = genre_styles.render(style, seed, seconds=seconds).astype(np.float32)
     rate = genre_styles.RATE
     info = AudioInfo(container="synthetic", codec="pcm", rate=rate, channels=1, duration_s=seconds, bit_rate=None)
-    return analyse(DecodedAudio(samples=samples[None, :], rate=rate, info=info)), sound_attributes(samples, rate)
+    decoded = DecodedAudio(samples=samples[None, :], rate=rate, info=info)
+    return analyse(decoded, timbre_features=True), sound_attributes(samples, rate)
 
 
 def sound_attributes(samples: np.ndarray, rate: int, frame: int = 1024, hop: int = 512) -> np.ndarray:

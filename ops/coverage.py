@@ -46,11 +46,14 @@ def query(base: str, expr: str) -> list:
 
 @dataclass(frozen=True)
 class Coverage:
-    """What has no data: panels (dashboard uid, title), metrics alert rules read, SLO recordings."""
+    """What has no data: panels (dashboard uid, title), metrics alert rules read, SLO recordings; and how
+    many panels and rule metrics were asked about (those on an allowed metric are not)."""
 
     empty_panels: list[tuple[str, str]]
     absent_rule_metrics: list[str]
     unrecorded: list[str]
+    panels_asked: int
+    rule_metrics_asked: int
 
     @property
     def complete(self) -> bool:
@@ -72,13 +75,14 @@ def rule_metrics() -> set[str]:
 def check(base: str, allowed: Iterable[str] = NEEDS_A_FAULT) -> Coverage:
     """One pass over every panel, rule metric and 5-minute SLO recording; ``allowed`` names may be empty."""
     allowed = frozenset(allowed)
-    empty = [(uid, title) for uid, title, expr in panel_queries()
-             if not set(NAME.findall(expr)) & allowed and not query(base, expr)]
-    absent = sorted(n for n in rule_metrics() - allowed if not query(base, f"count({n})"))
+    panels = [(uid, title, expr) for uid, title, expr in panel_queries() if not set(NAME.findall(expr)) & allowed]
+    metrics = rule_metrics() - allowed
+    empty = [(uid, title) for uid, title, expr in panels if not query(base, expr)]
+    absent = sorted(n for n in metrics if not query(base, f"count({n})"))
     # Rules are evaluated every evaluation interval: each SLO's 5-minute ratio has a value once they ran.
     unrecorded = [r["record"] for r in alerts.recording_rules()
                   if r["record"].endswith("rate5m") and not query(base, r["record"])]
-    return Coverage(empty, absent, unrecorded)
+    return Coverage(empty, absent, unrecorded, len(panels), len(metrics))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,14 +92,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a metric allowed to have no data (besides those only a fault produces)")
     args = parser.parse_args(argv)
     coverage = check(args.prometheus, NEEDS_A_FAULT | set(args.allow))
-    allowed = NEEDS_A_FAULT | set(args.allow)
-    panels = [p for p in panel_queries() if not set(NAME.findall(p[2])) & allowed]
-    print(f"panels with data: {len(panels) - len(coverage.empty_panels)} of the {len(panels)} not on an allowed "
-          f"metric ({len(panel_queries()) - len(panels)} on one, not asked)")
+    asked = coverage.panels_asked
+    print(f"panels with data: {asked - len(coverage.empty_panels)} of the {asked} not on an allowed metric "
+          f"({len(panel_queries()) - asked} on one, not asked)")
     for uid, title in coverage.empty_panels:
         print(f"  no data: {uid} / {title}")
-    print(f"metrics the rules read, present: {len(rule_metrics() - NEEDS_A_FAULT) - len(coverage.absent_rule_metrics)}"
-          f" of {len(rule_metrics() - NEEDS_A_FAULT)}")
+    print(f"metrics the rules read, present: {coverage.rule_metrics_asked - len(coverage.absent_rule_metrics)} "
+          f"of {coverage.rule_metrics_asked}")
     for name in coverage.absent_rule_metrics:
         print(f"  absent: {name}")
     for record in coverage.unrecorded:

@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.timeout(420),
 NEEDS_A_FAULT = coverage.NEEDS_A_FAULT - {"ray_verseflow_realtime_host_recoveries_total"}
 #: Ray's node metrics come from its dashboard agent, and Serve's autoscaling metrics from deployments
 #: with autoscaling: the test cluster runs neither (``make up`` runs both: ``ops.coverage`` against it
-#: finds them, bench/README.md's operations section).
+#: finds them: README.md, Prometheus).
 NOT_IN_THIS_CLUSTER = {"ray_node_cpu_utilization", "ray_node_mem_used", "ray_serve_autoscaling_target_replicas"}
 
 

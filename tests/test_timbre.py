@@ -123,7 +123,7 @@ def decoded(samples: np.ndarray, rate: int) -> DecodedAudio:
 
 def test_the_analysis_stores_the_timbre_and_the_content_vector_reads_it():
     audio = decoded(render(SongSpec(seed=9, seconds=15.0, bpm=124, tonic="G", mode="major"), 44100), 44100)
-    analysis = analyse(audio)
+    analysis = analyse(audio, timbre_features=True)
     stored = analysis["timbre"]
     assert stored["model"] == timbre.MODEL and len(stored["values"]) == timbre.DIMENSIONS
     assert stored == timbre_of(audio)                               # what the backfill would store
@@ -195,7 +195,7 @@ async def test_old_tracks_get_their_timbre_from_the_stored_source(own_database, 
     artist = await artists.create_artist(pool, owner, name=f"timbre {uuid.uuid4().hex[:6]}")
     samples = render(SongSpec(seed=12, seconds=12.0, bpm=100, tonic="D", mode="minor"), 44100)
     path = write_audio(tmp_path / "old.flac", samples, 44100)
-    before = {k: v for k, v in analyse(decode(path, max_duration_s=60.0)).items() if k != "timbre"}
+    before = analyse(decode(path, max_duration_s=60.0))   # as published with the timbre features off
     made = []
     for title, with_source in (("old", True), ("source gone", False)):   # as published before timbre-v1
         track = await tracks.create_track(pool, owner, title=title, artist_id=artist["id"], duration_s=12.0,
