@@ -61,8 +61,11 @@ class Line:
 def apportion(pool: int, weights: Sequence[float] | np.ndarray, keys: Sequence[str]) -> list[int]:
     """Largest-remainder (Hamilton) apportionment of ``pool`` minor units by ``weights``; sums to ``pool``.
 
-    Integer weights are apportioned exactly; fractional ones in float64 (the sum is exact either way).
-    Ties between equal remainders go to the smaller key, so a re-run gives the same cents.
+    Integer weights are apportioned exactly; fractional ones in float64, each share rounded to a millionth of
+    a minor unit first (the sum is exact either way): the same money summed in another order (PostgreSQL's
+    parallel aggregate against numpy, ``compute_in_database`` against ``compute``) differs in the last bits,
+    and that must not move a cent between two tracks whose remainders are equal. Ties between equal
+    remainders go to the smaller key, so a re-run gives the same cents.
     """
     if pool < 0:
         raise InvalidInput("the pool cannot be negative")
@@ -80,7 +83,7 @@ def apportion(pool: int, weights: Sequence[float] | np.ndarray, keys: Sequence[s
         total_f = float(w.sum())
         if total_f <= 0:
             raise InvalidInput("nothing to apportion the pool over")
-        exact = w.astype(np.float64) * (pool / total_f)
+        exact = np.round(w.astype(np.float64) * (pool / total_f), 6)
         floors = np.floor(exact).astype(np.int64)
         remainders = exact - floors
     left = pool - int(floors.sum())
